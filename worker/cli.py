@@ -1,0 +1,248 @@
+"""The ``conceptlens`` command line: demo model, analysis of one image.
+
+conceptlens demo-model [--out data/demo]
+conceptlens analyze --model M --image X [--grid 4x4] [--baseline mean] ...
+conceptlens demo      (writes the demo model if needed, then analyses a sample)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEMO_DIR = Path("data/demo")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError, MemoryError) as exc:
+        print(f"conceptlens: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conceptlens",
+        description="Which interaction concepts does a network encode? Exact Harsanyi "
+        "interactions, multi-order interactions and sparsity of one input.",
+    )
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    demo_model = sub.add_parser(
+        "demo-model", help="train the demo digits CNN and write it in every format"
+    )
+    demo_model.add_argument(
+        "--out", type=Path, default=DEMO_DIR, help="folder (default: data/demo)"
+    )
+    demo_model.add_argument("--seed", type=int, default=0)
+    demo_model.set_defaults(func=cmd_demo_model)
+
+    analyze = sub.add_parser("analyze", help="analyse one image with one model")
+    analyze.add_argument(
+        "--model", type=Path, required=True, help="ONNX, TorchScript, safetensors or .pt state_dict"
+    )
+    analyze.add_argument("--image", type=Path, required=True, help="PNG or JPEG")
+    _analysis_options(analyze)
+    analyze.set_defaults(func=cmd_analyze)
+
+    demo = sub.add_parser("demo", help="write the demo model if needed and analyse a sample digit")
+    demo.add_argument("--sample", type=int, default=0, help="which sample image (default 0)")
+    _analysis_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", default="4x4", help="patch grid rows x cols (default 4x4)")
+    p.add_argument("--players", help="comma-separated cells used as players (default: all)")
+    p.add_argument(
+        "--others", choices=("present", "absent"), default="present", help="non-player cells"
+    )
+    p.add_argument(
+        "--baseline", default="mean", help="zero, mean, blur, or an image file (default mean)"
+    )
+    p.add_argument("--target", default="predicted", help="'predicted' or a class index")
+    p.add_argument(
+        "--output", default="log-odds", choices=("log-odds", "logit", "prob", "log-prob")
+    )
+    p.add_argument(
+        "--tau", type=float, default=0.05, help="salient threshold on normalised |I| (0.05)"
+    )
+    p.add_argument("--top-k", type=int, default=10, help="salient sets to list (10)")
+    p.add_argument(
+        "--and-or-steps", type=int, default=0, help="also learn AND-OR interactions (e.g. 10000)"
+    )
+    p.add_argument("--input-size", help="HxW when the model file does not record it")
+    p.add_argument(
+        "--channels", type=int, choices=(1, 3), help="when the model file does not record it"
+    )
+    p.add_argument("--mean", help="normalisation mean, one value or one per channel")
+    p.add_argument("--std", help="normalisation std, one value or one per channel")
+    p.add_argument(
+        "--architecture", help="project architecture for a bare state_dict (e.g. digit_cnn)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=2048, help="forward-pass batch (halves on OOM)"
+    )
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="result file (.npz, with a .json sidecar)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    from worker.engine.models.demo import write_demo_model
+
+    t0 = time.perf_counter()
+    info = write_demo_model(args.out, seed=args.seed)
+    print(f"demo model written to {args.out} in {time.perf_counter() - t0:.1f} s")
+    print(f"test accuracy {info['test_accuracy']:.3f}; files:")
+    for path in sorted(Path(args.out).rglob("*")):
+        if path.is_file():
+            print(f"  {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from worker.engine.models.demo import write_demo_model
+
+    if not (DEMO_DIR / "demo_model.json").exists():
+        print(f"writing the demo model to {DEMO_DIR} ...")
+        write_demo_model(DEMO_DIR)
+    samples = sorted((DEMO_DIR / "samples").glob("*.png"))
+    args.model = DEMO_DIR / "digit_cnn.onnx"
+    args.image = samples[args.sample % len(samples)]
+    args.out = args.out or Path("out/demo_result.npz")
+    return cmd_analyze(args)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from worker.engine.pipeline import AnalysisRequest, run_analysis
+
+    request = AnalysisRequest(
+        model=args.model,
+        image=args.image,
+        grid=args.grid,
+        players=_int_list(args.players),
+        others_present=args.others == "present",
+        baseline=args.baseline,
+        target=args.target if args.target == "predicted" else int(args.target),
+        output=args.output,
+        tau=args.tau,
+        top_k=args.top_k,
+        and_or_steps=args.and_or_steps,
+        input_size=_size(args.input_size),
+        channels=args.channels,
+        mean=_float_list(args.mean),
+        std=_float_list(args.std),
+        architecture=args.architecture,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    bar = None if args.quiet else _ProgressBar()
+    result = run_analysis(request, progress=bar)
+    if bar is not None:
+        bar.close()
+    print(format_summary(result.summary()))
+    if args.out is not None:
+        npz, sidecar = result.save(args.out)
+        print(f"\nwrote {npz} and {sidecar}")
+    return 0
+
+
+class _ProgressBar:
+    """tqdm over forward passes (created on the first report, when the total is known)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="pass", desc="forward passes", file=sys.stderr)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The printed summary: prediction, v(N)−v(∅), residuals, top salient sets, J^(m)."""
+    lines = [
+        f"model       {s.get('model', '')}",
+        f"image       {s.get('image', '')}",
+        f"players     n = {s['n_players']} ({s.get('grid', '')} grid), "
+        f"baseline {s.get('baseline', '')}",
+        f"prediction  class {s['prediction']}" + _label(s, s["prediction"]),
+        f"target      class {s['target']}{_label(s, s['target'])}, output {s['output']}",
+        f"v(N) − v(∅) {s['v_full_minus_empty']:+.6g}   "
+        f"(v(∅) = {s['v_empty']:.6g}, v(N) = {s['v_full']:.6g})",
+        f"residual    max_S |v(S) − Σ_{{T⊆S}} I(T)| = {s['residual']:.3g}",
+    ]
+    if "and_or" in s:
+        ao = s["and_or"]
+        lines.append(
+            f"AND-OR      residual {ao['residual']:.3g}, Σ|I| {ao['loss']:.4g} "
+            f"(AND only {ao['loss_and_only']:.4g}), |q| ≤ {ao['q_max']:.3g}"
+        )
+    pos, neg = s["salient_positive"], s["salient_negative"]
+    lines.append(
+        f"salient     {sum(pos) + sum(neg)} of {2 ** s['n_players'] - 1} sets at τ = {s['tau']}"
+    )
+    lines.append("  order  " + " ".join(f"{k:>4d}" for k in range(len(pos))))
+    lines.append("  +      " + " ".join(f"{c:>4d}" for c in pos))
+    lines.append("  −      " + " ".join(f"{c:>4d}" for c in neg))
+    lines.append("top salient sets (players, value, normalised strength):")
+    for row in s["top_sets"]:
+        players = ", ".join(map(str, row["players"]))
+        lines.append(f"  {{{players}}}  {row['value']:+.4g}  {row['strength']:.3f}")
+    p = s.get("p")
+    lines.append(
+        "monotonicity ū(m) = E_{|S|=m}[v(S) − v(∅)]: "
+        + " ".join(f"{u:.3g}" for u in s["u_bar"])
+        + (f"; exponent p = {p:.3g}" if p is not None else "")
+    )
+    lines.append("order-strength curve (m/n, J^(m), theory F^(m)):")
+    n = s["n_players"]
+    for m, (j, f) in enumerate(zip(s["J"], s["F"], strict=True)):
+        lines.append(f"  m={m:<3d} {m / n:5.2f}  {j:8.4f}  {f:8.4f}  {_bar(j)}")
+    return "\n".join(lines)
+
+
+def _label(s: dict[str, Any], cls: int) -> str:
+    labels = s.get("labels")
+    return f" ({labels[cls]})" if labels and cls < len(labels) else ""
+
+
+def _bar(value: float, width: int = 30) -> str:
+    return "█" * round(min(value, 3.0) / 3.0 * width)
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    return None if not text else [int(t) for t in text.replace(" ", "").split(",") if t]
+
+
+def _float_list(text: str | None) -> list[float] | None:
+    return None if not text else [float(t) for t in text.replace(" ", "").split(",") if t]
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    from worker.engine.players import parse_grid
+
+    return parse_grid(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
