@@ -75,9 +75,10 @@ def and_or_interactions(
     """Learn the AND-OR split of a game table ``v`` ``[2**n]`` (SCIENCE.md §2).
 
     ``lr`` is relative to the scale ``|v(N) − v(∅)|`` (or the spread of ``v`` if that is 0)
-    and decays linearly to 1% of itself. The split starts all-AND (``γ = ½v``: the plain
-    Harsanyi decomposition), and the best iterate is kept, so the result is never less
-    sparse than that start. Cost per step: about six O(n·2^n) transforms; 10,000 steps at
+    and decays linearly to 1% of itself. The split starts even (``γ = 0``), which converged
+    better than an all-AND start in our trials; the best iterate is kept, and the all-AND
+    split (the plain Harsanyi decomposition) counts as one, so the result is never less
+    sparse than Harsanyi. Cost per step: about six O(n·2^n) transforms; 10,000 steps at
     n = 14 take seconds on a CPU.
     """
     table = torch.as_tensor(np.asarray(v, dtype=np.float64), device=device)
@@ -105,10 +106,12 @@ class _State:
         self.v = v
         self.noise = noise
         self.bound = bound
-        self.u = torch.zeros_like(v)
+        self.u = torch.zeros_like(v)  # γ = 0: an even split
         self.q = torch.zeros_like(v)
         self.half_and = harsanyi(0.5 * v)
-        self.best = (float("inf"), self.u.clone(), self.q.clone())
+        # the all-AND split (γ = ½v, u = M(½v)) is the candidate to beat
+        all_and = float((2 * self.half_and[1:]).abs().sum())
+        self.best = (all_and, self.half_and.clone(), self.q.clone())
 
     def params(self) -> list[torch.Tensor]:
         return [self.u, self.q] if self.noise else [self.u]
@@ -168,8 +171,6 @@ def _split(v: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 def _finish(table: torch.Tensor, state: _State, steps: int) -> AndOrResult:
     v = table.cpu().numpy()
     _, best_u, best_q = state.best
-    if steps == 0:
-        best_u, best_q = state.u, state.q
     q_np = best_q.cpu().numpy()
     gamma_np = zeta(best_u).cpu().numpy()
     i_and, i_or = and_or_tables(v, gamma_np, q_np)

@@ -1,0 +1,25 @@
+"""Fixtures shared by every test folder: the demo model, written once per session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.engine.models import write_demo_model
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding :func:`write_demo_model`'s output (seed 0, 8 samples)."""
+    out = tmp_path_factory.mktemp("demo")
+    write_demo_model(out, seed=0, n_samples=8)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_manifest(demo_dir: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((demo_dir / "demo_model.json").read_text())
+    return manifest
