@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,17 @@ class PolynomialOfPatches(nn.Module):
 EXPECTED = {0b0110: 3.0, 0b1000: 2.0, 0b1101: -1.5}
 
 
-def polynomial_game(predict) -> MaskedModelGame:  # type: ignore[no-untyped-def]
+def polynomial_game(predict: Callable[[torch.Tensor], torch.Tensor]) -> MaskedModelGame:
     x = torch.ones(1, 8, 8)
     players = Players(PatchGrid(2, 2, 8, 8))
     return MaskedModelGame(
-        predict, x, players, make_baseline(x, "zero"), device=torch.device("cpu"), target=1, output="logit"
+        predict,
+        x,
+        players,
+        make_baseline(x, "zero"),
+        device=torch.device("cpu"),
+        target=1,
+        output="logit",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_rejects_tables_that_are_not_a_power_of_two(size: int) -> None:
 
 
 @pytest.mark.parametrize("transform,adjoint", [(harsanyi, harsanyi_adjoint), (zeta, superset_sums)])
-def test_adjoints_satisfy_inner_product_identity(transform, adjoint) -> None:  # type: ignore[no-untyped-def]
+def test_adjoints_satisfy_inner_product_identity(transform: Any, adjoint: Any) -> None:
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=1 << 9), rng.normal(size=1 << 9)
     assert np.dot(transform(x), y) == pytest.approx(np.dot(x, adjoint(y)), rel=1e-10)

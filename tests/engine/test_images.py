@@ -43,3 +43,14 @@ def test_bad_images_give_clear_errors(tmp_path: Path) -> None:
         normalise(torch.zeros(3, 2, 2), [0.1, 0.2], None)
     with pytest.raises(ImageError, match="positive"):
         normalise(torch.zeros(1, 2, 2), None, [0.0])
+
+
+def test_oversized_image_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.engine.images as images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 15)
+    path = write_png(tmp_path / "big.png", np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(ImageError, match="at most 15"):
+        load_image(path)

@@ -154,7 +154,7 @@ class InteractionResult:
         if npz.suffix != ".npz":
             npz = npz.with_suffix(".npz")
         npz.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(npz, **self.arrays())
+        np.savez(npz, **self.arrays())  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
         sidecar = npz.with_suffix(".json")
         sidecar.write_text(json.dumps(self.summary(), indent=2))
         return npz, sidecar

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from worker.engine.aliases import FloatArray, SubsetTable
+from worker.engine.aliases import FloatArray
 
-A = TypeVar("A", bound=Any)
+#: A table over subsets, as a NumPy array or a torch tensor; transforms return the same kind.
+A = TypeVar("A", npt.NDArray[Any], torch.Tensor)
 
 
 def n_players_of(table: Any) -> int:
@@ -39,8 +41,8 @@ def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     are several times faster than NumPy's on these strided halves and use every core.
     """
     n = n_players_of(a)
-    t = torch.from_numpy(a) if isinstance(a, np.ndarray) else a
-    rest = tuple(t.shape[1:])
+    t: torch.Tensor = torch.from_numpy(a) if isinstance(a, np.ndarray) else a
+    rest: tuple[int, ...] = tuple(t.shape[1:])
     for i in range(n):
         view = t.view((1 << (n - 1 - i), 2, 1 << i, *rest))
         hi, lo = view[:, 1], view[:, 0]
@@ -49,7 +51,7 @@ def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     return a
 
 
-def harsanyi(v: SubsetTable, *, inplace: bool = False) -> SubsetTable:
+def harsanyi(v: A, *, inplace: bool = False) -> A:
     """Harsanyi dividends of a game table: the Möbius transform (SCIENCE.md §1).
 
     ``v`` has shape ``[2**n]`` or ``[2**n, k]`` (row index = bitmask); the result has the
@@ -65,7 +67,7 @@ def harsanyi(v: SubsetTable, *, inplace: bool = False) -> SubsetTable:
     return _butterfly(a, superset=False, sign=-1)
 
 
-def zeta(interactions: SubsetTable, *, inplace: bool = False) -> SubsetTable:
+def zeta(interactions: A, *, inplace: bool = False) -> A:
     """Inverse of :func:`harsanyi`: ``v[S] = Σ_{T⊆S} I[T]``. O(n·2^n).
 
     Example:
@@ -77,7 +79,7 @@ def zeta(interactions: SubsetTable, *, inplace: bool = False) -> SubsetTable:
     return _butterfly(a, superset=False, sign=+1)
 
 
-def harsanyi_adjoint(g: SubsetTable, *, inplace: bool = False) -> SubsetTable:
+def harsanyi_adjoint(g: A, *, inplace: bool = False) -> A:
     """Transpose of the Möbius matrix applied to ``g``: ``(Mᵀg)[T] = Σ_{S⊇T} (-1)^{|S|-|T|} g[S]``.
 
     Needed for gradients through :func:`harsanyi` (the AND-OR optimiser). O(n·2^n).
@@ -86,13 +88,13 @@ def harsanyi_adjoint(g: SubsetTable, *, inplace: bool = False) -> SubsetTable:
     return _butterfly(a, superset=True, sign=-1)
 
 
-def superset_sums(g: SubsetTable, *, inplace: bool = False) -> SubsetTable:
+def superset_sums(g: A, *, inplace: bool = False) -> A:
     """Transpose of the zeta transform: ``(Zᵀg)[T] = Σ_{S⊇T} g[S]``. O(n·2^n)."""
     a = g if inplace else _copy(g)
     return _butterfly(a, superset=True, sign=+1)
 
 
-def faithfulness_residual(v: SubsetTable, interactions: SubsetTable) -> float:
+def faithfulness_residual(v: A, interactions: A) -> float:
     """``max_S |v(S) − Σ_{T⊆S} I(T)|`` — zero up to float rounding for exact dividends."""
     rebuilt = zeta(interactions)
     return float(np.max(np.abs(_to_numpy(rebuilt) - _to_numpy(v)))) if len(v) else 0.0
@@ -113,7 +115,9 @@ def orders(n: int) -> np.ndarray:
 
 def _copy(a: A) -> A:
     if isinstance(a, np.ndarray):
-        return np.array(a, dtype=np.result_type(a.dtype, np.float32), order="C", copy=True)
+        dtype = np.result_type(a.dtype, np.float32)
+        copied: npt.NDArray[Any] = np.array(a, dtype=dtype, order="C", copy=True)
+        return copied
     return a.clone(memory_format=torch.contiguous_format)
 
 

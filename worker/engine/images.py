@@ -33,22 +33,27 @@ def load_image(
     (H, W) if given, converted to ``channels`` (1 = grayscale, 3 = RGB; default: the
     file's own, grayscale or RGB), then ``(x − mean) / std`` per channel if given.
     """
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-        source = io.BytesIO(path) if isinstance(path, bytes) else path
-        with Image.open(source) as img:
-            img.load()
-            mode = {1: "L", 3: "RGB"}.get(channels or 0) or (
-                "L" if img.mode in ("L", "1", "I;16", "I") else "RGB"
-            )
-            img = img.convert(mode)
-            if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise ImageError(f"cannot read the image: {exc}") from None
     if channels is not None and channels not in (1, 3):
         raise ImageError(f"images can have 1 or 3 channels, not {channels}")
+    try:
+        source = io.BytesIO(path) if isinstance(path, bytes) else path
+        with Image.open(source) as opened:  # reads the header only
+            width, height = opened.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"the image is {width}x{height} pixels; at most {MAX_PIXELS:,} are accepted"
+                )
+            mode = {1: "L", 3: "RGB"}.get(channels or 0) or (
+                "L" if opened.mode in ("L", "1", "I;16", "I") else "RGB"
+            )
+            img = opened.convert(mode)
+        if size is not None and img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"cannot read the image: {exc}") from None
     x = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
     return normalise(x, mean, std)
 

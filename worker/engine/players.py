@@ -93,8 +93,8 @@ class Players:
     """The players of an analysis: chosen cells of a grid, and what the rest do.
 
     ``pixel_presence(coalitions)`` maps boolean coalitions ``[b, n]`` to per-pixel presence
-    ``[b, 1, H, W]`` (1 = input pixel, 0 = baseline) by one ``[b, n] @ [n, H·W]`` product,
-    on the device of the coalitions.
+    ``[b, 1, H, W]`` (1 = input pixel, 0 = baseline) by gathering each pixel's player, on
+    the device of the coalitions: O(b·H·W).
     """
 
     def __init__(
@@ -115,20 +115,24 @@ class Players:
         self.grid = grid
         self.cells = cells
         self.others_present = others_present
-        masks = grid.cell_masks().reshape(grid.n_cells, -1)
-        self._player_pixels = masks[cells].to(torch.float32)
-        others = ~masks[cells].any(dim=0) if others_present else torch.zeros_like(masks[0])
-        self._other_pixels = others.to(torch.float32)
+        # each pixel's player, or n for pixels of cells that are not players
+        owner = torch.full((grid.n_cells,), len(cells), dtype=torch.int64)
+        owner[torch.tensor(cells)] = torch.arange(len(cells))
+        cell_of_pixel = grid.cell_masks().reshape(grid.n_cells, -1).to(torch.int64).argmax(0)
+        self._pixel_player = owner[cell_of_pixel]
 
     @property
     def n(self) -> int:
         return len(self.cells)
 
     def pixel_presence(self, coalitions: torch.Tensor) -> torch.Tensor:
-        """``[b, n]`` bool/float coalitions → ``[b, 1, H, W]`` float presence."""
+        """``[b, n]`` bool coalitions → ``[b, 1, H, W]`` float presence (a gather, no product)."""
         device = coalitions.device
-        pixels = self._player_pixels.to(device)
-        presence = coalitions.to(torch.float32) @ pixels + self._other_pixels.to(device)
+        others = torch.full(
+            (coalitions.shape[0], 1), self.others_present, dtype=torch.bool, device=device
+        )
+        extended = torch.cat([coalitions.to(torch.bool), others], dim=1)
+        presence = extended[:, self._pixel_player.to(device)].to(torch.float32)
         return presence.view(-1, 1, self.grid.height, self.grid.width)
 
 
