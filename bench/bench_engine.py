@@ -29,25 +29,27 @@ import numpy as np
 import torch
 
 from worker.engine.and_or import and_or_interactions
+from worker.engine.game import mask_range_coalitions
 from worker.engine.harsanyi import harsanyi
+from worker.engine.images import load_image
 from worker.engine.models.demo import write_demo_model
 from worker.engine.models.loaders import load_model
 from worker.engine.multi_order import multi_order
 from worker.engine.pipeline import AnalysisRequest, run_analysis
 from worker.engine.players import PatchGrid, Players, make_baseline, masked_inputs
-from worker.engine.images import load_image
-from worker.engine.game import mask_range_coalitions
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fn: Callable[..., object], *args: Any) -> float:
+    """Seconds one call of ``fn(*args)`` takes."""
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def median_time(fn: Callable[..., object], *args: Any, repeats: int) -> float:
+    return statistics.median(timed(fn, *args) for _ in range(repeats))
 
 
 def numpy_moebius(v: np.ndarray) -> np.ndarray:
@@ -91,8 +93,8 @@ def bench_harsanyi(sizes: list[int], shapiq_sizes: list[int]) -> list[dict[str, 
         repeats = 15 if n <= 16 else 5
         ours_s, ref_s = [], []
         for _ in range(repeats):  # interleaved so both see the same machine state
-            ours_s.append(median_time(lambda: harsanyi(v), 1))
-            ref_s.append(median_time(lambda: numpy_moebius(v), 1))
+            ours_s.append(timed(harsanyi, v))
+            ref_s.append(timed(numpy_moebius, v))
         ours, ref = statistics.median(ours_s), statistics.median(ref_s)
         row: dict[str, Any] = {
             "n": n,
@@ -141,7 +143,7 @@ def bench_end_to_end(
             )
             e2e, bare = [], []
             for _ in range(repeats):
-                e2e.append(median_time(lambda: run_analysis(request), 1))
+                e2e.append(timed(run_analysis, request))
                 bare.append(bare_forward_seconds(model_path, image, r, c, 2048))
             t_e2e, t_bare = statistics.median(e2e), statistics.median(bare)
             rows.append(
@@ -160,7 +162,7 @@ def bench_multi_order(n: int) -> dict[str, Any]:
     interactions = harsanyi(np.random.default_rng(0).normal(size=1 << n))
     multi_order(interactions)  # warm the per-n cache of masks sorted by order
     cold = np.random.default_rng(1).normal(size=1 << n)
-    seconds = median_time(lambda: multi_order(cold), 7)
+    seconds = median_time(multi_order, cold, repeats=7)
     return {"n": n, "seconds": seconds, "pairs": n * (n - 1) // 2, "orders": n - 1}
 
 
@@ -235,9 +237,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in results["end_to_end"]:
-        lines.append(
-            f"| {r['format']} | {r['n']} | {r['end_to_end_s']:.2f} | {r['bare_forward_s']:.2f} | {r['ratio']:.3f} |"
-        )
+        times = f"{r['end_to_end_s']:.2f} | {r['bare_forward_s']:.2f}"
+        lines.append(f"| {r['format']} | {r['n']} | {times} | {r['ratio']:.3f} |")
     mo = results["multi_order"]
     lines += ["", f"### Exact multi-order curve at n = {mo['n']} (target ≤ 0.5 s)", ""]
     lines.append(f"{mo['pairs']} pairs × {mo['orders']} orders: {mo['seconds'] * 1e3:.1f} ms")

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from worker.engine.game import (
-    Cancelled,
     CallableGame,
+    Cancelled,
     MaskedModelGame,
     logit_table,
     mask_range_coalitions,
