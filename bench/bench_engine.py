@@ -30,13 +30,13 @@ import torch
 
 from worker.engine.and_or import and_or_interactions
 from worker.engine.game import mask_range_coalitions
-from worker.engine.harsanyi import harsanyi
 from worker.engine.images import load_image
 from worker.engine.models.demo import write_demo_model
 from worker.engine.models.loaders import load_model
-from worker.engine.multi_order import multi_order
+from worker.engine.pairwise import multi_order
 from worker.engine.pipeline import AnalysisRequest, run_analysis
 from worker.engine.players import PatchGrid, Players, make_baseline, masked_inputs
+from worker.engine.transforms import harsanyi
 
 RESULTS = Path(__file__).parent / "results"
 

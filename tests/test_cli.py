@@ -13,7 +13,10 @@ from worker.cli import main
 
 
 def test_analyze_prints_summary_and_writes_files(
-    demo_dir: Path, demo_manifest: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_dir: Path,
+    demo_manifest: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     sample = demo_manifest["samples"][2]
     out = tmp_path / "r.npz"
@@ -31,7 +34,13 @@ def test_analyze_prints_summary_and_writes_files(
     assert code == 0
     text = capsys.readouterr().out
     assert f"prediction  class {sample['label']}" in text
-    for heading in ("v(N) − v(∅)", "residual", "AND-OR", "top salient sets", "order-strength curve"):
+    for heading in (
+        "v(N) − v(∅)",
+        "residual",
+        "AND-OR",
+        "top salient sets",
+        "order-strength curve",
+    ):
         assert heading in text
     data = np.load(out)
     assert data["logits"].shape == (512, 10)

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     _analysis_options(analyze)
     analyze.set_defaults(func=cmd_analyze)
 
+    serve = sub.add_parser("serve", help="run the dashboard and API (embedded worker by default)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
     demo = sub.add_parser("demo", help="write the demo model if needed and analyse a sample digit")
     demo.add_argument("--sample", type=int, default=0, help="which sample image (default 0)")
     _analysis_options(demo)
@@ -108,6 +113,19 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
     for path in sorted(Path(args.out).rglob("*")):
         if path.is_file():
             print(f"  {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Migrate, then serve; with the memory:// broker a worker runs in a thread of this process."""
+    import uvicorn
+
+    from backend.app import create_app
+    from worker.service import lifecycle_hooks
+
+    start, stop = lifecycle_hooks()
+    print(f"ConceptLens on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
+    uvicorn.run(create_app(on_startup=start, on_shutdown=stop), host=args.host, port=args.port)
     return 0
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from worker.engine.analysis import FORMAT, interactions_from_logits
-from worker.engine.harsanyi import harsanyi
-from worker.engine.multi_order import multi_order
 from worker.engine.outputs import output_values
+from worker.engine.pairwise import multi_order
+from worker.engine.transforms import harsanyi
 
 
 @pytest.fixture

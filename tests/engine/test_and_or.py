@@ -7,7 +7,7 @@ import pytest
 
 from worker.engine.and_or import and_or_interactions, and_or_residual, and_or_tables
 from worker.engine.game import value_table
-from worker.engine.harsanyi import harsanyi
+from worker.engine.transforms import harsanyi
 
 
 @pytest.mark.parametrize("n", [1, 4, 8, 12])
@@ -75,5 +75,7 @@ def test_zero_steps_returns_plain_harsanyi() -> None:
 
 def test_progress_is_reported() -> None:
     calls: list[tuple[int, int]] = []
-    and_or_interactions(np.arange(16.0), steps=20, progress=lambda d, t: calls.append((d, t)), progress_every=10)
+    and_or_interactions(
+        np.arange(16.0), steps=20, progress=lambda d, t: calls.append((d, t)), progress_every=10
+    )
     assert calls == [(10, 20), (20, 20)]

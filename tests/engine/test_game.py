@@ -19,9 +19,9 @@ from worker.engine.game import (
     mask_range_coalitions,
     value_table,
 )
-from worker.engine.harsanyi import harsanyi
 from worker.engine.models.loaders import load_model
 from worker.engine.players import PatchGrid, Players, make_baseline
+from worker.engine.transforms import harsanyi
 
 
 class PolynomialOfPatches(nn.Module):

@@ -21,7 +21,9 @@ def request_for(demo_dir: Path, manifest: dict[str, Any], fmt: str, **kw: Any) -
     )
 
 
-def test_every_format_gives_the_same_interactions(demo_dir: Path, demo_manifest: dict[str, Any]) -> None:
+def test_every_format_gives_the_same_interactions(
+    demo_dir: Path, demo_manifest: dict[str, Any]
+) -> None:
     results = {
         fmt: run_analysis(request_for(demo_dir, demo_manifest, fmt))
         for fmt in ("onnx", "torchscript", "safetensors", "state_dict")
@@ -52,7 +54,9 @@ def test_selected_players_and_absent_others(demo_dir: Path, demo_manifest: dict[
     assert not np.allclose(present.v, absent.v)
 
 
-def test_too_many_players_is_refused_before_any_pass(demo_dir: Path, demo_manifest: dict[str, Any]) -> None:
+def test_too_many_players_is_refused_before_any_pass(
+    demo_dir: Path, demo_manifest: dict[str, Any]
+) -> None:
     with pytest.raises(ValueError, match="at most 24 players"):
         run_analysis(request_for(demo_dir, demo_manifest, "onnx", grid="5x5"))
 

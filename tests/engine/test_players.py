@@ -15,7 +15,9 @@ from worker.engine.players import (
 )
 
 
-@pytest.mark.parametrize("rows,cols,h,w", [(4, 4, 16, 16), (3, 3, 8, 8), (5, 2, 7, 13), (16, 16, 16, 16)])
+@pytest.mark.parametrize(
+    "rows,cols,h,w", [(4, 4, 16, 16), (3, 3, 8, 8), (5, 2, 7, 13), (16, 16, 16, 16)]
+)
 def test_cells_tile_the_image_exactly_once(rows: int, cols: int, h: int, w: int) -> None:
     masks = PatchGrid(rows, cols, h, w).cell_masks()
     assert masks.shape == (rows * cols, h, w)
@@ -58,7 +60,9 @@ def test_presence_of_selected_players_with_others_present_or_absent() -> None:
     assert absent[0].sum() == 4 and absent[1].sum() == 0
 
 
-@pytest.mark.parametrize("cells,match", [([], "at least one"), ([0, 0], "only once"), ([4], "outside")])
+@pytest.mark.parametrize(
+    "cells,match", [([], "at least one"), ([0, 0], "only once"), ([4], "outside")]
+)
 def test_bad_player_choices(cells: list[int], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Players(PatchGrid(2, 2, 4, 4), cells)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.engine.harsanyi import harsanyi
 from worker.engine.sparsity import (
     average_output_by_order,
     monotonicity_exponent,
@@ -14,6 +13,7 @@ from worker.engine.sparsity import (
     sorted_strengths,
     top_k,
 )
+from worker.engine.transforms import harsanyi
 
 
 def test_normalised_strength_ignores_the_empty_set() -> None:

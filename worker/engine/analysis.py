@@ -15,15 +15,14 @@ import numpy as np
 
 from worker.engine.aliases import FloatArray, IntArray
 from worker.engine.and_or import AndOrResult, and_or_interactions
-from worker.engine.harsanyi import faithfulness_residual, harsanyi, n_players_of, orders
-from worker.engine.multi_order import (
+from worker.engine.outputs import OutputKind, output_values, predicted_class
+from worker.engine.pairwise import (
     multi_order,
     pair_strength,
     relative_strength,
     shapley_interaction,
     theory_curve,
 )
-from worker.engine.outputs import OutputKind, output_values, predicted_class
 from worker.engine.sparsity import (
     DEFAULT_TAU,
     average_output_by_order,
@@ -33,6 +32,7 @@ from worker.engine.sparsity import (
     sorted_strengths,
     top_k,
 )
+from worker.engine.transforms import faithfulness_residual, harsanyi, n_players_of, orders
 
 ENGINE_VERSION = "1"
 FORMAT = "conceptlens-interactions/1"

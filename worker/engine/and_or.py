@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from worker.engine.aliases import FloatArray, ProgressFn, SubsetTable
-from worker.engine.harsanyi import (
+from worker.engine.transforms import (
     harsanyi,
     harsanyi_adjoint,
     n_players_of,

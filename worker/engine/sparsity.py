@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.engine.aliases import FloatArray, IntArray, SubsetTable
-from worker.engine.harsanyi import n_players_of, orders
+from worker.engine.transforms import n_players_of, orders
 
 DEFAULT_TAU = 0.05
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker.engine.harsanyi import (
+from worker.engine.transforms import (
     faithfulness_residual,
     harsanyi,
     harsanyi_adjoint,

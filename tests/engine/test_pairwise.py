@@ -8,8 +8,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from worker.engine.harsanyi import harsanyi
-from worker.engine.multi_order import (
+from worker.engine.pairwise import (
     all_pairs,
     local_pairs,
     multi_order,
@@ -19,6 +18,7 @@ from worker.engine.multi_order import (
     shapley_interaction,
     theory_curve,
 )
+from worker.engine.transforms import harsanyi
 
 
 def multi_order_by_definition(v: np.ndarray, n: int) -> np.ndarray:
@@ -70,7 +70,9 @@ def test_shapley_interaction_index() -> None:
     v = np.random.default_rng(5).normal(size=1 << n)
     index = shapley_interaction(multi_order(harsanyi(v)))
     for i, j in [(0, 1), (2, 5), (3, 4)]:
-        assert index[i, j] == pytest.approx(shapley_interaction_by_definition(v, n, i, j), abs=1e-10)
+        assert index[i, j] == pytest.approx(
+            shapley_interaction_by_definition(v, n, i, j), abs=1e-10
+        )
 
 
 def test_weights_are_probabilities_of_containing_a_set() -> None:
@@ -89,7 +91,9 @@ def test_relative_strength_averages_samples_then_normalises() -> None:
 
 def test_theory_curve_formula_and_scale() -> None:
     n = 9
-    raw = np.array([(n - m - 1) / (n * (n - 1)) / math.sqrt(math.comb(n - 2, m)) for m in range(n - 1)])
+    raw = np.array(
+        [(n - m - 1) / (n * (n - 1)) / math.sqrt(math.comb(n - 2, m)) for m in range(n - 1)]
+    )
     np.testing.assert_allclose(theory_curve(n), raw / raw.mean(), rtol=1e-12)
     big = theory_curve(256)
     assert big.shape == (255,) and np.all(np.isfinite(big)) and big.mean() == pytest.approx(1.0)

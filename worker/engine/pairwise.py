@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from worker.engine.aliases import FloatArray, IntArray, SubsetTable
-from worker.engine.harsanyi import n_players_of, orders
+from worker.engine.transforms import n_players_of, orders
 
 _CHUNK = 1 << 16
 
@@ -29,10 +29,8 @@ def order_weights(n: int) -> FloatArray:
     """``W[m, l] = w(m, l) = C(n−2−l, m−l) / C(n−2, m)`` for ``l ≤ m``, else 0; ``[n−1, n−1]``.
 
     Example:
-        >>> order_weights(4)
-        array([[1.        , 0.        , 0.        ],
-               [1.        , 0.5       , 0.        ],
-               [1.        , 1.        , 1.        ]])
+        >>> order_weights(4).tolist()
+        [[1.0, 0.0, 0.0], [1.0, 0.5, 0.0], [1.0, 1.0, 1.0]]
     """
     if n < 2:
         raise ValueError("pairwise interactions need at least 2 players")
