@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ConceptLens developer entry point.
-#   ./dev.sh start   install (first run) and run the demo analysis
+#   ./dev.sh start   install (first run) and serve the dashboard on http://127.0.0.1:8000
 #   ./dev.sh test    install (first run) and run lint, type checks and all tests
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,7 +27,7 @@ case "${1:-}" in
     start)
         install
         shift
-        exec "$VENV/bin/conceptlens" demo "$@"
+        exec "$VENV/bin/conceptlens" serve "$@"
         ;;
     test)
         install

@@ -44,7 +44,8 @@ def output_values(logits: FloatArray, target: int, kind: OutputKind = "log-odds"
     if kind == "prob":
         return np.exp(zy - log_all)
     if kind == "log-odds":
-        others = np.delete(z, target, axis=-1)
+        others = z.copy()
+        others[..., target] = -np.inf
         return zy - _logsumexp(others)
     raise ValueError(f"unknown output {kind!r}; choose one of {', '.join(OUTPUTS)}")
 

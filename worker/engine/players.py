@@ -128,12 +128,11 @@ class Players:
     def pixel_presence(self, coalitions: torch.Tensor) -> torch.Tensor:
         """``[b, n]`` bool coalitions → ``[b, 1, H, W]`` float presence (a gather, no product)."""
         device = coalitions.device
-        others = torch.full(
-            (coalitions.shape[0], 1), self.others_present, dtype=torch.bool, device=device
-        )
-        extended = torch.cat([coalitions.to(torch.bool), others], dim=1)
-        presence = extended[:, self._pixel_player.to(device)].to(torch.float32)
-        return presence.view(-1, 1, self.grid.height, self.grid.width)
+        b = coalitions.shape[0]
+        others = torch.full((b, 1), float(self.others_present), device=device)
+        extended = torch.cat([coalitions.to(torch.float32), others], dim=1)
+        presence = torch.index_select(extended, 1, self._pixel_player.to(device))
+        return presence.view(b, 1, self.grid.height, self.grid.width)
 
 
 def make_baseline(

@@ -1,0 +1,13 @@
+# One image for the API, the workers and the migration job.
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# A CUDA build of torch for GPU workers: override TORCH_SPEC at build time.
+ARG TORCH_SPEC="torch==2.13.0"
+RUN pip install "$TORCH_SPEC"
+COPY pyproject.toml README.md ./
+COPY backend backend
+COPY worker worker
+COPY frontend frontend
+RUN pip install .
+EXPOSE 8000

@@ -1,0 +1,59 @@
+"""Dependencies as ``Annotated`` aliases: the session, settings, blobs, the workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from backend.config import Settings, get_settings
+from backend.db.models import Workspace
+from backend.db.session import get_sessionmaker
+from backend.services import workspaces
+from backend.storage import LocalBlobStore
+
+COOKIE = "conceptlens_workspace"
+
+
+def get_session() -> Iterator[Session]:
+    session = get_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_blobs(settings: Annotated[Settings, Depends(get_settings)]) -> LocalBlobStore:
+    return LocalBlobStore(settings.blobs)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+BlobsDep = Annotated[LocalBlobStore, Depends(get_blobs)]
+
+
+def workspace_secret(request: Request) -> str | None:
+    """The secret from ``Authorization: Bearer …`` (scripts) or the browser's cookie."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.cookies.get(COOKIE)
+
+
+def current_workspace(request: Request, session: SessionDep) -> Workspace:
+    secret = workspace_secret(request)
+    if secret is None:
+        raise HTTPException(
+            401,
+            "No workspace: open the dashboard in a browser, or create one with "
+            "POST /api/workspace and send its secret as 'Authorization: Bearer <secret>'.",
+        )
+    workspace = workspaces.by_secret(session, secret=secret)
+    if workspace is None:
+        raise HTTPException(401, "Unknown workspace secret.")
+    return workspace
+
+
+WorkspaceDep = Annotated[Workspace, Depends(current_workspace)]

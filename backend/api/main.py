@@ -1,0 +1,30 @@
+"""Every API router, collected in one place (mounted under ``/api``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from backend.api.deps import SessionDep
+from backend.api.present import present_analysis
+from backend.api.routes import analyses, images, models, results, shares, workspace
+from backend.db.models import Analysis
+from backend.schemas import AnalysisPublic
+
+api_router = APIRouter()
+api_router.include_router(workspace.router)
+api_router.include_router(models.router)
+api_router.include_router(images.router)
+api_router.include_router(analyses.router)
+api_router.include_router(results.results_router("/analyses/{analysis_id}", "results"))
+api_router.include_router(shares.router)
+api_router.include_router(results.results_router("/shared/{token}", "shared"))
+
+
+@api_router.get("/shared/{token}", response_model=AnalysisPublic, tags=["shared"])
+def shared_analysis(
+    analysis: Annotated[Analysis, Depends(shares.shared_analysis)], session: SessionDep
+) -> AnalysisPublic:
+    """The analysis a share link opens, read-only, without any workspace or cookie."""
+    return present_analysis(session, analysis)

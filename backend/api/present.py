@@ -1,0 +1,48 @@
+"""Turning rows into response bodies (progress and ETA are derived on read)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from backend.db.models import Analysis
+from backend.schemas import AnalysisPublic, ItemPublic
+from backend.services import analyses as service
+
+
+def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
+    items = []
+    done = 0
+    for item in analysis.items:
+        progress = service.item_progress(item)
+        done += progress
+        items.append(
+            ItemPublic(
+                id=item.id,
+                image_id=item.image_id,
+                status=item.status,  # type: ignore[arg-type]
+                progress_done=progress,
+                progress_total=item.progress_total,
+                cached=bool(item.summary and item.summary.get("cached")),
+                error=item.error,
+                summary=item.summary,
+            )
+        )
+    total = sum(item.progress_total for item in analysis.items)
+    return AnalysisPublic(
+        id=analysis.id,
+        model_id=analysis.model_id,
+        params=analysis.params,
+        n_players=analysis.n_players,
+        status=analysis.status,  # type: ignore[arg-type]
+        progress_done=done,
+        progress_total=total,
+        eta_seconds=service.eta_seconds(analysis, done, total),
+        forward_passes=service.forward_passes(session, analysis),
+        error=analysis.error,
+        interrupted=bool(analysis.error and analysis.error.startswith("interrupted")),
+        created_at=analysis.created_at,
+        started_at=analysis.started_at,
+        finished_at=analysis.finished_at,
+        summary=analysis.summary,
+        items=items,
+    )

@@ -1,0 +1,118 @@
+"""Images: upload one or many (PNG/JPEG), list (own + built-in samples), get, delete."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi.responses import Response
+from PIL import Image
+
+from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
+from backend.api.uploading import read_capped
+from backend.db.models import ImageRecord
+from backend.schemas import ImagePublic, ImagesPublic
+from backend.services import images as service
+from backend.services import models as model_service
+from backend.uploads import UploadError, check_image, check_size
+
+router = APIRouter(prefix="/images", tags=["images"])
+
+
+@router.get("", response_model=ImagesPublic)
+def list_images(session: SessionDep, workspace: WorkspaceDep) -> ImagesPublic:
+    rows = service.visible(session, workspace=workspace)
+    return ImagesPublic(data=[ImagePublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.post("", response_model=ImagesPublic, status_code=201)
+async def upload_images(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    files: Annotated[list[UploadFile], File(description="PNG or JPEG files")],
+) -> ImagesPublic:
+    """All or nothing: if one file is refused, none is stored."""
+    if len(files) > settings.max_images_per_upload:
+        raise HTTPException(400, f"At most {settings.max_images_per_upload} images per upload.")
+    checked = []
+    for file in files:
+        name = file.filename or "image"
+        data = await read_capped(file, settings.max_image_bytes, f"image {name}")
+        try:
+            check_size(data, settings.max_image_bytes, f"image {name}")
+            kind, width, height, mode = check_image(data, max_pixels=settings.max_image_pixels)
+        except UploadError as error:
+            raise HTTPException(error.status, f"{name}: {error}") from None
+        checked.append((name, data, kind, width, height, mode))
+    rows = []
+    for name, data, kind, width, height, mode in checked:
+        row = ImageRecord(
+            workspace_id=workspace.id, name=name[:255], blob_key=blobs.put(data),
+            size_bytes=len(data), content_type=kind, width=width, height=height, mode=mode,
+        )  # fmt: skip
+        session.add(row)
+        rows.append(row)
+    session.commit()
+    return ImagesPublic(data=[ImagePublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/{image_id}", response_model=ImagePublic)
+def get_image(image_id: str, session: SessionDep, workspace: WorkspaceDep) -> ImageRecord:
+    return _get(session, workspace, image_id)
+
+
+@router.get("/{image_id}/file")
+def image_file(
+    image_id: str, session: SessionDep, workspace: WorkspaceDep, blobs: BlobsDep
+) -> Response:
+    """The original bytes as uploaded."""
+    row = _get(session, workspace, image_id)
+    return Response(blobs.get(row.blob_key), media_type=row.content_type)
+
+
+@router.get("/{image_id}/preview")
+def image_preview(
+    image_id: str,
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    blobs: BlobsDep,
+    model_id: Annotated[str | None, Query(description="preprocess for this model's input")] = None,
+    scale: Annotated[int, Query(ge=1, le=32)] = 1,
+) -> Response:
+    """The image as the model sees it (channels, size), as a PNG, optionally enlarged."""
+    row = _get(session, workspace, image_id)
+    with Image.open(io.BytesIO(blobs.get(row.blob_key))) as img:
+        out = img.convert("RGB")
+        if model_id is not None:
+            model = model_service.get(session, workspace=workspace, model_id=model_id)
+            if model is None:
+                raise HTTPException(404, "No such model in this workspace.")
+            if model.input_shape:
+                c, h, w = model.input_shape
+                out = img.convert("L" if c == 1 else "RGB").resize(
+                    (w, h), Image.Resampling.BILINEAR
+                )
+        if scale > 1:
+            out = out.resize((out.width * scale, out.height * scale), Image.Resampling.NEAREST)
+        buf = io.BytesIO()
+        out.save(buf, format="PNG")
+    return Response(buf.getvalue(), media_type="image/png")
+
+
+@router.delete("/{image_id}", status_code=204)
+def delete_image(image_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
+    row = _get(session, workspace, image_id)
+    if row.builtin:
+        raise HTTPException(403, "Built-in sample images cannot be deleted.")
+    session.delete(row)
+    session.commit()
+
+
+def _get(session: SessionDep, workspace: WorkspaceDep, image_id: str) -> ImageRecord:
+    row = service.get(session, workspace=workspace, image_id=image_id)
+    if row is None:
+        raise HTTPException(404, "No such image in this workspace.")
+    return row

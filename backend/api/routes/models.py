@@ -1,0 +1,135 @@
+"""Models: upload, list, get, delete. Validation runs in a worker (``validate_model``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+
+from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
+from backend.api.uploading import read_capped
+from backend.db.models import ModelRecord
+from backend.queue import TASK_VALIDATE_MODEL, enqueue
+from backend.schemas import ModelPublic, ModelsPublic
+from backend.services import models as service
+from backend.uploads import UploadError, check_size, sniff_model
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get("", response_model=ModelsPublic)
+def list_models(session: SessionDep, workspace: WorkspaceDep) -> ModelsPublic:
+    rows = service.visible(session, workspace=workspace)
+    return ModelsPublic(data=[ModelPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/{model_id}", response_model=ModelPublic)
+def get_model(model_id: str, session: SessionDep, workspace: WorkspaceDep) -> ModelRecord:
+    row = service.get(session, workspace=workspace, model_id=model_id)
+    if row is None:
+        raise HTTPException(404, "No such model in this workspace.")
+    return row
+
+
+@router.post("", response_model=ModelPublic, status_code=201)
+async def upload_model(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    file: Annotated[
+        UploadFile, File(description="ONNX, TorchScript, safetensors or .pt state_dict")
+    ],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    input_size: Annotated[
+        str | None, Form(description="HxW, e.g. 32x32 (if the file does not say)")
+    ] = None,
+    channels: Annotated[int | None, Form(ge=1, le=4)] = None,
+    mean: Annotated[
+        str | None, Form(description="one value or one per channel, comma-separated")
+    ] = None,
+    std: Annotated[
+        str | None, Form(description="one value or one per channel, comma-separated")
+    ] = None,
+    labels: Annotated[
+        str | None, Form(description="class labels: comma-separated or a JSON list")
+    ] = None,
+    architecture: Annotated[
+        str | None, Form(description="for weights-only files, e.g. digit_cnn")
+    ] = None,
+) -> ModelRecord:
+    data = await read_capped(file, settings.max_model_bytes, "model file")
+    try:
+        check_size(data, settings.max_model_bytes, "model file")
+        sniff_model(data)
+        shape = _input_shape(input_size, channels)
+        row = ModelRecord(
+            workspace_id=workspace.id,
+            name=(name or file.filename or "model").strip()[:200],
+            filename=(file.filename or "model")[:255],
+            blob_key="",
+            size_bytes=len(data),
+            input_shape=shape,
+            mean=_floats(mean, "mean"),
+            std=_floats(std, "std"),
+            labels=_labels(labels),
+            architecture=architecture or None,
+        )
+    except UploadError as error:
+        raise HTTPException(error.status, str(error)) from None
+    row.blob_key = blobs.put(data)
+    session.add(row)
+    session.commit()
+    enqueue(TASK_VALIDATE_MODEL, row.id)
+    return row
+
+
+@router.delete("/{model_id}", status_code=204)
+def delete_model(model_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
+    row = service.get(session, workspace=workspace, model_id=model_id)
+    if row is None:
+        raise HTTPException(404, "No such model in this workspace.")
+    if row.builtin:
+        raise HTTPException(403, "Built-in models cannot be deleted.")
+    session.delete(row)
+    session.commit()
+
+
+def _input_shape(size: str | None, channels: int | None) -> list[int] | None:
+    if size is None and channels is None:
+        return None
+    if size is None or channels is None:
+        raise UploadError("Give both the input size (HxW) and the number of channels, or neither.")
+    parts = size.lower().replace("×", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise UploadError(f"The input size must look like 32x32, not {size!r}.")
+    return [channels, int(parts[0]), int(parts[1])]
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        values = [float(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise UploadError(
+            f"The {what} must be numbers separated by commas, not {text!r}."
+        ) from None
+    if what == "std" and any(v <= 0 for v in values):
+        raise UploadError("Every std value must be positive.")
+    return values
+
+
+def _labels(text: str | None) -> list[str] | None:
+    if text is None or not text.strip():
+        return None
+    if text.strip().startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            raise UploadError("The labels are not a valid JSON list.") from None
+        if not isinstance(parsed, list):
+            raise UploadError("The labels must be a list.")
+        return [str(x) for x in parsed]
+    return [t.strip() for t in text.split(",")]

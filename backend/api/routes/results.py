@@ -1,0 +1,135 @@
+"""Results of an analysis, read-only: the same routes serve the owner (``/analyses/{id}``)
+and a share link (``/shared/{token}``), each with its own way to find the analysis."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+
+from backend import figures, results
+from backend.api.deps import BlobsDep
+from backend.api.routes.shares import readable_analysis
+from backend.db.models import Analysis, AnalysisItem
+
+AnalysisDep = Annotated[Analysis, Depends(readable_analysis)]
+
+
+def results_router(prefix: str, tag: str) -> APIRouter:
+    """The result routes under ``prefix`` (``/analyses/{analysis_id}`` or ``/shared/{token}``)."""
+    router = APIRouter(prefix=prefix, tags=[tag])
+
+    def item_arrays(
+        analysis: Analysis, item_id: str, blobs: BlobsDep
+    ) -> tuple[AnalysisItem, dict[str, Any]]:
+        item = next((i for i in analysis.items if i.id == item_id), None)
+        if item is None:
+            raise HTTPException(404, "No such image in this analysis.")
+        if item.status != "done" or item.result_key is None:
+            raise HTTPException(409, f"This image's results are not ready (status: {item.status}).")
+        return item, results.load(blobs.get(item.result_key))
+
+    @router.get("/items/{item_id}/interactions")
+    def interactions(
+        *,
+        item_id: str,
+        analysis: AnalysisDep,
+        blobs: BlobsDep,
+        order: Annotated[int | None, Query(ge=0)] = None,
+        contains: Annotated[str | None, Query(description="players, comma-separated")] = None,
+        tau: Annotated[float | None, Query(gt=0, le=1)] = None,
+        sign: Annotated[str | None, Query(pattern="^(positive|negative)$")] = None,
+        top_k: Annotated[int, Query(ge=1, le=5000)] = 50,
+    ) -> dict[str, Any]:
+        _, arrays = item_arrays(analysis, item_id, blobs)
+        players = _ints(contains)
+        return results.interactions(
+            arrays, order=order, contains=players, tau=tau, sign=sign, top_k=top_k
+        )
+
+    @router.get("/items/{item_id}/pair")
+    def pair(
+        *, item_id: str, analysis: AnalysisDep, blobs: BlobsDep, i: int, j: int
+    ) -> dict[str, Any]:
+        _, arrays = item_arrays(analysis, item_id, blobs)
+        try:
+            out = results.pair(arrays, i, j)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+        out["figure"] = figures.pair_curve(out["values"], results.n_players(arrays), i, j)
+        return out
+
+    @router.get("/items/{item_id}/shapley")
+    def shapley(*, item_id: str, analysis: AnalysisDep, blobs: BlobsDep, i: int) -> dict[str, Any]:
+        _, arrays = item_arrays(analysis, item_id, blobs)
+        try:
+            row = results.shapley_row(arrays, i)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+        return {"i": i, "values": row}
+
+    @router.get("/items/{item_id}/sparsity")
+    def sparsity(
+        *,
+        item_id: str,
+        analysis: AnalysisDep,
+        blobs: BlobsDep,
+        tau: Annotated[float, Query(gt=0, le=1)] = 0.05,
+    ) -> dict[str, Any]:
+        _, arrays = item_arrays(analysis, item_id, blobs)
+        return results.sparsity(arrays, tau)
+
+    @router.get("/items/{item_id}/figures")
+    def item_figures(*, item_id: str, analysis: AnalysisDep, blobs: BlobsDep) -> dict[str, Any]:
+        """Plotly figure JSON (``data``, ``layout``) for every per-image chart."""
+        item, arrays = item_arrays(analysis, item_id, blobs)
+        return figures.result_figures(arrays, item.summary or {})
+
+    @router.get("/figures/curve")
+    def curve_figure(*, analysis: AnalysisDep) -> dict[str, Any]:
+        """``J^(m)`` over the sample set with ``F^(m)``, and each image's own curve."""
+        summary = analysis.summary or {}
+        if not summary.get("J"):
+            raise HTTPException(409, "No image of this analysis has finished yet.")
+        per_image = [i.summary["J"] for i in analysis.items if i.status == "done" and i.summary]
+        return figures.order_strength_curve(
+            summary["J"],
+            summary["F"],
+            analysis.n_players,
+            per_image=per_image if len(per_image) > 1 else None,
+        )
+
+    @router.get("/items/{item_id}/export.{fmt}")
+    def export(*, item_id: str, fmt: str, analysis: AnalysisDep, blobs: BlobsDep) -> Response:
+        item, arrays = item_arrays(analysis, item_id, blobs)
+        name = f"conceptlens-{analysis.id[:8]}-{item.position}"
+        if fmt == "npz":
+            assert item.result_key is not None
+            body, media = blobs.get(item.result_key), "application/octet-stream"
+        elif fmt == "json":
+            body, media = (
+                json.dumps(results.to_json(arrays, item.summary or {})).encode(),
+                "application/json",
+            )
+        elif fmt == "csv":
+            body, media = results.to_csv(arrays).encode(), "text/csv"
+        else:
+            raise HTTPException(404, "Exports are npz, json or csv.")
+        return Response(
+            body,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+        )
+
+    return router
+
+
+def _ints(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise HTTPException(400, "contains must be player numbers separated by commas") from None

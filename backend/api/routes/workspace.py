@@ -1,0 +1,36 @@
+"""The workspace of the caller: created on a browser's first visit, or for a script."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from backend.api.deps import COOKIE, SessionDep, workspace_secret
+from backend.schemas import WorkspacePublic
+from backend.services import workspaces
+
+router = APIRouter(prefix="/workspace", tags=["workspace"])
+
+ONE_YEAR = 365 * 24 * 3600
+
+
+@router.get("", response_model=WorkspacePublic)
+def get_or_create(request: Request, response: Response, session: SessionDep) -> WorkspacePublic:
+    """The caller's workspace; a browser without one gets a new one (and its cookie)."""
+    secret = workspace_secret(request)
+    if secret is not None:
+        found = workspaces.by_secret(session, secret=secret)
+        if found is not None:
+            return WorkspacePublic(id=found.id)
+    return _create(session, response)
+
+
+@router.post("", response_model=WorkspacePublic, status_code=201)
+def create(response: Response, session: SessionDep) -> WorkspacePublic:
+    """A new workspace. Scripts send the secret back as ``Authorization: Bearer <secret>``."""
+    return _create(session, response)
+
+
+def _create(session: SessionDep, response: Response) -> WorkspacePublic:
+    workspace, secret = workspaces.create(session)
+    response.set_cookie(COOKIE, secret, max_age=ONE_YEAR, httponly=True, samesite="lax", path="/")
+    return WorkspacePublic(id=workspace.id, secret=secret)

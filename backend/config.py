@@ -1,0 +1,68 @@
+"""Settings shared by the API and the workers: one class, one env prefix ``CONCEPTLENS_``.
+
+Embedded default (nothing to set): SQLite file and blobs under ``./data``, the ``memory://``
+broker with a Celery worker in a thread of the web process. Production: set
+``CONCEPTLENS_DATABASE_URL`` (Postgres) and ``CONCEPTLENS_BROKER_URL`` (Redis); the API
+then only enqueues and separate ``celery worker`` processes do the work.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONCEPTLENS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/conceptlens.db``."""
+    blob_dir: Path | None = None
+    """Content-addressed blob store folder; default ``<data_dir>/blobs``."""
+    broker_url: str = "memory://"
+    embedded_worker: bool | None = None
+    """Run a Celery worker in a thread of the web process; default: when the broker is memory://."""
+    worker_concurrency: int = Field(default=2, ge=1)
+
+    max_model_bytes: int = Field(default=100 * 2**20, ge=1)
+    max_image_bytes: int = Field(default=10 * 2**20, ge=1)
+    max_image_pixels: int = Field(default=16_000_000, ge=1)
+    max_images_per_upload: int = Field(default=32, ge=1)
+    max_players: int = Field(default=20, ge=2, le=24)
+    """Exact analysis costs 2^n forward passes per image."""
+    chunk_size: int = Field(default=16_384, ge=64)
+    """Masks per chunk task: an image with more masks is split across workers."""
+    batch_size: int = Field(default=1024, ge=1)
+    task_time_limit_s: int = Field(default=3600, ge=10)
+    progress_interval_s: float = Field(default=0.5, gt=0)
+    default_tau: float = Field(default=0.05, gt=0, le=1)
+    device: str | None = None
+    """Torch device for workers (``cpu``, ``cuda``, ``cuda:1``); default: CUDA when available."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'conceptlens.db'}"
+
+    @property
+    def blobs(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"
+
+    @property
+    def run_embedded_worker(self) -> bool:
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.broker_url.startswith("memory://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

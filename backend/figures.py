@@ -1,0 +1,541 @@
+"""Plotly figures built from stored results — the dashboard's charts as JSON.
+
+Every public function takes plain arrays and returns a JSON-safe ``{"data", "layout"}`` dict
+made with plotly's Python API, ready for ``Plotly.react(div, fig.data, fig.layout)`` in the
+browser (the mode bar there does PNG/SVG export). Arrays are handed to plotly as plain lists
+(non-finite entries as ``null``), so the JSON holds lists rather than plotly's base64 typed
+arrays. Imports only numpy and plotly: never torch, never ``worker``.
+
+Colours are fixed across figures: positive interactions :data:`POSITIVE` (red), negative
+:data:`NEGATIVE` (blue); measured curves :data:`MEASURED`, theory and thresholds
+:data:`REFERENCE`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import plotly.graph_objects as go
+
+POSITIVE = "#d62728"
+NEGATIVE = "#1f77b4"
+MEASURED = "#2a2a2a"
+REFERENCE = "#7f7f7f"
+SELECTED = "#111111"
+DEFAULT_TAU = 0.05
+
+FIGURE_NAMES = ("curve", "salient", "sparsity", "average_output")
+"""The figures :func:`result_figures` builds from one stored result alone."""
+
+_FONT = {
+    "family": "Inter, system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif",
+    "size": 13,
+    "color": MEASURED,
+}
+_NUMBER = ".6~g"  # d3-format for hover values: six significant digits, no trailing zeros
+
+Figure = dict[str, Any]
+FloatVector = npt.NDArray[np.float64]
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _vector(values: npt.ArrayLike, name: str) -> FloatVector:
+    """``values`` as a 1-D float64 array; ``ValueError`` names ``name`` otherwise."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def _same_length(reference: FloatVector, other: FloatVector, name: str) -> None:
+    if other.shape != reference.shape:
+        raise ValueError(f"{name} must have length {reference.size}, got shape {other.shape}")
+
+
+def _plain(array: npt.NDArray[Any]) -> list[Any]:
+    """Nested Python lists with ``None`` for NaN/±inf (valid JSON, gaps in plotly)."""
+    out = np.asarray(array).astype(object)
+    out[~np.isfinite(np.asarray(array, dtype=np.float64))] = None
+    result: list[Any] = out.tolist()
+    return result
+
+
+def _orders(count: int, orders: npt.ArrayLike | None, name: str) -> npt.NDArray[np.int64]:
+    """The orders ``m`` of ``count`` values: ``0 … count−1`` unless given explicitly."""
+    if orders is None:
+        return np.arange(count, dtype=np.int64)
+    out = np.asarray(orders, dtype=np.int64)
+    if out.shape != (count,):
+        raise ValueError(f"orders must have length {count} like {name}, got shape {out.shape}")
+    return out
+
+
+def _is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _error_y(stderr: npt.ArrayLike | None, like: FloatVector) -> dict[str, Any] | None:
+    """Symmetric error bars of one standard error, or ``None`` without ``stderr``."""
+    if stderr is None:
+        return None
+    array = _vector(stderr, "stderr")
+    _same_length(like, array, "stderr")
+    return {"type": "data", "array": _plain(array), "visible": True, "thickness": 1, "width": 3}
+
+
+def _sign_colours(values: FloatVector) -> list[str]:
+    return [POSITIVE if v > 0 else NEGATIVE if v < 0 else REFERENCE for v in values.tolist()]
+
+
+def _layout(title: str, x_title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    """The one layout every figure shares; ``xaxis`` / ``yaxis`` in ``extra`` are merged in."""
+    layout: dict[str, Any] = {
+        "template": "plotly_white",
+        "autosize": True,
+        "font": _FONT,
+        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        "margin": {"l": 64, "r": 24, "t": 72, "b": 56},
+        "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
+        "hovermode": "closest",
+        "hoverlabel": {"namelength": -1},
+        "xaxis": {"title": {"text": x_title}, "automargin": True},
+        "yaxis": {"title": {"text": y_title}, "automargin": True},
+    }
+    for axis in ("xaxis", "yaxis"):
+        layout[axis].update(extra.pop(axis, {}))
+    layout.update(extra)
+    return layout
+
+
+def _zero_line() -> dict[str, Any]:
+    return {"zeroline": True, "zerolinecolor": REFERENCE, "zerolinewidth": 1}
+
+
+def _figure(traces: Sequence[go.Scatter | go.Bar | go.Heatmap], layout: dict[str, Any]) -> Figure:
+    """The figure as JSON-safe dicts (what ``Plotly.react`` takes)."""
+    figure: Figure = json.loads(go.Figure(data=list(traces), layout=layout).to_json())
+    return figure
+
+
+def _curve(
+    x: npt.ArrayLike,
+    y: FloatVector,
+    *,
+    name: str,
+    colour: str,
+    hover: str,
+    mode: str = "lines+markers",
+    dash: str = "solid",
+    width: float = 2,
+    marker: dict[str, Any] | None = None,
+    **style: Any,
+) -> go.Scatter:
+    """A line trace of ``y`` against ``x`` (lists, not numpy, in the JSON)."""
+    return go.Scatter(
+        x=_plain(np.asarray(x)),
+        y=_plain(y),
+        mode=mode,
+        name=name,
+        line={"color": colour, "width": width, "dash": dash},
+        marker=marker or {"color": colour, "size": 6},
+        hovertemplate=hover,
+        **style,
+    )
+
+
+def _signed_bars(
+    positive: npt.ArrayLike,
+    negative: npt.ArrayLike,
+    *,
+    title: str,
+    y_title: str,
+    value: str,
+) -> Figure:
+    """Per-order bars: ``positive`` upward in red, ``negative`` drawn downward in blue.
+
+    Both inputs are non-negative amounts (counts, summed strengths) per order ``k = 0 … n``;
+    the negative trace plots ``−negative`` and keeps the amount itself for the hover text.
+    """
+    pos, neg = _vector(positive, "positive"), _vector(negative, "negative")
+    _same_length(pos, neg, "negative")
+    if (pos < 0).any() or (neg < 0).any():
+        raise ValueError("positive and negative amounts must be non-negative")
+    k = np.arange(pos.size)
+    traces = [
+        go.Bar(
+            x=_plain(k),
+            y=_plain(sign * amount),
+            customdata=_plain(amount),
+            name=f"{label} I(S)",
+            marker={"color": colour},
+            hovertemplate=f"order k = %{{x}}<br>{label} {value}: %{{customdata:{_NUMBER}}}"
+            "<extra></extra>",
+        )
+        for label, sign, amount, colour in (
+            ("positive", 1.0, pos, POSITIVE),
+            ("negative", -1.0, neg, NEGATIVE),
+        )
+    ]
+    layout = _layout(
+        title, "order k = |S|", y_title, yaxis=_zero_line(), barmode="relative", bargap=0.15
+    )
+    return _figure(traces, layout)
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def order_strength_curve(
+    J: npt.ArrayLike,
+    F: npt.ArrayLike,
+    n: int,
+    *,
+    per_image: npt.ArrayLike | None = None,
+    labels: Sequence[str] | None = None,
+    orders: npt.ArrayLike | None = None,
+    stderr: npt.ArrayLike | None = None,
+) -> Figure:
+    """The order-strength curve ``J^(m)`` with the theory ``F^(m)`` — SCIENCE.md §4.
+
+    Draws ``J^(m)`` (markers and lines) and ``F^(m)`` (dashed) against ``m/n``, for
+    ``m = 0 … n−2`` or the sampled ``orders`` when given. ``per_image`` (``[images, len(J)]``)
+    adds each image's own curve as a thin translucent line, named by ``labels`` on hover;
+    ``stderr`` adds error bars of one standard error to ``J``.
+    """
+    j_values, f_values = _vector(J, "J"), _vector(F, "F")
+    _same_length(j_values, f_values, "F")
+    m = _orders(j_values.size, orders, "J")
+    ratio = m / n
+    traces = _per_image_traces(per_image, labels, ratio, m)
+    traces.append(
+        _curve(
+            ratio,
+            f_values,
+            name="theory F<sup>(m)</sup>",
+            colour=REFERENCE,
+            hover=_ratio_hover("F<sup>(m)</sup>"),
+            customdata=_plain(m),
+            mode="lines",
+            dash="dash",
+        )
+    )
+    traces.append(
+        _curve(
+            ratio,
+            j_values,
+            name="J<sup>(m)</sup>",
+            colour=MEASURED,
+            hover=_ratio_hover("J<sup>(m)</sup>"),
+            customdata=_plain(m),
+            error_y=_error_y(stderr, j_values),
+        )
+    )
+    layout = _layout(
+        f"Order-strength curve (n = {n})",
+        "order ratio m/n",
+        "relative strength J<sup>(m)</sup>",
+        yaxis={"rangemode": "tozero"},
+    )
+    return _figure(traces, layout)
+
+
+def _ratio_hover(quantity: str) -> str:
+    """Hover text for a curve against ``m/n`` that carries ``m`` in ``customdata``."""
+    return (
+        f"m = %{{customdata}}<br>m/n = %{{x:.4~g}}<br>{quantity} = %{{y:{_NUMBER}}}<extra></extra>"
+    )
+
+
+def _per_image_traces(
+    per_image: npt.ArrayLike | None,
+    labels: Sequence[str] | None,
+    ratio: FloatVector,
+    m: npt.NDArray[np.int64],
+) -> list[go.Scatter]:
+    """One thin translucent line per image; a single legend entry toggles them all."""
+    if per_image is None:
+        return []
+    curves = np.asarray(per_image, dtype=np.float64)
+    if curves.ndim != 2 or curves.shape[1] != ratio.size:
+        raise ValueError(f"per_image must have shape [images, {ratio.size}], got {curves.shape}")
+    names = list(labels) if labels is not None else [f"image {k + 1}" for k in range(len(curves))]
+    if len(names) != len(curves):
+        raise ValueError(f"labels must name {len(curves)} images, got {len(names)}")
+    return [
+        go.Scatter(
+            x=_plain(ratio),
+            y=_plain(curve),
+            customdata=_plain(m),
+            mode="lines",
+            name="per image",
+            legendgroup="per_image",
+            showlegend=k == 0,
+            meta=label,
+            opacity=0.35,
+            line={"color": MEASURED, "width": 1},
+            hovertemplate="%{meta}<br>" + _ratio_hover("J<sup>(m)</sup>"),
+        )
+        for k, (curve, label) in enumerate(zip(curves, names, strict=True))
+    ]
+
+
+def salient_by_order(positive: npt.ArrayLike, negative: npt.ArrayLike, tau: float) -> Figure:
+    """Counts ``R^(k)`` of salient interactions per order ``k = 0 … n`` — SCIENCE.md §3.
+
+    Positive interactions are red bars upward, negative ones blue bars downward (plotted as
+    ``−count``; the hover text shows the count itself).
+    """
+    return _signed_bars(
+        positive,
+        negative,
+        title=f"Salient interactions per order (τ = {tau:g})",
+        y_title="count R<sup>(k)</sup> (negative: downward)",
+        value="count",
+    )
+
+
+def interaction_strength_by_order(
+    strength_by_order_pos: npt.ArrayLike, strength_by_order_neg: npt.ArrayLike
+) -> Figure:
+    """Summed strength ``Σ_{|S|=k} |I(S)|`` per order, split by sign — SCIENCE.md §3.
+
+    Same drawing as :func:`salient_by_order`: positive upward, negative downward.
+    """
+    return _signed_bars(
+        strength_by_order_pos,
+        strength_by_order_neg,
+        title="Interaction strength per order",
+        y_title="Σ<sub>|S|=k</sub> |I(S)| (negative: downward)",
+        value="strength",
+    )
+
+
+def sparsity_curve(sorted_strength: npt.ArrayLike, tau: float, *, max_points: int = 2000) -> Figure:
+    """Normalised strengths ``|I(S)| / max_{S≠∅}|I(S)|``, descending, on a log axis — §3.
+
+    ``sorted_strength`` is already normalised and sorted (the stored array). Plotted against
+    rank ``1 … N``; above ``max_points`` values the ranks are sampled by :func:`_rank_sample`
+    (the first and last always kept). A dashed line marks ``τ``; the title counts the salient
+    interactions among all ``N``. Exact zeros have no place on the log axis and are not drawn.
+
+    Example:
+        >>> fig = sparsity_curve(np.geomspace(1, 1e-6, 10_000), 0.05, max_points=100)
+        >>> x = fig["data"][0]["x"]
+        >>> len(x) <= 100, x[0], x[-1]
+        (True, 1, 10000)
+    """
+    strength = _vector(sorted_strength, "sorted_strength")
+    keep = _rank_sample(strength.size, max_points)
+    total = strength.size
+    salient = int((strength >= tau).sum())
+    curve = _curve(
+        keep + 1,
+        strength[keep],
+        name="|I(S)| / max |I|",
+        colour=MEASURED,
+        hover=f"rank %{{x:,d}}<br>strength %{{y:{_NUMBER}}}<extra></extra>",
+        mode="lines",
+    )
+    threshold = _curve(
+        [1, max(total, 1)],
+        np.array([tau, tau]),
+        name=f"τ = {tau:g}",
+        colour=REFERENCE,
+        hover="τ = %{y}<extra></extra>",
+        mode="lines",
+        dash="dash",
+        width=1.5,
+    )
+    layout = _layout(
+        f"Sparsity: {salient:,} of {total:,} interactions salient (τ = {tau:g})",
+        "rank",
+        "normalised strength |I(S)| / max |I|",
+        yaxis={"type": "log", "exponentformat": "power"},
+    )
+    return _figure([curve, threshold], layout)
+
+
+def _rank_sample(count: int, max_points: int) -> npt.NDArray[np.int64]:
+    """At most ``max_points`` increasing indices into ``count`` values, first and last kept.
+
+    Log-spaced ranks keep the steep head of a sorted curve, evenly spaced ones its long tail
+    (half the budget each); duplicates are merged.
+
+    Example:
+        >>> _rank_sample(5, 10).tolist()
+        [0, 1, 2, 3, 4]
+        >>> idx = _rank_sample(1_000_000, 50)
+        >>> len(idx) <= 50, int(idx[0]), int(idx[-1])
+        (True, 0, 999999)
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2, got {max_points}")
+    if count <= max_points:
+        return np.arange(count, dtype=np.int64)
+    half = max_points // 2
+    ranks = np.concatenate([np.geomspace(1, count, max_points - half), np.linspace(1, count, half)])
+    return np.unique(np.rint(ranks).astype(np.int64)) - 1
+
+
+def pair_curve(
+    values: npt.ArrayLike,
+    n: int,
+    i: int,
+    j: int,
+    *,
+    stderr: npt.ArrayLike | None = None,
+    orders: npt.ArrayLike | None = None,
+) -> Figure:
+    """The multi-order interaction ``I^(m)(i,j)`` of one pair against ``m`` — SCIENCE.md §4.
+
+    ``m = 0 … n−2`` (or the sampled ``orders``); markers red where positive and blue where
+    negative, a zero line, ``m/n`` on hover and optional error bars of ``stderr``.
+    """
+    y = _vector(values, "values")
+    m = _orders(y.size, orders, "values")
+    curve = _curve(
+        m,
+        y,
+        name=f"I<sup>(m)</sup>({i}, {j})",
+        colour=REFERENCE,
+        hover=f"m = %{{x}}<br>m/n = %{{customdata:.4~g}}<br>I<sup>(m)</sup> = %{{y:{_NUMBER}}}"
+        "<extra></extra>",
+        customdata=_plain(m / n),
+        marker={"color": _sign_colours(y), "size": 7},
+        error_y=_error_y(stderr, y),
+    )
+    layout = _layout(
+        f"Multi-order interaction of players i = {i}, j = {j} (n = {n})",
+        "order m = |S|",
+        f"I<sup>(m)</sup>({i}, {j})",
+        yaxis=_zero_line(),
+        showlegend=False,
+    )
+    return _figure([curve], layout)
+
+
+def patch_heatmap(
+    values: npt.ArrayLike,
+    rows: int,
+    cols: int,
+    *,
+    selected: int | None = None,
+    title: str,
+    colorbar_title: str,
+) -> Figure:
+    """A ``rows×cols`` heat map of one value per patch (player ``r*cols + c``) — §1, §4.
+
+    ``values`` is flat (row-major, ``rows*cols``) or ``[rows, cols]``; NaN cells stay blank.
+    Signed data get a red–white–blue scale centred at 0 (``zmid = 0``); one-signed data run
+    from white at 0 to red (positive) or blue (negative). Row 0 is at the top, cells are
+    square, and the ``selected`` patch (a player index) is outlined.
+    """
+    grid = np.asarray(values, dtype=np.float64).reshape(rows, cols)
+    players = np.arange(rows * cols).reshape(rows, cols)
+    heatmap = go.Heatmap(
+        z=_plain(grid),
+        x=list(range(cols)),
+        y=list(range(rows)),
+        customdata=_plain(players),
+        colorbar={"title": {"text": colorbar_title}},
+        hovertemplate=f"patch %{{customdata}} (row %{{y}}, col %{{x}})<br>value %{{z:{_NUMBER}}}"
+        "<extra></extra>",
+        hoverongaps=False,
+        **_colour_scale(grid),
+    )
+    square = {"showgrid": False, "zeroline": False, "constrain": "domain", "ticks": ""}
+    layout = _layout(
+        title,
+        "column",
+        "row",
+        xaxis=square,
+        yaxis={**square, "autorange": "reversed", "scaleanchor": "x", "scaleratio": 1},
+        shapes=_outline(selected, rows, cols),
+    )
+    return _figure([heatmap], layout)
+
+
+def _colour_scale(grid: FloatVector) -> dict[str, Any]:
+    """Colour scale keywords for :class:`go.Heatmap`: diverging at 0 when signs are mixed."""
+    finite = grid[np.isfinite(grid)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if low < 0 < high:
+        return {"colorscale": [[0, NEGATIVE], [0.5, "#ffffff"], [1, POSITIVE]], "zmid": 0}
+    if high <= 0 < -low:
+        return {"colorscale": [[0, NEGATIVE], [1, "#ffffff"]], "zmax": 0}
+    return {"colorscale": [[0, "#ffffff"], [1, POSITIVE]], "zmin": 0}
+
+
+def _outline(selected: int | None, rows: int, cols: int) -> list[dict[str, Any]]:
+    """A rectangle around the ``selected`` patch's cell, or nothing."""
+    if selected is None:
+        return []
+    if not 0 <= selected < rows * cols:
+        raise ValueError(f"selected must be a patch in 0 … {rows * cols - 1}, got {selected}")
+    r, c = divmod(selected, cols)
+    return [
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "y",
+            "x0": c - 0.5,
+            "x1": c + 0.5,
+            "y0": r - 0.5,
+            "y1": r + 0.5,
+            "line": {"color": SELECTED, "width": 3},
+        }
+    ]
+
+
+def average_output_curve(u_bar: npt.ArrayLike, p: float | None) -> Figure:
+    """The monotonicity check ``ū(m) = E_{|S|=m}[v(S) − v(∅)]`` for ``m = 0 … n`` — §3.
+
+    The title states the smallest exponent ``p`` with ``ū(m') ≥ (m'/m)^p ū(m)`` when finite.
+    """
+    u = _vector(u_bar, "u_bar")
+    m = np.arange(u.size)
+    title = "Average output by order"
+    if _is_finite(p):
+        title += f" (p = {p:.3g})"
+    curve = _curve(
+        m,
+        u,
+        name="ū(m)",
+        colour=MEASURED,
+        hover=f"m = %{{x}}<br>ū(m) = %{{y:{_NUMBER}}}<extra></extra>",
+    )
+    layout = _layout(
+        title,
+        "order m = |S|",
+        "ū(m) = E<sub>|S|=m</sub>[v(S) − v(∅)]",
+        yaxis=_zero_line(),
+        showlegend=False,
+    )
+    return _figure([curve], layout)
+
+
+def result_figures(
+    arrays: Mapping[str, npt.NDArray[Any]], summary: Mapping[str, Any]
+) -> dict[str, Figure]:
+    """The :data:`FIGURE_NAMES` figures of one stored result (``arrays`` + ``summary``).
+
+    ``arrays`` holds ``J``, ``F``, ``salient_positive``, ``salient_negative``,
+    ``sorted_strength`` and ``u_bar``; ``summary`` holds ``tau``, ``p`` and ``n_players``
+    (each falls back, when missing, to the default τ, no ``p`` and ``len(u_bar) − 1``).
+    """
+    n = int(summary.get("n_players") or len(arrays["u_bar"]) - 1)
+    tau = float(summary.get("tau") or DEFAULT_TAU)
+    p = summary.get("p")
+    return {
+        "curve": order_strength_curve(arrays["J"], arrays["F"], n),
+        "salient": salient_by_order(arrays["salient_positive"], arrays["salient_negative"], tau),
+        "sparsity": sparsity_curve(arrays["sorted_strength"], tau),
+        "average_output": average_output_curve(arrays["u_bar"], None if p is None else float(p)),
+    }

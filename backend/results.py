@@ -1,0 +1,149 @@
+"""Queries on a stored result (NumPy only, no torch): filter interactions, pairs, curves,
+sparsity at any τ, exports. The τ and top-k sliders are served from here, never by the worker.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+Arrays = Mapping[str, np.ndarray]
+
+
+def load(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def n_players(arrays: Arrays) -> int:
+    return int(arrays["interactions"].size).bit_length() - 1
+
+
+def popcounts(size: int) -> np.ndarray:
+    return np.bitwise_count(np.arange(size, dtype=np.uint64)).astype(np.int64)
+
+
+def players_of(mask: int, n: int) -> list[int]:
+    return [i for i in range(n) if (mask >> i) & 1]
+
+
+def interactions(
+    arrays: Arrays,
+    *,
+    order: int | None = None,
+    contains: list[int] | None = None,
+    tau: float | None = None,
+    sign: str | None = None,
+    top_k: int = 50,
+) -> dict[str, Any]:
+    """Interactions ``S ≠ ∅`` filtered by order, by containing all of ``contains``, by
+    normalised strength ≥ τ and by sign; strongest first, at most ``top_k``."""
+    table = np.asarray(arrays["interactions"], dtype=np.float64)
+    n = n_players(arrays)
+    masks = np.arange(1, table.size, dtype=np.int64)
+    values = table[1:]
+    peak = float(np.abs(values).max()) if values.size else 0.0
+    strength = np.abs(values) / peak if peak > 0 else np.zeros_like(values)
+    keep = np.ones(values.size, dtype=bool)
+    if order is not None:
+        keep &= popcounts(table.size)[1:] == order
+    if contains:
+        need = sum(1 << p for p in contains)
+        keep &= (masks & need) == need
+    if tau is not None:
+        keep &= strength >= tau
+    if sign == "positive":
+        keep &= values > 0
+    elif sign == "negative":
+        keep &= values < 0
+    idx = np.flatnonzero(keep)
+    total = int(idx.size)
+    if total > top_k:
+        idx = idx[np.argpartition(-strength[idx], top_k - 1)[:top_k]]
+    idx = idx[np.argsort(-strength[idx], kind="stable")]
+    rows = [
+        {
+            "mask": int(masks[i]),
+            "players": players_of(int(masks[i]), n),
+            "order": int(bin(int(masks[i])).count("1")),
+            "value": float(values[i]),
+            "strength": float(strength[i]),
+        }
+        for i in idx
+    ]
+    return {"n_players": n, "total": total, "data": rows, "v_empty": float(table[0])}
+
+
+def pair(arrays: Arrays, i: int, j: int) -> dict[str, Any]:
+    n = n_players(arrays)
+    if not (0 <= i < n and 0 <= j < n) or i == j:
+        raise ValueError(f"a pair needs two different players in 0–{n - 1}")
+    return {
+        "i": i,
+        "j": j,
+        "orders": list(range(n - 1)),
+        "values": arrays["multi_order"][:, i, j].tolist(),
+        "shapley_interaction": float(arrays["shapley"][i, j]),
+    }
+
+
+def shapley_row(arrays: Arrays, i: int) -> list[float]:
+    n = n_players(arrays)
+    if not 0 <= i < n:
+        raise ValueError(f"player must be in 0–{n - 1}")
+    return arrays["shapley"][i].tolist()
+
+
+def sparsity(arrays: Arrays, tau: float) -> dict[str, Any]:
+    """Salient counts per order and sign at any τ, from the stored interactions."""
+    table = np.asarray(arrays["interactions"], dtype=np.float64)
+    values = table[1:]
+    peak = float(np.abs(values).max()) if values.size else 0.0
+    salient = (np.abs(values) >= tau * peak) & (peak > 0)
+    order = popcounts(table.size)[1:]
+    n = n_players(arrays)
+    pos = np.bincount(order[salient & (values > 0)], minlength=n + 1)
+    neg = np.bincount(order[salient & (values < 0)], minlength=n + 1)
+    return {
+        "tau": tau,
+        "positive": pos.tolist(),
+        "negative": neg.tolist(),
+        "total": int(pos.sum() + neg.sum()),
+        "of": int(values.size),
+    }
+
+
+def to_json(arrays: Arrays, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Summary plus every array as nested lists (non-finite numbers become null)."""
+    return {
+        "summary": dict(summary),
+        "arrays": {k: _finite(np.asarray(v).tolist()) for k, v in arrays.items()},
+    }
+
+
+def to_csv(arrays: Arrays) -> str:
+    """One row per subset: mask, players (space-separated), order, v(S), I(S)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["mask", "players", "order", "v", "interaction"])
+    n = n_players(arrays)
+    v, table = arrays["v"], arrays["interactions"]
+    for mask in range(table.size):
+        players = " ".join(map(str, players_of(mask, n)))
+        writer.writerow(
+            [mask, players, bin(mask).count("1"), repr(float(v[mask])), repr(float(table[mask]))]
+        )
+    return out.getvalue()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,146 @@
+"""Request and response bodies: ``XCreate`` in, ``XPublic`` / ``XsPublic`` out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Status = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class WorkspacePublic(BaseModel):
+    id: str
+    secret: str | None = Field(
+        default=None,
+        description="Only when the workspace is created: keep it, it is not shown again.",
+    )
+
+
+class ModelPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    filename: str
+    size_bytes: int
+    status: Literal["pending", "validating", "ready", "failed"]
+    error: str | None
+    format: str | None
+    input_shape: list[int] | None
+    num_classes: int | None
+    labels: list[str] | None
+    mean: list[float] | None
+    std: list[float] | None
+    architecture: str | None
+    layers: list[str] | None
+    builtin: bool
+    created_at: datetime
+
+
+class ModelsPublic(BaseModel):
+    data: list[ModelPublic]
+    count: int
+
+
+class ImagePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    size_bytes: int
+    content_type: str
+    width: int
+    height: int
+    mode: str
+    label: str | None
+    builtin: bool
+    created_at: datetime
+
+
+class ImagesPublic(BaseModel):
+    data: list[ImagePublic]
+    count: int
+
+
+class AnalysisCreate(BaseModel):
+    model_id: str
+    image_ids: list[str] = Field(min_length=1, max_length=64)
+    grid: str = Field(default="4x4", description="rows x cols, e.g. 4x4")
+    players: list[int] | None = Field(
+        default=None, description="cells used as players (default all)"
+    )
+    others_present: bool = True
+    baseline: Literal["zero", "mean", "blur"] = "mean"
+    baseline_image_id: str | None = None
+    target: int | Literal["predicted"] = "predicted"
+    output: Literal["log-odds", "logit", "prob", "log-prob"] = "log-odds"
+    tau: float = Field(default=0.05, gt=0, le=1)
+    top_k: int = Field(default=20, ge=1, le=500)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: str) -> str:
+        parts = value.lower().replace("×", "x").split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+            raise ValueError("grid must look like 4x4 (rows x cols)")
+        return f"{int(parts[0])}x{int(parts[1])}"
+
+
+class ItemPublic(BaseModel):
+    id: str
+    image_id: str
+    status: Status
+    progress_done: int
+    progress_total: int
+    cached: bool
+    error: str | None
+    summary: dict[str, Any] | None
+
+
+class AnalysisPublic(BaseModel):
+    id: str
+    model_id: str
+    params: dict[str, Any]
+    n_players: int
+    status: Status
+    progress_done: int
+    progress_total: int
+    eta_seconds: float | None
+    forward_passes: int = Field(
+        description="forward passes this analysis costs (cached tables excluded)"
+    )
+    error: str | None
+    interrupted: bool = Field(
+        default=False,
+        description="queued work was lost (e.g. the embedded worker restarted): retry",
+    )
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    summary: dict[str, Any] | None
+    items: list[ItemPublic]
+
+
+class AnalysesPublic(BaseModel):
+    data: list[AnalysisPublic]
+    count: int
+
+
+class SharePublic(BaseModel):
+    id: str
+    analysis_id: str
+    token: str
+    url: str
+    created_at: datetime
+    revoked: bool
+
+
+class SharesPublic(BaseModel):
+    data: list[SharePublic]
+    count: int
+
+
+class Message(BaseModel):
+    detail: str

@@ -1,0 +1,239 @@
+"""Analyses: validate a request, create rows, progress and ETA, cancel, retry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.config import Settings
+from backend.db.base import utcnow
+from backend.db.models import (
+    Analysis,
+    AnalysisItem,
+    ImageRecord,
+    LogitTable,
+    ModelRecord,
+    Workspace,
+)
+from backend.schemas import AnalysisCreate
+from backend.services import images as image_service
+from backend.services import models as model_service
+
+#: Must match worker.engine.analysis.ENGINE_VERSION; part of every cache key.
+ENGINE_VERSION = "1"
+
+
+class AnalysisError(ValueError):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> str:
+    """What determines a logit table: model and image bytes, masking, engine version.
+
+    Target, output type, τ and top-k are applied afterwards and are not part of it.
+    """
+    payload = {
+        "engine": ENGINE_VERSION,
+        "model": model.blob_key,
+        "input_shape": model.input_shape,
+        "mean": model.mean,
+        "std": model.std,
+        "image": image.blob_key,
+        "grid": [params["grid_rows"], params["grid_cols"]],
+        "players": params.get("players"),
+        "others_present": params.get("others_present", True),
+        "baseline": params.get("baseline", "mean"),
+        "baseline_image": params.get("baseline_image_key"),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def create(
+    session: Session, *, workspace: Workspace, body: AnalysisCreate, settings: Settings
+) -> Analysis:
+    model = model_service.get(session, workspace=workspace, model_id=body.model_id)
+    if model is None:
+        raise AnalysisError("No such model in this workspace.", 404)
+    if model.status != "ready" or model.input_shape is None or model.num_classes is None:
+        raise AnalysisError(
+            f"The model is not ready for analysis (status: {model.status}"
+            + (f": {model.error}" if model.error else "")
+            + ").",
+            409,
+        )
+    params = _params(body, model, settings)
+    if body.baseline_image_id:
+        base = image_service.get(session, workspace=workspace, image_id=body.baseline_image_id)
+        if base is None:
+            raise AnalysisError("No such baseline image in this workspace.", 404)
+        params["baseline_image_key"] = base.blob_key
+    analysis = Analysis(
+        workspace_id=workspace.id,
+        model_id=model.id,
+        params=params,
+        n_players=params["n_players"],
+        progress_total=len(body.image_ids) << params["n_players"],
+    )
+    for position, image_id in enumerate(dict.fromkeys(body.image_ids)):
+        image = image_service.get(session, workspace=workspace, image_id=image_id)
+        if image is None:
+            raise AnalysisError(f"No such image in this workspace: {image_id}.", 404)
+        analysis.items.append(
+            AnalysisItem(
+                image_id=image.id, position=position, cache_key=cache_key(model, image, params),
+                progress_total=1 << params["n_players"],
+            )
+        )  # fmt: skip
+    session.add(analysis)
+    session.commit()
+    return analysis
+
+
+def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dict[str, Any]:
+    assert model.input_shape is not None and model.num_classes is not None
+    rows, cols = (int(p) for p in body.grid.split("x"))
+    _, height, width = model.input_shape
+    if rows > height or cols > width:
+        raise AnalysisError(
+            f"A {rows}x{cols} grid does not fit the model's {height}x{width} input: "
+            "each patch needs at least one pixel."
+        )
+    cells = rows * cols
+    players = None if body.players is None else sorted(set(body.players))
+    if players is not None:
+        bad = [p for p in players if not 0 <= p < cells]
+        if bad or not players:
+            raise AnalysisError(
+                f"Players must be patches 0–{cells - 1} of the {rows}x{cols} grid"
+                + (f"; {bad} are not." if bad else ".")
+            )
+    n = cells if players is None else len(players)
+    if n > settings.max_players:
+        raise AnalysisError(
+            f"{n} players would need 2^{n} forward passes per image; the limit is "
+            f"{settings.max_players} players. Choose a coarser grid or fewer players."
+        )
+    if n < 2:
+        raise AnalysisError("Choose at least 2 players: interactions need two patches.")
+    if isinstance(body.target, int) and not 0 <= body.target < model.num_classes:
+        raise AnalysisError(
+            f"The model has {model.num_classes} classes; target {body.target} is not one."
+        )
+    return {
+        "grid": body.grid,
+        "grid_rows": rows,
+        "grid_cols": cols,
+        "players": players,
+        "n_players": n,
+        "others_present": body.others_present,
+        "baseline": body.baseline,
+        "target": body.target,
+        "output": body.output,
+        "tau": body.tau,
+        "top_k": body.top_k,
+    }
+
+
+def visible(session: Session, *, workspace: Workspace) -> list[Analysis]:
+    query = (
+        select(Analysis)
+        .where(Analysis.workspace_id == workspace.id)
+        .order_by(Analysis.created_at.desc())
+    )
+    return list(session.scalars(query))
+
+
+def get(session: Session, *, workspace: Workspace, analysis_id: str) -> Analysis | None:
+    row = session.get(Analysis, analysis_id)
+    return row if row is not None and row.workspace_id == workspace.id else None
+
+
+def forward_passes(session: Session, analysis: Analysis) -> int:
+    """Passes this analysis still costs: tables already in the cache cost none."""
+    keys = {item.cache_key for item in analysis.items if item.status != "done"}
+    if not keys:
+        return 0
+    cached = set(
+        session.scalars(select(LogitTable.cache_key).where(LogitTable.cache_key.in_(keys)))
+    )
+    return len(keys - cached) << analysis.n_players
+
+
+def item_progress(item: AnalysisItem) -> int:
+    if item.status == "done":
+        return item.progress_total
+    if item.chunks:
+        return sum(chunk.done for chunk in item.chunks)
+    return item.progress_done
+
+
+def eta_seconds(analysis: Analysis, done: int, total: int) -> float | None:
+    if analysis.status != "running" or analysis.started_at is None or done <= 0:
+        return None
+    started = analysis.started_at
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=utcnow().tzinfo)
+    elapsed = (utcnow() - started).total_seconds()
+    return max(0.0, elapsed * (total - done) / done)
+
+
+def cancel(session: Session, analysis: Analysis) -> None:
+    if analysis.status in ("done", "failed", "cancelled"):
+        raise AnalysisError(f"The analysis has already ended ({analysis.status}).", 409)
+    analysis.cancel_requested = True
+    if analysis.status == "queued":
+        analysis.status = "cancelled"
+        analysis.finished_at = utcnow()
+        for item in analysis.items:
+            if item.status == "queued":
+                item.status = "cancelled"
+    session.commit()
+
+
+def retry(session: Session, analysis: Analysis) -> None:
+    if analysis.status not in ("failed", "cancelled"):
+        raise AnalysisError(
+            f"Only failed or cancelled analyses can be retried (this one is {analysis.status}).",
+            409,
+        )
+    analysis.status = "queued"
+    analysis.cancel_requested = False
+    analysis.error = None
+    analysis.finished_at = None
+    for item in analysis.items:
+        if item.status != "done":
+            item.status = "queued"
+            item.error = None
+            item.progress_done = 0
+            for chunk in item.chunks:
+                if chunk.status != "done":
+                    chunk.status = "queued"
+                    chunk.done = 0
+    session.commit()
+
+
+def mark_interrupted(session: Session) -> int:
+    """At start-up of the embedded worker: work queued in memory is gone; say so."""
+    message = "interrupted: the server restarted before this finished; retry it"
+    ids = list(
+        session.scalars(select(Analysis.id).where(Analysis.status.in_(("queued", "running"))))
+    )
+    if ids:
+        session.execute(
+            update(AnalysisItem)
+            .where(
+                AnalysisItem.analysis_id.in_(ids), AnalysisItem.status.in_(("queued", "running"))
+            )
+            .values(status="failed", error=message)
+        )
+        session.execute(
+            update(Analysis).where(Analysis.id.in_(ids)).values(status="failed", error=message)
+        )
+        session.commit()
+    return len(ids)

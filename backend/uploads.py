@@ -1,0 +1,131 @@
+"""Checks on uploaded bytes before anything is stored: size, type, structure.
+
+Uploads are hostile until proven otherwise. The API never unpickles and never loads a
+model: it only recognises the container (ONNX protobuf, zip archive, safetensors header)
+and refuses pickles and ``torch.export`` archives outright. The worker then loads the model
+in its own process and runs a test forward pass (``validate_model``); what fails there is
+shown as the model's status.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+
+from PIL import Image, UnidentifiedImageError
+
+MODEL_KINDS = ("onnx", "torchscript", "state_dict", "safetensors")
+_SAFE_FORMATS = "Upload ONNX, TorchScript, or weights as safetensors / a torch state_dict."
+
+
+class UploadError(ValueError):
+    """A refused upload; ``status`` is the HTTP status, the message is for a person."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_size(data: bytes, limit: int, what: str) -> None:
+    if not data:
+        raise UploadError(f"The {what} is empty (0 bytes).")
+    if len(data) > limit:
+        raise UploadError(
+            f"The {what} is {len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB.",
+            status=413,
+        )
+
+
+def sniff_model(data: bytes) -> str:
+    """Which container the bytes are, or an :class:`UploadError` saying why they are refused."""
+    if data[:1] == b"\x80" or (data[:1] in (b"(", b"}", b"]") and data[-1:] == b"."):
+        raise UploadError(
+            "This file is a Python pickle. Loading a pickle can run code hidden in the file, "
+            f"so ConceptLens refuses it. {_SAFE_FORMATS}",
+            status=415,
+        )
+    if data[:4] == b"PK\x03\x04":
+        return _sniff_zip(data)
+    if _looks_like_safetensors(data):
+        return "safetensors"
+    if data[:1] == b"\x08":
+        _check_onnx(data)
+        return "onnx"
+    raise UploadError(f"This file is not a model format ConceptLens reads. {_SAFE_FORMATS}", 415)
+
+
+def _sniff_zip(data: bytes) -> str:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        raise UploadError(f"The archive is damaged or truncated ({exc}).") from None
+    if broken is not None:
+        raise UploadError(f"The archive is damaged: {broken} fails its checksum.")
+    inner = {name.split("/", 1)[1] if "/" in name else name for name in names}
+    if any(
+        n in ("archive_format", "serialized_exported_program.json") or n.startswith("models/")
+        for n in inner
+    ):
+        raise UploadError(
+            "This is a torch.export archive (.pt2). Its loader can run code stored in the "
+            f"file, so ConceptLens refuses it. {_SAFE_FORMATS}",
+            status=415,
+        )
+    if any(n.startswith("code/") for n in inner) and "constants.pkl" in inner:
+        return "torchscript"
+    if "data.pkl" in inner:
+        return "state_dict"
+    raise UploadError(f"This zip archive is not a model ConceptLens reads. {_SAFE_FORMATS}", 415)
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    if len(data) < 10:
+        return False
+    (length,) = struct.unpack("<Q", data[:8])
+    if not 2 <= length <= len(data) - 8 or data[8:9] != b"{":
+        return False
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UploadError("The safetensors header is damaged.") from None
+    return isinstance(header, dict)
+
+
+def _check_onnx(data: bytes) -> None:
+    import onnx  # protobuf only; it cannot run code from the file
+
+    try:
+        onnx.checker.check_model(onnx.load_model_from_string(data))
+    except Exception as exc:
+        raise UploadError(
+            f"This ONNX file is damaged or invalid ({str(exc).splitlines()[0]})."
+        ) from None
+
+
+def check_image(data: bytes, *, max_pixels: int) -> tuple[str, int, int, str]:
+    """PNG or JPEG only, decodable, within the pixel cap → (content type, width, height, mode)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            kind = img.format
+            width, height, mode = img.width, img.height, img.mode
+            if kind not in ("PNG", "JPEG"):
+                raise UploadError(f"Images must be PNG or JPEG, this one is {kind}.", status=415)
+            if width * height > max_pixels:
+                raise UploadError(
+                    f"The image is {width}×{height} pixels; at most {max_pixels:,} are accepted.",
+                    status=413,
+                )
+            img.load()  # decodes fully: truncated or corrupt data fails here
+    except UploadError:
+        raise
+    except UnidentifiedImageError:
+        raise UploadError(
+            "This file is not an image ConceptLens can read (PNG or JPEG).", 415
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UploadError(f"The image is damaged or truncated ({exc}).") from None
+    return ("image/png" if kind == "PNG" else "image/jpeg"), width, height, mode

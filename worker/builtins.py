@@ -1,0 +1,70 @@
+"""Built-in resources every workspace sees: the demo digits CNN and sample digits.
+
+Trained on scikit-learn's bundled digits in about a second (no download), written as ONNX
+into the blob store, validated like any upload. Idempotent: run at every start.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.models import ImageRecord, ModelRecord
+from backend.db.session import session_scope
+from worker import jobs
+from worker.engine.models.demo import write_demo_model
+
+DEMO_MODEL_NAME = "Demo digits CNN"
+
+
+def ensure_builtins() -> str:
+    """Create the demo model and sample images if missing; returns the demo model's id."""
+    with session_scope() as s:
+        existing = s.scalar(
+            select(ModelRecord).where(
+                ModelRecord.builtin.is_(True), ModelRecord.name == DEMO_MODEL_NAME
+            )
+        )
+        if existing is not None and existing.status == "ready":
+            return existing.id
+    store = jobs.blobs()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        manifest = write_demo_model(out, n_samples=10)
+        model_bytes = (out / manifest["files"]["onnx"]).read_bytes()
+        with session_scope() as s:
+            if existing is None:
+                existing = ModelRecord(
+                    workspace_id=None, name=DEMO_MODEL_NAME, filename=manifest["files"]["onnx"],
+                    blob_key=store.put(model_bytes), size_bytes=len(model_bytes),
+                    labels=manifest["labels"], builtin=True,
+                )  # fmt: skip
+                s.add(existing)
+            for sample in manifest["samples"]:
+                _add_sample(s, out / sample["file"], str(sample["label"]))
+            s.flush()
+            model_id = existing.id
+    jobs.validate_model(model_id)
+    return model_id
+
+
+def _add_sample(s: Session, path: Path, label: str) -> None:
+    data = path.read_bytes()
+    key = jobs.blobs().put(data)
+    if s.scalar(
+        select(ImageRecord).where(ImageRecord.builtin.is_(True), ImageRecord.blob_key == key)
+    ):
+        return
+    with Image.open(path) as img:
+        width, height, mode = img.width, img.height, img.mode
+    s.add(
+        ImageRecord(
+            workspace_id=None, name=f"digit {label} ({path.name})", blob_key=key,
+            size_bytes=len(data), content_type="image/png", width=width, height=height,
+            mode=mode, label=label, builtin=True,
+        )
+    )  # fmt: skip

@@ -1,0 +1,45 @@
+"""The embedded default: a Celery worker in a thread of the web process (memory:// broker).
+
+Queued tasks live only in this process: a restart loses them, but job state is in the
+database, so the UI shows such jobs as interrupted and offers retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from backend.queue import celery_app
+from worker import tasks  # noqa: F401  (registers the tasks)
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedWorker:
+    def __init__(self, concurrency: int = 2) -> None:
+        self.concurrency = concurrency
+        self._worker: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        celery_app.set_default()  # first: pool threads must bind to this configured app
+        self._worker = celery_app.WorkController(
+            pool="threads",
+            concurrency=self.concurrency,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="WARNING",
+        )
+        self._thread = threading.Thread(
+            target=self._worker.start, name="conceptlens-worker", daemon=True
+        )
+        self._thread.start()
+        log.info("embedded worker started (%d threads)", self.concurrency)
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,387 @@
+"""What the Celery tasks do, as plain functions of ids (tested in-process and via a worker).
+
+Each step reads its rows, calls the engine, writes results: large arrays to the blob
+store, job state and small results to the database (the source of truth the API reads).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.config import get_settings
+from backend.db.base import utcnow
+from backend.db.models import Analysis, AnalysisItem, Chunk, ImageRecord, LogitTable, ModelRecord
+from backend.db.session import session_scope
+from backend.storage import LocalBlobStore
+from worker.engine.analysis import interactions_from_logits
+from worker.engine.game import Cancelled, MaskedModelGame, default_device, logit_table
+from worker.engine.images import ImageError, load_image
+from worker.engine.models.loaders import LoadedModel, ModelLoadError, load_model
+from worker.engine.pairwise import relative_strength
+from worker.engine.players import PatchGrid, Players, make_baseline
+
+log = logging.getLogger(__name__)
+
+#: Errors whose message is already written for a person.
+USER_ERRORS = (ModelLoadError, ImageError, ValueError, MemoryError)
+
+
+def blobs() -> LocalBlobStore:
+    return LocalBlobStore(get_settings().blobs)
+
+
+def device() -> torch.device:
+    setting = get_settings().device
+    return torch.device(setting) if setting else default_device()
+
+
+def describe(error: BaseException) -> str:
+    """A message a person understands; internal errors keep their type for the logs."""
+    if isinstance(error, USER_ERRORS):
+        return str(error)
+    if type(error).__name__ == "SoftTimeLimitExceeded":
+        return f"the task took longer than the time limit ({get_settings().task_time_limit_s} s)"
+    return f"internal error ({type(error).__name__}: {error}); please retry or report it"
+
+
+# ---------------------------------------------------------------- models
+
+
+_MODEL_CACHE: OrderedDict[tuple[str, tuple[int, ...] | None, str | None, str], LoadedModel] = (
+    OrderedDict()
+)
+
+
+def loaded_model(row: ModelRecord) -> LoadedModel:
+    """Load (or reuse) a model in this worker process; a few are kept, least recent dropped."""
+    shape = tuple(row.input_shape) if row.input_shape else None
+    key = (row.blob_key, shape, row.architecture, str(device()))
+    if key in _MODEL_CACHE:
+        _MODEL_CACHE.move_to_end(key)
+        return _MODEL_CACHE[key]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model"
+        path.write_bytes(blobs().get(row.blob_key))
+        model = load_model(
+            path,
+            input_shape=shape,  # type: ignore[arg-type]
+            architecture=row.architecture,
+            device=device(),
+            max_bytes=get_settings().max_model_bytes,
+        )
+    _MODEL_CACHE[key] = model
+    while len(_MODEL_CACHE) > 4:
+        _MODEL_CACHE.popitem(last=False)
+    return model
+
+
+def validate_model(model_id: str) -> None:
+    """Load the model in this worker, run a test pass, record format/shape/classes/layers."""
+    with session_scope() as s:
+        row = s.get(ModelRecord, model_id)
+        if row is None:
+            return
+        row.status = "validating"
+    try:
+        with session_scope() as s:
+            row = s.get_one(ModelRecord, model_id)
+            model = loaded_model(row)
+            row.format = model.format
+            row.input_shape = list(model.input_shape)
+            row.num_classes = model.num_classes
+            row.layers = model.layers[:500]
+            row.architecture = model.architecture
+            if row.labels and len(row.labels) != model.num_classes:
+                raise ValueError(
+                    f"{len(row.labels)} class labels were given but the model has "
+                    f"{model.num_classes} classes"
+                )
+            row.status = "ready"
+            row.error = None
+    except Exception as error:  # recorded for the user; the task itself succeeds
+        log.info("model %s failed validation: %s", model_id, error)
+        with session_scope() as s:
+            row = s.get_one(ModelRecord, model_id)
+            row.status = "failed"
+            row.error = describe(error)
+
+
+# ---------------------------------------------------------------- analyses
+
+
+class ItemContext:
+    """Everything needed to run forward passes for one item (built in the worker)."""
+
+    def __init__(self, s: Session, item: AnalysisItem) -> None:
+        analysis = item.analysis
+        self.params = analysis.params
+        model_row = s.get_one(ModelRecord, analysis.model_id)
+        image_row = s.get_one(ImageRecord, item.image_id)
+        self.model = loaded_model(model_row)
+        c, h, w = self.model.input_shape
+        x = load_image(
+            blobs().get(image_row.blob_key), channels=c, size=(h, w),
+            mean=model_row.mean, std=model_row.std,
+        )  # fmt: skip
+        grid = PatchGrid(self.params["grid_rows"], self.params["grid_cols"], h, w)
+        players = Players(
+            grid, self.params.get("players"), others_present=self.params["others_present"]
+        )
+        baseline_key = self.params.get("baseline_image_key")
+        kind: Any = self.params["baseline"]
+        if baseline_key:
+            kind = load_image(
+                blobs().get(baseline_key), channels=c, size=(h, w),
+                mean=model_row.mean, std=model_row.std,
+            )  # fmt: skip
+        self.game = MaskedModelGame(
+            self.model.predict, x, players, make_baseline(x, kind),
+            device=self.model.device, batch_size=get_settings().batch_size,
+        )  # fmt: skip
+
+
+def _reporter(
+    write: Callable[[Session, int], None], analysis_id: str
+) -> Callable[[int, int], None]:
+    """A progress callback that writes at most every ``progress_interval_s`` and checks for
+    cancellation at the same time (between batches)."""
+    interval = get_settings().progress_interval_s
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < interval and done < total:
+            return
+        last[0] = now
+        with session_scope() as s:
+            write(s, done)
+            cancelled = s.scalar(
+                select(Analysis.cancel_requested).where(Analysis.id == analysis_id)
+            )
+        if cancelled:
+            raise Cancelled
+
+    return report
+
+
+def start_analysis(analysis_id: str) -> list[str]:
+    """Mark the analysis running; return the ids of the items to run (one task each)."""
+    with session_scope() as s:
+        analysis = s.get(Analysis, analysis_id)
+        if analysis is None or analysis.cancel_requested:
+            return []
+        analysis.status = "running"
+        analysis.started_at = analysis.started_at or utcnow()
+        return [item.id for item in analysis.items if item.status in ("queued", "running")]
+
+
+def run_item(item_id: str) -> list[str]:
+    """Run one image: from the cache, in this task, or as chunk tasks (returned ids)."""
+    with session_scope() as s:
+        item = s.get(AnalysisItem, item_id)
+        if item is None or item.analysis.cancel_requested:
+            return []
+        item.status = "running"
+        item.started_at = utcnow()
+        cached = s.get(LogitTable, item.cache_key)
+        total = 1 << item.analysis.n_players
+        item.progress_total = total
+        analysis_id = item.analysis_id
+        if cached is None and total > get_settings().chunk_size:
+            return _make_chunks(s, item, total)
+    if cached is None:
+        try:
+            _forward_whole(item_id, analysis_id)
+        except Exception as error:
+            _fail_item(item_id, error)
+            return []
+    finish_item(item_id, cached=cached is not None)
+    return []
+
+
+def _make_chunks(s: Session, item: AnalysisItem, total: int) -> list[str]:
+    size = get_settings().chunk_size
+    if not item.chunks:
+        for start in range(0, total, size):
+            item.chunks.append(Chunk(start=start, stop=min(start + size, total)))
+        item.chunks_total = len(item.chunks)
+        item.chunks_done = 0
+        s.flush()
+    return [c.id for c in item.chunks if c.status != "done"]
+
+
+def _forward_whole(item_id: str, analysis_id: str) -> None:
+    with session_scope() as s:
+        ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
+
+    def write(s: Session, done: int) -> None:
+        s.execute(update(AnalysisItem).where(AnalysisItem.id == item_id).values(progress_done=done))
+
+    t0 = time.perf_counter()
+    table = logit_table(ctx.game, progress=_reporter(write, analysis_id))
+    _store_table(item_id, table, time.perf_counter() - t0)
+
+
+def _store_table(item_id: str, table: np.ndarray, seconds: float) -> None:
+    key = blobs().put(_npy_bytes(table))
+    with session_scope() as s:
+        item = s.get_one(AnalysisItem, item_id)
+        if s.get(LogitTable, item.cache_key) is None:
+            s.add(
+                LogitTable(
+                    cache_key=item.cache_key, blob_key=key, n_players=item.analysis.n_players,
+                    classes=int(table.shape[1]), forward_seconds=seconds,
+                )
+            )  # fmt: skip
+        item.progress_done = item.progress_total
+
+
+def run_chunk(chunk_id: str) -> str | None:
+    """Forward passes for one mask range; the last chunk of an item returns the item id."""
+    with session_scope() as s:
+        chunk = s.get(Chunk, chunk_id)
+        if chunk is None or chunk.status == "done":
+            return None
+        item = s.get_one(AnalysisItem, chunk.item_id)
+        if item.analysis.cancel_requested:
+            return None
+        item_id, analysis_id = item.id, item.analysis_id
+        start, stop = chunk.start, chunk.stop
+        chunk.status = "running"
+    try:
+        with session_scope() as s:
+            ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
+
+        def write(s: Session, done: int) -> None:
+            s.execute(update(Chunk).where(Chunk.id == chunk_id).values(done=done))
+
+        table = logit_table(
+            ctx.game, start=start, stop=stop, progress=_reporter(write, analysis_id)
+        )
+    except Exception as error:
+        _fail_item(item_id, error)
+        return None
+    key = blobs().put(_npy_bytes(table))
+    with session_scope() as s:
+        s.execute(
+            update(Chunk)
+            .where(Chunk.id == chunk_id)
+            .values(status="done", done=stop - start, blob_key=key)
+        )
+        done, total = s.execute(
+            update(AnalysisItem)
+            .where(AnalysisItem.id == item_id)
+            .values(chunks_done=AnalysisItem.chunks_done + 1)
+            .returning(AnalysisItem.chunks_done, AnalysisItem.chunks_total)
+        ).one()
+    return item_id if done == total else None
+
+
+def assemble_item(item_id: str) -> None:
+    """Concatenate the chunks' logits in mask order, store the table, then finish."""
+    with session_scope() as s:
+        item = s.get_one(AnalysisItem, item_id)
+        keys = [c.blob_key for c in item.chunks]
+        seconds = 0.0
+    store = blobs()
+    table = np.concatenate([np.load(io.BytesIO(store.get(k))) for k in keys if k])
+    _store_table(item_id, table, seconds)
+    for key in keys:
+        if key:
+            store.delete(key)
+    finish_item(item_id)
+
+
+def finish_item(item_id: str, *, cached: bool = False) -> None:
+    """Transforms from the stored table (no forward pass), results saved, analysis rolled up."""
+    try:
+        with session_scope() as s:
+            item = s.get_one(AnalysisItem, item_id)
+            params = item.analysis.params
+            table_row = s.get_one(LogitTable, item.cache_key)
+            table = np.load(io.BytesIO(blobs().get(table_row.blob_key)))
+            result = interactions_from_logits(
+                table,
+                target=params.get("target", "predicted"),
+                output=params.get("output", "log-odds"),
+                tau=params.get("tau", 0.05),
+                k=params.get("top_k", 20),
+            )
+            arrays = {k: v for k, v in result.arrays().items() if k != "logits"}
+            item.result_key = blobs().put(_npz_bytes(arrays))
+            item.summary = {
+                **result.summary(),
+                "strength": result.strength.tolist(),
+                "forward_seconds": table_row.forward_seconds,
+                "cached": cached,
+            }
+            item.status = "done"
+            item.error = None
+            item.finished_at = utcnow()
+            analysis_id = item.analysis_id
+    except Exception as error:
+        _fail_item(item_id, error)
+        return
+    roll_up(analysis_id)
+
+
+def _fail_item(item_id: str, error: BaseException) -> None:
+    cancelled = isinstance(error, Cancelled)
+    if not cancelled:
+        log.warning("analysis item %s failed: %s", item_id, error, exc_info=error)
+    with session_scope() as s:
+        item = s.get_one(AnalysisItem, item_id)
+        item.status = "cancelled" if cancelled else "failed"
+        item.error = None if cancelled else describe(error)
+        item.finished_at = utcnow()
+        analysis_id = item.analysis_id
+    roll_up(analysis_id)
+
+
+def roll_up(analysis_id: str) -> None:
+    """When every item has ended: the analysis's status, and J^(m) over its sample set."""
+    with session_scope() as s:
+        analysis = s.get_one(Analysis, analysis_id)
+        statuses = {item.status for item in analysis.items}
+        if statuses & {"queued", "running"}:
+            return
+        done = [item for item in analysis.items if item.status == "done"]
+        if "failed" in statuses:
+            analysis.status = "failed"
+            analysis.error = next(i.error for i in analysis.items if i.status == "failed")
+        elif "cancelled" in statuses or analysis.cancel_requested:
+            analysis.status = "cancelled"
+        else:
+            analysis.status = "done"
+        if done:
+            strengths = np.array([item.summary["strength"] for item in done if item.summary])
+            analysis.summary = {
+                "J": relative_strength(strengths).tolist(),
+                "F": done[0].summary["F"] if done[0].summary else [],
+                "images": len(done),
+            }
+        analysis.finished_at = utcnow()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
+    return buf.getvalue()

@@ -1,0 +1,41 @@
+"""Start-up and shutdown of the service: migrate, embedded worker, built-in resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from backend.config import get_settings
+from backend.db.migrate import upgrade
+from backend.db.session import get_sessionmaker
+from backend.queue import TASK_ENSURE_BUILTINS, enqueue
+from backend.services.analyses import mark_interrupted
+
+log = logging.getLogger(__name__)
+
+
+def lifecycle_hooks() -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
+    """``(on_startup, on_shutdown)`` for :func:`backend.app.create_app`.
+
+    Migrations run first. In embedded mode the worker thread starts, work that a previous
+    run had queued in memory is marked interrupted (retry offers it again), and the
+    built-in demo model and samples are created by a task if missing.
+    """
+    settings = get_settings()
+    start: list[Callable[[], None]] = [upgrade]
+    stop: list[Callable[[], None]] = []
+    if settings.run_embedded_worker:
+        from worker.embedded import EmbeddedWorker
+
+        worker = EmbeddedWorker(settings.worker_concurrency)
+        start += [_mark_interrupted, worker.start]
+        stop.append(worker.stop)
+    start.append(lambda: enqueue(TASK_ENSURE_BUILTINS))
+    return start, stop
+
+
+def _mark_interrupted() -> None:
+    with get_sessionmaker()() as session:
+        count = mark_interrupted(session)
+    if count:
+        log.warning("%d analyses were interrupted by the restart; they can be retried", count)

@@ -1,0 +1,55 @@
+"""Celery tasks: thin wrappers that take ids and call :mod:`worker.jobs`.
+
+Registered on :data:`backend.queue.celery_app` under the names the API sends. Work fans
+out: one task per image of an analysis, and an image with more masks than the chunk size
+becomes a group of chunk tasks over mask ranges; the last chunk to finish (an atomic
+counter in the database) enqueues the assembly, a chord that needs no result backend.
+"""
+
+from __future__ import annotations
+
+from celery import group
+
+from backend.queue import (
+    TASK_ENSURE_BUILTINS,
+    TASK_START_ANALYSIS,
+    TASK_VALIDATE_MODEL,
+    celery_app,
+)
+from worker import builtins, jobs
+
+
+@celery_app.task(name=TASK_VALIDATE_MODEL)
+def validate_model(model_id: str) -> None:
+    jobs.validate_model(model_id)
+
+
+@celery_app.task(name=TASK_START_ANALYSIS)
+def start_analysis(analysis_id: str) -> None:
+    item_ids = jobs.start_analysis(analysis_id)
+    if item_ids:
+        group(run_item.s(item_id) for item_id in item_ids).apply_async()
+
+
+@celery_app.task(name="conceptlens.run_item")
+def run_item(item_id: str) -> None:
+    chunk_ids = jobs.run_item(item_id)
+    if chunk_ids:
+        group(run_chunk.s(chunk_id) for chunk_id in chunk_ids).apply_async()
+
+
+@celery_app.task(name="conceptlens.run_chunk")
+def run_chunk(chunk_id: str) -> None:
+    item_id = jobs.run_chunk(chunk_id)
+    if item_id is not None:
+        assemble_item.delay(item_id)
+
+
+@celery_app.task(name="conceptlens.assemble_item")
+def assemble_item(item_id: str) -> None:
+    jobs.assemble_item(item_id)
+
+
+@celery_app.task(name=TASK_ENSURE_BUILTINS)
+def ensure_builtins() -> None:
+    builtins.ensure_builtins()
