@@ -65,7 +65,8 @@ def create_app(*, on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] =
 
     @app.get("/s/{token}", name="shared_page", include_in_schema=False)
     def shared_page(token: str) -> FileResponse:
-        return FileResponse(FRONTEND / "index.html")
+        """The read-only page of a share link (it reads ``/api/shared/{token}``)."""
+        return FileResponse(FRONTEND / "share.html")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
