@@ -8,7 +8,9 @@ under ``torch.inference_mode``; the batch size halves on an out-of-memory error.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +116,9 @@ def logit_table(
 ) -> FloatArray:
     """The logit table rows ``start … stop−1`` (default: all ``2**n``), row index = bitmask.
 
-    One forward pass per row, in batches of ``game.batch_size`` built on the device.
+    One forward pass per row, in batches of ``game.batch_size`` built on the device. The
+    next batch's masked inputs are built while the model runs the current one (a second
+    thread; model runtimes release the GIL), so building inputs costs almost no wall time.
     ``progress(done, total)`` is called after every batch; it may raise :class:`Cancelled`.
     A range lets several workers share one table (chunk tasks).
     """
@@ -124,24 +128,43 @@ def logit_table(
         raise ValueError(f"mask range {start}..{stop} is outside 0..{1 << n}")
     total = stop - start
     out: np.ndarray | None = None
-    done = 0
-    with torch.inference_mode():
+    done = queued = 0
+    pending: deque[tuple[int, int, Future[torch.Tensor]]] = deque()
+    with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
         while done < total:
-            size = min(game.batch_size, total - done)
-            coal = mask_range_coalitions(start + done, start + done + size, n, game.device)
-            try:
-                logits = game.forward_masks(coal).float()
-            except torch.OutOfMemoryError:
-                game._back_off()
+            if queued < total and len(pending) < 2:
+                size = min(game.batch_size, total - queued)
+                coal = mask_range_coalitions(start + queued, start + queued + size, n, game.device)
+                pending.append((queued, size, pool.submit(_run_batch, game, coal)))
+                queued += size
                 continue
-            chunk = _to_numpy(logits)
+            offset, size, future = pending.popleft()
+            try:
+                logits = future.result()
+            except torch.OutOfMemoryError:
+                _drain(pending)
+                game._back_off()
+                queued = offset
+                continue
             if out is None:
-                out = np.empty((total, chunk.shape[1]), dtype=np.float32)
-            out[done : done + size] = chunk
+                out = np.empty((total, logits.shape[1]), dtype=np.float32)
+            out[offset : offset + size] = _to_numpy(logits)
             done += size
             if progress is not None:
                 progress(done, total)
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def _run_batch(game: MaskedModelGame, coal: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return game.forward_masks(coal).float()
+
+
+def _drain(pending: deque[tuple[int, int, Future[torch.Tensor]]]) -> None:
+    """Wait out batches already submitted (their results are dropped)."""
+    while pending:
+        _, _, future = pending.popleft()
+        future.cancel() or future.exception()
 
 
 @dataclass
