@@ -138,7 +138,9 @@ def test_batch_size_backs_off_on_out_of_memory() -> None:
     game.batch_size = 16
     assert_polynomial_coefficients(logit_table(game))
     assert game.batch_size == 2
-    assert sizes[:3] == [16, 8, 4]
+    # halving until it fits; a batch already in flight may fail at the old size too
+    assert sizes[0] == 16 and sizes == sorted(sizes, reverse=True)
+    assert {s for s in sizes if s > 3} == {16, 8, 4}
 
 
 def test_callable_game_and_value_table() -> None:
