@@ -273,7 +273,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "harsanyi": bench_harsanyi(sizes, shapiq_sizes),
             "end_to_end": bench_end_to_end(
-                demo, [(2, 3)] if args.quick else [(3, 4), (4, 4)], 1 if args.quick else 3
+                demo, [(2, 3)] if args.quick else [(3, 4), (4, 4)], 1 if args.quick else 5
             ),
             "multi_order": bench_multi_order(12 if args.quick else 16),
             "and_or": bench_and_or(
