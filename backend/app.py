@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.api.main import api_router
 from backend.api.routes import health
+from backend.errors import ClientError
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -73,6 +74,10 @@ def create_app(*, on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] =
         return FileResponse(FRONTEND / "index.html")
 
     app.mount("/static", StaticFiles(directory=FRONTEND), name="static")
+
+    @app.exception_handler(ClientError)
+    async def client_error(_: Request, exc: ClientError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -16,16 +16,14 @@ import zipfile
 
 from PIL import Image, UnidentifiedImageError
 
+from backend.errors import ClientError
+
 MODEL_KINDS = ("onnx", "torchscript", "state_dict", "safetensors")
 _SAFE_FORMATS = "Upload ONNX, TorchScript, or weights as safetensors / a torch state_dict."
 
 
-class UploadError(ValueError):
+class UploadError(ClientError):
     """A refused upload; ``status`` is the HTTP status, the message is for a person."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def check_size(data: bytes, limit: int, what: str) -> None:

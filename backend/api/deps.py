@@ -9,9 +9,9 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from backend.config import Settings, get_settings
-from backend.db.models import Workspace
+from backend.db.models import Analysis, Workspace
 from backend.db.session import get_sessionmaker
-from backend.services import workspaces
+from backend.services import analyses, workspaces
 from backend.storage import LocalBlobStore
 
 COOKIE = "conceptlens_workspace"
@@ -57,3 +57,14 @@ def current_workspace(request: Request, session: SessionDep) -> Workspace:
 
 
 WorkspaceDep = Annotated[Workspace, Depends(current_workspace)]
+
+
+def owned_analysis(analysis_id: str, session: SessionDep, workspace: WorkspaceDep) -> Analysis:
+    """The analysis ``analysis_id`` of the caller's workspace, or 404."""
+    analysis = analyses.get(session, workspace=workspace, analysis_id=analysis_id)
+    if analysis is None:
+        raise HTTPException(404, "No such analysis in this workspace.")
+    return analysis
+
+
+OwnedAnalysisDep = Annotated[Analysis, Depends(owned_analysis)]

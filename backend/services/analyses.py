@@ -19,6 +19,7 @@ from backend.db.models import (
     ModelRecord,
     Workspace,
 )
+from backend.errors import ClientError
 from backend.schemas import AnalysisCreate
 from backend.services import images as image_service
 from backend.services import models as model_service
@@ -27,10 +28,8 @@ from backend.services import models as model_service
 ENGINE_VERSION = "1"
 
 
-class AnalysisError(ValueError):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class AnalysisError(ClientError):
+    """An analysis request or action the service refuses (status and message for a person)."""
 
 
 def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
-from backend.api.deps import SessionDep, SettingsDep, WorkspaceDep
+from backend.api.deps import OwnedAnalysisDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.present import present_analysis
-from backend.db.models import Analysis
 from backend.queue import TASK_START_ANALYSIS, enqueue
 from backend.schemas import AnalysesPublic, AnalysisCreate, AnalysisPublic
 from backend.services import analyses as service
@@ -19,10 +18,7 @@ def create_analysis(
     body: AnalysisCreate, session: SessionDep, workspace: WorkspaceDep, settings: SettingsDep
 ) -> AnalysisPublic:
     """Queue an analysis; ``forward_passes`` says what it will cost (cached tables are free)."""
-    try:
-        analysis = service.create(session, workspace=workspace, body=body, settings=settings)
-    except service.AnalysisError as error:
-        raise HTTPException(error.status, str(error)) from None
+    analysis = service.create(session, workspace=workspace, body=body, settings=settings)
     enqueue(TASK_START_ANALYSIS, analysis.id)
     return present_analysis(session, analysis)
 
@@ -34,46 +30,26 @@ def list_analyses(session: SessionDep, workspace: WorkspaceDep) -> AnalysesPubli
 
 
 @router.get("/{analysis_id}", response_model=AnalysisPublic)
-def get_analysis(analysis_id: str, session: SessionDep, workspace: WorkspaceDep) -> AnalysisPublic:
-    return present_analysis(session, _get(session, workspace, analysis_id))
+def get_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> AnalysisPublic:
+    return present_analysis(session, analysis)
 
 
 @router.post("/{analysis_id}/cancel", response_model=AnalysisPublic)
-def cancel_analysis(
-    analysis_id: str, session: SessionDep, workspace: WorkspaceDep
-) -> AnalysisPublic:
-    analysis = _get(session, workspace, analysis_id)
-    try:
-        service.cancel(session, analysis)
-    except service.AnalysisError as error:
-        raise HTTPException(error.status, str(error)) from None
+def cancel_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> AnalysisPublic:
+    service.cancel(session, analysis)
     return present_analysis(session, analysis)
 
 
 @router.post("/{analysis_id}/retry", response_model=AnalysisPublic)
-def retry_analysis(
-    analysis_id: str, session: SessionDep, workspace: WorkspaceDep
-) -> AnalysisPublic:
-    analysis = _get(session, workspace, analysis_id)
-    try:
-        service.retry(session, analysis)
-    except service.AnalysisError as error:
-        raise HTTPException(error.status, str(error)) from None
+def retry_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> AnalysisPublic:
+    service.retry(session, analysis)
     enqueue(TASK_START_ANALYSIS, analysis.id)
     return present_analysis(session, analysis)
 
 
 @router.delete("/{analysis_id}", status_code=204)
-def delete_analysis(analysis_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
-    analysis = _get(session, workspace, analysis_id)
-    analysis.cancel_requested = True
+def delete_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> None:
+    analysis.cancel_requested = True  # running tasks stop at their next batch
     session.commit()
     session.delete(analysis)
     session.commit()
-
-
-def _get(session: SessionDep, workspace: WorkspaceDep, analysis_id: str) -> Analysis:
-    analysis = service.get(session, workspace=workspace, analysis_id=analysis_id)
-    if analysis is None:
-        raise HTTPException(404, "No such analysis in this workspace.")
-    return analysis

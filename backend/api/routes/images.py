@@ -44,8 +44,8 @@ async def upload_images(
         try:
             check_size(data, settings.max_image_bytes, f"image {name}")
             kind, width, height, mode = check_image(data, max_pixels=settings.max_image_pixels)
-        except UploadError as error:
-            raise HTTPException(error.status, f"{name}: {error}") from None
+        except UploadError as error:  # name the file: an upload may hold many
+            raise UploadError(f"{name}: {error}", error.status) from None
         checked.append((name, data, kind, width, height, mode))
     rows = []
     for name, data, kind, width, height, mode in checked:

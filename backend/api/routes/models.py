@@ -60,24 +60,20 @@ async def upload_model(
     ] = None,
 ) -> ModelRecord:
     data = await read_capped(file, settings.max_model_bytes, "model file")
-    try:
-        check_size(data, settings.max_model_bytes, "model file")
-        sniff_model(data)
-        shape = _input_shape(input_size, channels)
-        row = ModelRecord(
-            workspace_id=workspace.id,
-            name=(name or file.filename or "model").strip()[:200],
-            filename=(file.filename or "model")[:255],
-            blob_key="",
-            size_bytes=len(data),
-            input_shape=shape,
-            mean=_floats(mean, "mean"),
-            std=_floats(std, "std"),
-            labels=_labels(labels),
-            architecture=architecture or None,
-        )
-    except UploadError as error:
-        raise HTTPException(error.status, str(error)) from None
+    check_size(data, settings.max_model_bytes, "model file")
+    sniff_model(data)
+    row = ModelRecord(
+        workspace_id=workspace.id,
+        name=(name or file.filename or "model").strip()[:200],
+        filename=(file.filename or "model")[:255],
+        blob_key="",
+        size_bytes=len(data),
+        input_shape=_input_shape(input_size, channels),
+        mean=_floats(mean, "mean"),
+        std=_floats(std, "std"),
+        labels=_labels(labels),
+        architecture=architecture or None,
+    )
     row.blob_key = blobs.put(data)
     session.add(row)
     session.commit()

@@ -7,11 +7,16 @@ import secrets
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
 
-from backend.api.deps import SessionDep, WorkspaceDep, current_workspace
+from backend.api.deps import (
+    OwnedAnalysisDep,
+    SessionDep,
+    WorkspaceDep,
+    current_workspace,
+    owned_analysis,
+)
 from backend.db.base import utcnow
 from backend.db.models import Analysis, ShareLink
 from backend.schemas import SharePublic, SharesPublic
-from backend.services import analyses as analysis_service
 
 router = APIRouter(tags=["shares"])
 
@@ -28,12 +33,7 @@ def present(link: ShareLink, request: Request) -> SharePublic:
 
 
 @router.post("/analyses/{analysis_id}/shares", response_model=SharePublic, status_code=201)
-def create_share(
-    analysis_id: str, request: Request, session: SessionDep, workspace: WorkspaceDep
-) -> SharePublic:
-    analysis = analysis_service.get(session, workspace=workspace, analysis_id=analysis_id)
-    if analysis is None:
-        raise HTTPException(404, "No such analysis in this workspace.")
+def create_share(analysis: OwnedAnalysisDep, request: Request, session: SessionDep) -> SharePublic:
     link = ShareLink(analysis_id=analysis.id, token=secrets.token_urlsafe(32))
     session.add(link)
     session.commit()
@@ -41,12 +41,7 @@ def create_share(
 
 
 @router.get("/analyses/{analysis_id}/shares", response_model=SharesPublic)
-def list_shares(
-    analysis_id: str, request: Request, session: SessionDep, workspace: WorkspaceDep
-) -> SharesPublic:
-    analysis = analysis_service.get(session, workspace=workspace, analysis_id=analysis_id)
-    if analysis is None:
-        raise HTTPException(404, "No such analysis in this workspace.")
+def list_shares(analysis: OwnedAnalysisDep, request: Request, session: SessionDep) -> SharesPublic:
     links = session.scalars(
         select(ShareLink).where(ShareLink.analysis_id == analysis.id).order_by(ShareLink.created_at)
     ).all()
@@ -78,8 +73,4 @@ def readable_analysis(request: Request, session: SessionDep) -> Analysis:
     if token is not None:
         return shared_analysis(token, session)
     workspace = current_workspace(request, session)
-    analysis_id = request.path_params["analysis_id"]
-    analysis = analysis_service.get(session, workspace=workspace, analysis_id=analysis_id)
-    if analysis is None:
-        raise HTTPException(404, "No such analysis in this workspace.")
-    return analysis
+    return owned_analysis(request.path_params["analysis_id"], session, workspace)
