@@ -35,6 +35,7 @@ class ModelPublic(BaseModel):
     std: list[float] | None
     architecture: str | None
     layers: list[str] | None
+    seconds_per_pass: float | None
     builtin: bool
     created_at: datetime
 
@@ -102,6 +103,9 @@ class ItemPublic(BaseModel):
 class AnalysisPublic(BaseModel):
     id: str
     model_id: str
+    model_name: str
+    labels: list[str] | None = Field(description="the model's class labels, if given")
+    input_shape: list[int] | None
     params: dict[str, Any]
     n_players: int
     status: Status

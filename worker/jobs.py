@@ -87,6 +87,20 @@ def loaded_model(row: ModelRecord) -> LoadedModel:
     return model
 
 
+def seconds_per_pass(model: LoadedModel, batch: int = 256) -> float:
+    """Time per forward pass on this worker's device (best of three batches of zeros)."""
+    x = torch.zeros((batch, *model.input_shape), device=model.device)
+    model.predict(x)  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        model.predict(x)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        best = min(best, time.perf_counter() - t0)
+    return best / batch
+
+
 def validate_model(model_id: str) -> None:
     """Load the model in this worker, run a test pass, record format/shape/classes/layers."""
     with session_scope() as s:
@@ -103,6 +117,7 @@ def validate_model(model_id: str) -> None:
             row.num_classes = model.num_classes
             row.layers = model.layers[:500]
             row.architecture = model.architecture
+            row.seconds_per_pass = seconds_per_pass(model)
             if row.labels and len(row.labels) != model.num_classes:
                 raise ValueError(
                     f"{len(row.labels)} class labels were given but the model has "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from backend.db.models import Analysis
+from backend.db.models import Analysis, ModelRecord
 from backend.schemas import AnalysisPublic, ItemPublic
 from backend.services import analyses as service
 
@@ -28,9 +28,13 @@ def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
             )
         )
     total = sum(item.progress_total for item in analysis.items)
+    model = session.get_one(ModelRecord, analysis.model_id)
     return AnalysisPublic(
         id=analysis.id,
         model_id=analysis.model_id,
+        model_name=model.name,
+        labels=model.labels,
+        input_shape=model.input_shape,
         params=analysis.params,
         n_players=analysis.n_players,
         status=analysis.status,  # type: ignore[arg-type]

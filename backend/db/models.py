@@ -45,6 +45,8 @@ class ModelRecord(TimestampMixin, Base):
     mean: Mapped[list[float] | None] = mapped_column(JSON)
     std: Mapped[list[float] | None] = mapped_column(JSON)
     architecture: Mapped[str | None] = mapped_column(String(64))
+    seconds_per_pass: Mapped[float | None] = mapped_column(Float)
+    """Measured at validation on the worker's device: for the cost estimate of an analysis."""
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

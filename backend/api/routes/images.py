@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.responses import Response
-from PIL import Image
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.uploading import read_capped
 from backend.db.models import ImageRecord
+from backend.previews import preview_png
 from backend.schemas import ImagePublic, ImagesPublic
 from backend.services import images as service
 from backend.services import models as model_service
@@ -84,22 +83,13 @@ def image_preview(
 ) -> Response:
     """The image as the model sees it (channels, size), as a PNG, optionally enlarged."""
     row = _get(session, workspace, image_id)
-    with Image.open(io.BytesIO(blobs.get(row.blob_key))) as img:
-        out = img.convert("RGB")
-        if model_id is not None:
-            model = model_service.get(session, workspace=workspace, model_id=model_id)
-            if model is None:
-                raise HTTPException(404, "No such model in this workspace.")
-            if model.input_shape:
-                c, h, w = model.input_shape
-                out = img.convert("L" if c == 1 else "RGB").resize(
-                    (w, h), Image.Resampling.BILINEAR
-                )
-        if scale > 1:
-            out = out.resize((out.width * scale, out.height * scale), Image.Resampling.NEAREST)
-        buf = io.BytesIO()
-        out.save(buf, format="PNG")
-    return Response(buf.getvalue(), media_type="image/png")
+    shape = None
+    if model_id is not None:
+        model = model_service.get(session, workspace=workspace, model_id=model_id)
+        if model is None:
+            raise HTTPException(404, "No such model in this workspace.")
+        shape = model.input_shape
+    return Response(preview_png(blobs.get(row.blob_key), shape, scale), media_type="image/png")
 
 
 @router.delete("/{image_id}", status_code=204)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
 from backend import figures, results
-from backend.api.deps import BlobsDep
+from backend.api.deps import BlobsDep, SessionDep
 from backend.api.routes.shares import readable_analysis
-from backend.db.models import Analysis, AnalysisItem
+from backend.db.models import Analysis, AnalysisItem, ImageRecord, ModelRecord
+from backend.previews import preview_png
 
 AnalysisDep = Annotated[Analysis, Depends(readable_analysis)]
 
@@ -82,10 +84,64 @@ def results_router(prefix: str, tag: str) -> APIRouter:
         return results.sparsity(arrays, tau)
 
     @router.get("/items/{item_id}/figures")
-    def item_figures(*, item_id: str, analysis: AnalysisDep, blobs: BlobsDep) -> dict[str, Any]:
-        """Plotly figure JSON (``data``, ``layout``) for every per-image chart."""
+    def item_figures(
+        *,
+        item_id: str,
+        analysis: AnalysisDep,
+        blobs: BlobsDep,
+        tau: Annotated[float | None, Query(gt=0, le=1)] = None,
+    ) -> dict[str, Any]:
+        """Plotly figure JSON (``data``, ``layout``) for every per-image chart; ``tau``
+        redraws the salient counts and the threshold line from the stored interactions."""
         item, arrays = item_arrays(analysis, item_id, blobs)
-        return figures.result_figures(arrays, item.summary or {})
+        summary = dict(item.summary or {})
+        if tau is not None:
+            counts = results.sparsity(arrays, tau)
+            arrays["salient_positive"] = np.array(counts["positive"])
+            arrays["salient_negative"] = np.array(counts["negative"])
+            summary["tau"] = tau
+        return figures.result_figures(arrays, summary)
+
+    @router.get("/items/{item_id}/figures/shapley")
+    def shapley_figure(
+        *, item_id: str, analysis: AnalysisDep, blobs: BlobsDep, i: int
+    ) -> dict[str, Any]:
+        """Heat map over the grid of the Shapley interaction between player ``i`` and each
+        other player (cells that are not players stay blank)."""
+        _, arrays = item_arrays(analysis, item_id, blobs)
+        try:
+            row = results.shapley_row(arrays, i)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+        params = analysis.params
+        rows, cols = params["grid_rows"], params["grid_cols"]
+        cells = params.get("players") or list(range(rows * cols))
+        grid = np.full(rows * cols, np.nan)
+        grid[cells] = row
+        grid[cells[i]] = np.nan
+        return figures.patch_heatmap(
+            grid, rows, cols, selected=cells[i],
+            title=f"Shapley interaction with patch {cells[i]}",
+            colorbar_title="I(i, j)",
+        )  # fmt: skip
+
+    @router.get("/items/{item_id}/image")
+    def item_image(
+        *,
+        item_id: str,
+        analysis: AnalysisDep,
+        session: SessionDep,
+        blobs: BlobsDep,
+        scale: Annotated[int, Query(ge=1, le=64)] = 1,
+    ) -> Response:
+        """The analysed image as the model saw it (PNG), for drawing patches over."""
+        item = next((i for i in analysis.items if i.id == item_id), None)
+        if item is None:
+            raise HTTPException(404, "No such image in this analysis.")
+        image = session.get_one(ImageRecord, item.image_id)
+        model = session.get_one(ModelRecord, analysis.model_id)
+        png = preview_png(blobs.get(image.blob_key), model.input_shape, scale)
+        return Response(png, media_type="image/png")
 
     @router.get("/figures/curve")
     def curve_figure(*, analysis: AnalysisDep) -> dict[str, Any]:

@@ -62,6 +62,16 @@ def test_run_and_read_results(client: TestClient, demo: str) -> None:
 
     figures = client.get(f"{base}/figures").json()
     assert set(figures) == {"curve", "salient", "sparsity", "average_output"}
+    strict = client.get(f"{base}/figures", params={"tau": 0.5}).json()
+    assert "0.5" in strict["salient"]["layout"]["title"]["text"]
+    heat = client.get(f"{base}/figures/shapley", params={"i": 4}).json()
+    z = heat["data"][0]["z"]
+    assert len(z) == 3 and len(z[0]) == 3 and z[1][1] is None  # the selected patch is blank
+    row = client.get(f"{base}/shapley", params={"i": 4}).json()["values"]
+    assert z[0][0] == pytest.approx(row[0])
+    png = client.get(f"{base}/image", params={"scale": 4})
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    assert analysis["model_name"] == "Demo digits CNN" and analysis["labels"][3] == "3"
     assert client.get(f"/api/analyses/{analysis['id']}/figures/curve").json()["data"]
 
     npz = np.load(io.BytesIO(client.get(f"{base}/export.npz").content))

@@ -32,6 +32,7 @@ def test_demo_model_is_listed_and_ready(client: TestClient) -> None:
     demo = next(m for m in models if m["builtin"])
     assert demo["status"] == "ready" and demo["format"] == "onnx"
     assert demo["input_shape"] == [1, 16, 16] and demo["num_classes"] == 10
+    assert 0 < demo["seconds_per_pass"] < 0.1  # measured by the worker at validation
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors", "state_dict"])

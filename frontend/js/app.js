@@ -1,0 +1,51 @@
+// The dashboard: hash routes (deep links survive a reload), one module per view.
+import { api } from "./api.js";
+import { clear, errorBox } from "./dom.js";
+
+const VIEW = document.querySelector("#view");
+
+const ROUTES = [
+  [/^#?\/?$/, () => import("./views/home.js")],
+  [/^#\/models$/, () => import("./views/models.js")],
+  [/^#\/images$/, () => import("./views/images.js")],
+  [/^#\/new$/, () => import("./views/new.js")],
+  [/^#\/analyses\/([0-9a-f]+)$/, () => import("./views/analysis.js")],
+];
+
+let unmount = null;
+
+export function navigate(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+async function route() {
+  const [path, query] = location.hash.split("?");
+  const match = ROUTES.map(([re, load]) => [path.match(re), load]).find(([m]) => m);
+  if (unmount) unmount();
+  unmount = null;
+  for (const note of document.querySelectorAll("#toasts .toast:not(.error)")) note.remove();
+  for (const link of document.querySelectorAll("nav a")) {
+    link.toggleAttribute("aria-current", link.getAttribute("href") === (path || "#/"));
+  }
+  if (!match) {
+    clear(VIEW, errorBox(`There is no page at ${location.hash}.`));
+    return;
+  }
+  const [m, load] = match;
+  try {
+    const view = await load();
+    const params = { id: m[1], query: new URLSearchParams(query || "") };
+    unmount = (await view.mount(VIEW, params, { navigate })) || null;
+  } catch (error) {
+    clear(VIEW, errorBox(error.message));
+  }
+}
+
+async function main() {
+  await api("/workspace"); // a first visit gets its workspace (cookie)
+  window.addEventListener("hashchange", route);
+  await route();
+}
+
+main().catch((error) => clear(VIEW, errorBox(error.message)));

@@ -1,0 +1,328 @@
+// One analysis: progress while it runs, then linked views of its results.
+// Owner: #/analyses/{id}. Share link: the same view, read-only (api.js in share mode).
+import { api, isShared, url } from "../api.js";
+import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } from "../dom.js";
+import { GridCanvas, NEGATIVE, POSITIVE } from "../grid.js";
+
+const POLL_MS = 500;
+const CANVAS_PX = 384;
+const THUMB_PX = 120;
+
+export async function mount(root, params) {
+  const state = { timer: null, analysis: null, itemId: params.query.get("image"), i: null, j: null };
+  const prefix = isShared() ? "" : `/analyses/${params.id}`;
+  const stop = () => clearTimeout(state.timer);
+
+  async function refresh() {
+    let analysis;
+    try {
+      analysis = await api(prefix);
+    } catch (error) {
+      clear(root, errorBox(error.message));
+      return;
+    }
+    const wasRunning = state.analysis && isActive(state.analysis);
+    state.analysis = analysis;
+    if (isActive(analysis)) {
+      renderProgress(root, analysis, prefix, refresh);
+      state.timer = setTimeout(refresh, POLL_MS);
+    } else if (!state.rendered || wasRunning) {
+      state.rendered = true;
+      await renderResults(root, analysis, prefix, state, refresh);
+    }
+  }
+  await refresh();
+  return stop;
+}
+
+function isActive(analysis) {
+  return analysis.status === "queued" || analysis.status === "running";
+}
+
+function header(analysis, prefix, refresh) {
+  const p = analysis.params;
+  const target = p.target === "predicted" ? "the predicted class" : `class ${label(analysis, p.target)}`;
+  const actions = h("div.actions");
+  if (!isShared()) {
+    if (isActive(analysis)) {
+      actions.append(button("Cancel", "#cancel", async () => {
+        await api(`${prefix}/cancel`, { method: "POST" });
+        refresh();
+      }));
+    }
+    if (analysis.status === "failed" || analysis.status === "cancelled") {
+      actions.append(button("Retry", "#retry", async () => {
+        await api(`${prefix}/retry`, { method: "POST" });
+        refresh();
+      }));
+    }
+  }
+  return h("section.card.analysis-head", {},
+    h("div.head-line", {},
+      h("h1", {}, `${analysis.model_name} · ${p.grid} grid · ${analysis.n_players} players`),
+      badge(analysis.status)),
+    h("p.muted", {},
+      `${p.output} of ${target}; baseline ${p.baseline}; other patches ${p.others_present ? "present" : "absent"}; `,
+      `${analysis.items.length} image${analysis.items.length > 1 ? "s" : ""}`),
+    analysis.error ? errorBox(analysis.error) : null,
+    actions);
+}
+
+function button(text, id, onClick) {
+  const el = h(`button${id ? `#${id.slice(1)}` : ""}`, { type: "button" }, text);
+  el.addEventListener("click", async () => {
+    el.disabled = true;
+    try {
+      await onClick();
+    } catch (error) {
+      toast(error.message, "error");
+    } finally {
+      el.disabled = false;
+    }
+  });
+  return el;
+}
+
+function label(analysis, cls) {
+  return analysis.labels && analysis.labels[cls] !== undefined ? `${cls} (${analysis.labels[cls]})` : `${cls}`;
+}
+
+function renderProgress(root, analysis, prefix, refresh) {
+  const pct = analysis.progress_total ? (100 * analysis.progress_done) / analysis.progress_total : 0;
+  clear(root,
+    header(analysis, prefix, refresh),
+    h("section.card", { "aria-labelledby": "progress-title" },
+      h("h2#progress-title", {}, analysis.status === "queued" ? "Queued" : "Computing forward passes"),
+      h("progress#progress", { max: 100, value: pct, "aria-label": "forward passes done" }),
+      h("p#progress-text", {},
+        `${formatCount(analysis.progress_done)} / ${formatCount(analysis.progress_total)} forward passes`,
+        ` (${pct.toFixed(0)}%) · time left ${formatSeconds(analysis.eta_seconds)}`)));
+}
+
+async function renderResults(root, analysis, prefix, state, refresh) {
+  const done = analysis.items.filter((item) => item.status === "done");
+  const parts = [header(analysis, prefix, refresh)];
+  if (!done.length) {
+    clear(root, ...parts, analysis.status === "done" ? null : errorBox("No image of this analysis finished."));
+    return;
+  }
+  const item = done.find((it) => it.id === state.itemId) || done[0];
+  state.itemId = item.id;
+  const body = h("div.result");
+  parts.push(imageTabs(analysis, done, item, state, () => renderResults(root, analysis, prefix, state, refresh)));
+  parts.push(body);
+  if (!isShared()) parts.push(sharePanel(prefix));
+  clear(root, ...parts);
+  await renderItem(body, analysis, item, prefix, state);
+}
+
+function imageTabs(analysis, done, item, state, rerender) {
+  if (done.length < 2) return null;
+  return h("nav.tabs", { "aria-label": "Images of this analysis" },
+    done.map((it, k) => h("button", {
+      type: "button",
+      "aria-pressed": String(it.id === item.id),
+      on: { click: () => { state.itemId = it.id; state.i = state.j = null; rerender(); } },
+    }, `Image ${k + 1}: class ${label(analysis, it.summary.prediction)}`)));
+}
+
+async function renderItem(body, analysis, item, prefix, state) {
+  const p = analysis.params;
+  const s = item.summary;
+  const base = `${prefix}/items/${item.id}`;
+  const [, height, width] = analysis.input_shape;
+  const cells = p.players || [...Array(p.grid_rows * p.grid_cols).keys()];
+  const scale = Math.max(1, Math.floor(CANVAS_PX / Math.max(height, width)));
+
+  const canvas = h("canvas#patch-canvas", {
+    width: width * scale, height: height * scale, tabindex: 0,
+    "aria-label": "The image with its patch grid; click a patch to see its interactions",
+  });
+  const grid = new GridCanvas(canvas, { rows: p.grid_rows, cols: p.grid_cols, width, height });
+  grid.players = p.players;
+  await grid.load(url(`${base}/image?scale=${scale}`));
+
+  const tau = h("input#tau-slider", { type: "range", min: 0.01, max: 0.5, step: 0.01, value: p.tau });
+  const tauOut = h("output", { for: "tau-slider" }, String(p.tau));
+  const topk = h("input#topk-slider", { type: "range", min: 1, max: 40, step: 1, value: Math.min(12, p.top_k) });
+  const topkOut = h("output", { for: "topk-slider" }, topk.value);
+  const patchInput = h("input#patch-input", { type: "number", min: 0, max: cells.length - 1, placeholder: "patch" });
+  const selection = h("div#selection", { "aria-live": "polite" },
+    h("p.muted", {}, "Click a patch (or type its number) to list the salient interactions that contain it; click a second patch for their multi-order interaction."));
+  const heat = h("div.figure#shapley-figure");
+  const pairFig = h("div.figure#pair-figure");
+  const gallery = h("div.gallery#top-sets");
+  const figs = {
+    curve: h("div.figure#curve-figure"),
+    salient: h("div.figure#salient-figure"),
+    sparsity: h("div.figure#sparsity-figure"),
+    average_output: h("div.figure#average-figure"),
+  };
+
+  clear(body,
+    h("section.card.trust", { "aria-label": "Faithfulness" },
+      fact("prediction", `class ${label(analysis, s.prediction)}`),
+      fact("target", `class ${label(analysis, s.target)} (${s.output})`),
+      fact("v(N) − v(∅)", s.v_full_minus_empty.toFixed(4)),
+      fact("faithfulness residual", s.residual.toExponential(1), s.residual < 1e-6 ? "ok" : "warn"),
+      fact("forward passes", `${formatCount(2 ** analysis.n_players)}${s.cached ? " (reused)" : ""}`),
+      h("div.exports", {}, "Export: ",
+        ["json", "csv", "npz"].map((fmt) => h("a", { href: url(`${base}/export.${fmt}`), download: "" }, fmt.toUpperCase())))),
+    h("div.explore", {},
+      h("section.card", { "aria-labelledby": "image-title" },
+        h("h2#image-title", {}, "Patches"),
+        canvas,
+        h("label", {}, "Patch ", patchInput),
+        selection),
+      h("section.card", { "aria-labelledby": "heat-title" },
+        h("h2#heat-title", {}, "Pairwise interaction strength"),
+        heat, pairFig)),
+    h("section.card.controls", { "aria-label": "Thresholds" },
+      h("label", {}, "salient threshold τ ", tau, tauOut),
+      h("label", {}, "top-k ", topk, topkOut)),
+    h("section.card", { "aria-labelledby": "gallery-title" },
+      h("h2#gallery-title", {}, "Strongest interactions"), gallery),
+    h("section.charts", {}, Object.values(figs).map((div) => h("div.card", {}, div))));
+
+  const state2 = { tau: Number(p.tau), k: Number(topk.value) };
+  const toCells = (players) => players.map((q) => cells[q]);
+  const playerOf = (cell) => cells.indexOf(cell);
+
+  async function drawFigures() {
+    const all = await api(`${base}/figures?tau=${state2.tau}`);
+    plot(figs.salient, all.salient, { name: "salient-by-order" });
+    plot(figs.sparsity, all.sparsity, { name: "sparsity" });
+    plot(figs.average_output, all.average_output, { name: "average-output" });
+    const curve = analysis.items.filter((it) => it.status === "done").length > 1
+      ? await api(`${prefix}/figures/curve`) : all.curve;
+    plot(figs.curve, curve, { name: "order-strength" });
+  }
+
+  async function drawGallery() {
+    const top = await api(`${base}/interactions?top_k=${state2.k}&tau=${state2.tau}`);
+    clear(gallery, top.data.length ? null : h("p.muted", {}, "No interaction reaches τ."),
+      await Promise.all(top.data.map(async (row) => {
+        const c = h("canvas", { width: THUMB_PX, height: THUMB_PX });
+        const g = new GridCanvas(c, grid.grid);
+        g.image = grid.image;
+        g.highlights = [{ cells: toCells(row.players), color: row.value > 0 ? POSITIVE : NEGATIVE }];
+        g.draw();
+        return h("figure.set", {}, c,
+          h("figcaption", {}, `{${toCells(row.players).join(", ")}} `,
+            h(row.value > 0 ? "strong.pos" : "strong.neg", {}, fmtValue(row.value))));
+      })));
+    clear(body.querySelector("#gallery-title"), `Strongest interactions (${formatCount(top.total)} salient at τ = ${state2.tau})`);
+  }
+
+  async function select(cell) {
+    const q = playerOf(cell);
+    if (q < 0) {
+      toast(`Patch ${cell} is not a player in this analysis.`);
+      return;
+    }
+    if (state.i === null || state.j !== null || q === state.i) {
+      state.i = q === state.i && state.j === null ? null : q;
+      state.j = null;
+    } else {
+      state.j = q;
+    }
+    await showSelection();
+  }
+
+  async function showSelection() {
+    grid.selected = [state.i, state.j].filter((x) => x !== null).map((x) => cells[x]);
+    grid.highlights = [];
+    grid.draw();
+    if (state.i === null) {
+      clear(selection, h("p.muted", {}, "No patch selected."));
+      clear(heat);
+      clear(pairFig);
+      return;
+    }
+    const list = await api(`${base}/interactions?contains=${state.i}&tau=${state2.tau}&top_k=${state2.k}`);
+    clear(selection,
+      h("h3", {}, `Patch ${cells[state.i]}: ${formatCount(list.total)} salient interactions contain it`),
+      h("ol.sets", {}, list.data.map((row) => {
+        const set = toCells(row.players);
+        const li = h("li", { tabindex: 0 }, `{${set.join(", ")}} `,
+          h(row.value > 0 ? "strong.pos" : "strong.neg", {}, fmtValue(row.value)),
+          h("span.muted", {}, ` order ${row.order}`));
+        const show = () => {
+          grid.highlights = [{ cells: set, color: row.value > 0 ? POSITIVE : NEGATIVE }];
+          grid.draw();
+        };
+        li.addEventListener("mouseenter", show);
+        li.addEventListener("focus", show);
+        return li;
+      })));
+    plot(heat, await api(`${base}/figures/shapley?i=${state.i}`), { name: "shapley" });
+    if (state.j !== null) {
+      const pair = await api(`${base}/pair?i=${state.i}&j=${state.j}`);
+      plot(pairFig, pair.figure, { name: "pair" });
+    } else {
+      clear(pairFig, h("p.muted", {}, "Click a second patch to see I(m)(i, j) against the order m."));
+    }
+  }
+
+  canvas.addEventListener("click", (event) => {
+    const cell = grid.cellAt(event);
+    if (cell !== null) select(cell).catch((error) => toast(error.message, "error"));
+  });
+  patchInput.addEventListener("change", () => {
+    const cell = Number(patchInput.value);
+    if (Number.isInteger(cell)) select(cell).catch((error) => toast(error.message, "error"));
+  });
+  let debounce = null;
+  const onSlide = () => {
+    state2.tau = Number(tau.value);
+    state2.k = Number(topk.value);
+    tauOut.value = tau.value;
+    topkOut.value = topk.value;
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      Promise.all([drawFigures(), drawGallery(), showSelection()])
+        .catch((error) => toast(error.message, "error"));
+    }, 150);
+  };
+  tau.addEventListener("input", onSlide);
+  topk.addEventListener("input", onSlide);
+  await Promise.all([drawFigures(), drawGallery()]);
+}
+
+function fact(term, value, kind) {
+  return h(`div.fact${kind ? `.${kind}` : ""}`, {}, h("span.muted", {}, term), h("strong", {}, value));
+}
+
+function fmtValue(v) {
+  return `${v >= 0 ? "+" : ""}${v.toPrecision(3)}`;
+}
+
+function sharePanel(prefix) {
+  const list = h("ul#share-list");
+  const out = h("div#share-result", { "aria-live": "polite" });
+  async function load() {
+    const shares = await api(`${prefix}/shares`);
+    clear(list, shares.data.map((s) => h("li", {},
+      h("a", { href: s.url, target: "_blank", rel: "noopener" }, s.url), " ",
+      s.revoked ? badge("revoked") : button("Revoke", null, async () => {
+        await api(`/shares/${s.id}`, { method: "DELETE" });
+        toast("The link no longer opens this analysis.");
+        await load();
+      }))));
+  }
+  const create = button("Share a read-only link", "#share", async () => {
+    const share = await api(`${prefix}/shares`, { method: "POST" });
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(share.url);
+      copied = true;
+    } catch {
+      // clipboard needs a secure context; the link is shown either way
+    }
+    clear(out, h("p", {}, copied ? "Copied: " : "Link: ", h("a#share-url", { href: share.url }, share.url)));
+    await load();
+  });
+  load().catch((error) => clear(out, errorBox(error.message)));
+  return h("section.card", { "aria-labelledby": "share-title" },
+    h("h2#share-title", {}, "Share"), create, out, list);
+}

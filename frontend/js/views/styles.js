@@ -1,0 +1,130 @@
+// What the overview, models, images and new-analysis views share: their stylesheet
+// (css/views.css, linked once on first use) and the file drop zone they build on.
+import { formatBytes, h } from "../dom.js";
+
+const HREF = "/static/css/views.css";
+
+/** Link css/views.css into the page once. */
+export function ensureStyles() {
+  if (document.querySelector(`link[href="${HREF}"]`)) return;
+  document.head.append(h("link", { rel: "stylesheet", href: HREF }));
+}
+
+/**
+ * A drop zone around a real file input: drop files on it, or click / press Enter or Space
+ * on the input (it stays focusable, only visually hidden). `onFiles(File[])` gets both.
+ */
+export function dropZone({ input, title, hint }) {
+  const zone = h(
+    "label.cl-drop",
+    { for: input.id },
+    input,
+    h("span.cl-drop-title", {}, title),
+    h("span.cl-drop-hint", {}, hint),
+  );
+  let depth = 0; // dragenter/leave fire for every child: count them
+  const on = (event, fn) => zone.addEventListener(event, fn);
+  on("dragenter", (event) => {
+    event.preventDefault();
+    depth += 1;
+    zone.classList.add("dragover");
+  });
+  on("dragover", (event) => {
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  on("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) zone.classList.remove("dragover");
+  });
+  on("drop", (event) => {
+    event.preventDefault();
+    depth = 0;
+    zone.classList.remove("dragover");
+    const files = event.dataTransfer.files;
+    if (!files.length) return;
+    const list = input.multiple ? files : [files[0]];
+    try {
+      const transfer = new DataTransfer(); // keep the input in step with what was dropped
+      for (const file of list) transfer.items.add(file);
+      input.files = transfer.files;
+    } catch {
+      // older browsers: the change event below still carries the files
+    }
+    input.dispatchEvent(new CustomEvent("files", { detail: [...list] }));
+  });
+  input.addEventListener("change", () => input.dispatchEvent(new CustomEvent("files", { detail: [...input.files] })));
+  return zone;
+}
+
+/** "name (12.3 KB)" list items for chosen files. */
+export function fileList(files) {
+  return h(
+    "ul.cl-files",
+    { "aria-label": "Chosen files" },
+    files.map((file) => h("li", {}, h("span.cl-file-name", {}, file.name), " ", h("span.muted", {}, formatBytes(file.size)))),
+  );
+}
+
+/** The server writes naive UTC timestamps; read them as UTC. */
+export function parseTime(text) {
+  return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : `${text}Z`);
+}
+
+/** Newest first, by created_at. */
+export function newestFirst(rows) {
+  return [...rows].sort((a, b) => parseTime(b.created_at) - parseTime(a.created_at));
+}
+
+/** "16×16, 1 channel" from [C, H, W]. */
+export function formatShape(shape) {
+  if (!shape) return "input shape not known yet";
+  const [c, height, width] = shape;
+  return `${height}×${width}, ${c} channel${c === 1 ? "" : "s"}`;
+}
+
+/** A small thumbnail URL path: tiny images enlarged crisply, large ones as uploaded. */
+export function thumbPath(image, target = 96) {
+  const side = Math.max(image.width, image.height);
+  if (side >= target) return `/images/${image.id}/file`;
+  const scale = Math.min(8, Math.max(1, Math.ceil(target / side)));
+  return `/images/${image.id}/preview?scale=${scale}`;
+}
+
+/**
+ * Load a picture into a GridCanvas; if it fails, throw the server's own sentence
+ * (an <img> only says "cannot decode", the JSON body says why).
+ */
+export async function loadPicture(grid, src) {
+  try {
+    await grid.load(src);
+  } catch {
+    let detail = "The preview could not be loaded.";
+    try {
+      const response = await fetch(src, { credentials: "same-origin" });
+      if (!response.ok) detail = (await response.json()).detail || detail;
+    } catch {
+      // keep the generic sentence
+    }
+    throw new Error(detail);
+  }
+}
+
+/** An input's value as a whole number in [min, max], else null (still being typed, or out of range). */
+export function intValue(input, min, max) {
+  const text = input.value.trim();
+  if (!/^\d+$/.test(text)) return null;
+  const n = Number(text);
+  return n >= min && n <= max ? n : null;
+}
+
+/**
+ * Sizes for a crisp preview of a model input whose long side is `side` pixels, about
+ * `target` pixels across: the server enlarges by `scale` (≤ 8), the canvas by a whole
+ * `factor` more, so every model pixel is the same number of screen pixels.
+ */
+export function crispScale(side, target) {
+  const scale = Math.min(8, Math.max(1, Math.ceil(target / side)));
+  const factor = Math.max(1, Math.round(target / (side * scale)));
+  return { scale, pixels: scale * factor };
+}

@@ -1,0 +1,125 @@
+"""The whole flow in a browser: upload the demo model and an image, configure and run an
+analysis, watch progress, click patches, read the curves, share, open the link elsewhere."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.frontend.conftest import Console, shot
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from worker.engine.models.demo import write_demo_model
+
+    out = tmp_path_factory.mktemp("demo-files")
+    manifest = write_demo_model(out, n_samples=3)
+    return {"dir": out, **manifest}
+
+
+def test_upload_analyse_explore_share(browser: Any, server: str, demo: dict[str, Any]) -> None:
+    console = Console()
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = console.watch(context.new_page())
+    page.goto(f"{server}/#/")
+    page.wait_for_selector("text=Demo digits CNN")
+    shot(page, "overview")
+
+    # 1. bring a model: the file input, with labels
+    page.goto(f"{server}/#/models")
+    page.set_input_files("#model-file", str(demo["dir"] / demo["files"]["onnx"]))
+    page.get_by_label(re.compile("name", re.I)).first.fill("my digits")
+    page.click("#model-upload")
+    page.wait_for_function(
+        "document.querySelector('#model-status')?.textContent.includes('ready')", timeout=60_000
+    )
+    assert "onnx" in page.inner_text("#model-status").lower()
+    shot(page, "models")
+
+    # 2. bring an image
+    page.goto(f"{server}/#/images")
+    sample = demo["samples"][2]
+    page.set_input_files("#image-files", str(demo["dir"] / sample["file"]))
+    page.click("#image-upload")
+    page.wait_for_selector(f"text={Path(sample['file']).name}")
+    shot(page, "images")
+
+    # 3. configure: the uploaded model, the uploaded image, a 3x3 grid
+    page.goto(f"{server}/#/new")
+    page.wait_for_selector("#model-select option:has-text('my digits')", state="attached")
+    value = page.locator("#model-select option", has_text="my digits").get_attribute("value")
+    page.select_option("#model-select", value=value)
+    page.locator(".image-choice input[type=checkbox]").first.check()
+    page.fill("#grid-rows", "3")
+    page.fill("#grid-cols", "3")
+    page.dispatch_event("#grid-cols", "input")
+    page.wait_for_function("document.querySelector('#cost')?.textContent.includes('512')")
+    shot(page, "new-analysis")
+    page.click("#run")
+
+    # 4. watch it finish
+    page.wait_for_url(re.compile(r"#/analyses/[0-9a-f]+"))
+    page.wait_for_selector("#patch-canvas", timeout=120_000)
+    analysis_url = page.url
+
+    # 5. click a patch: its interactions and the heat map appear; a second patch: I^(m)(i,j)
+    canvas = page.locator("#patch-canvas")
+    box = canvas.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.wait_for_selector("#selection li")
+    assert "Patch 4" in page.inner_text("#selection")
+    page.wait_for_selector("#shapley-figure .main-svg")
+    page.mouse.click(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15)
+    page.wait_for_selector("#pair-figure .main-svg")
+    for figure in ("#curve-figure", "#salient-figure", "#sparsity-figure", "#average-figure"):
+        assert page.locator(f"{figure} .main-svg").count() >= 1, figure
+    assert page.locator("#top-sets canvas").count() >= 1
+    # the τ slider re-reads stored results, no worker involved
+    page.eval_on_selector(
+        "#tau-slider", "el => { el.value = '0.3'; el.dispatchEvent(new Event('input')); }"
+    )
+    page.wait_for_function("document.querySelector('#gallery-title').textContent.includes('0.3')")
+    shot(page, "result")
+
+    # reload keeps the page
+    page.reload()
+    page.wait_for_selector("#patch-canvas")
+    assert page.url == analysis_url
+
+    # 6. share: a fresh browser with no cookies opens the same result read-only
+    page.click("#share")
+    page.wait_for_selector("#share-url")
+    link = page.get_attribute("#share-url", "href")
+    assert link is not None and "/s/" in link
+    stranger = browser.new_context(viewport={"width": 390, "height": 844})
+    other = console.watch(stranger.new_page())
+    other.goto(link)
+    other.wait_for_selector("#patch-canvas", timeout=30_000)
+    other.wait_for_selector("#curve-figure .main-svg")
+    assert other.locator("#share").count() == 0 and other.locator("#cancel").count() == 0
+    assert stranger.cookies() == []
+    shot(other, "shared-narrow")
+    stranger.close()
+
+    assert console.errors == []
+    context.close()
+
+
+def test_a_bad_model_file_shows_its_message(browser: Any, server: str, tmp_path: Path) -> None:
+    bad = tmp_path / "model.pkl"
+    bad.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server}/#/models")
+    page.set_input_files("#model-file", str(bad))
+    page.click("#model-upload")
+    error = page.wait_for_selector(".error")
+    assert "pickle" in error.inner_text().lower()
+    shot(page, "model-error")
+    context.close()
