@@ -123,3 +123,24 @@ def test_a_bad_model_file_shows_its_message(browser: Any, server: str, tmp_path:
     assert "pickle" in error.inner_text().lower()
     shot(page, "model-error")
     context.close()
+
+
+def test_delete_asks_first_then_removes(browser: Any, server: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "to-delete.png"
+    Image.new("L", (16, 16), 90).save(path)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server}/#/images")
+    page.set_input_files("#image-files", str(path))
+    page.click("#image-upload")
+    card = page.locator("li[data-image-id]", has_text="to-delete.png")
+    card.wait_for()
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    card.get_by_role("button", name=re.compile("Delete image")).click()
+    assert card.count() == 1  # dismissed: nothing happens
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.get_by_role("button", name=re.compile("Delete image")).click()
+    card.wait_for(state="detached")
+    context.close()

@@ -3,7 +3,17 @@
 import { api, url } from "../api.js";
 import { clear, errorBox, formatBytes, formatCount, h, toast } from "../dom.js";
 import { GridCanvas } from "../grid.js";
-import { crispScale, dropZone, ensureStyles, fileList, intValue, loadPicture, newestFirst, thumbPath } from "./styles.js";
+import {
+  crispScale,
+  deleteButton,
+  dropZone,
+  ensureStyles,
+  fileList,
+  intValue,
+  loadPicture,
+  newestFirst,
+  thumbPath,
+} from "./styles.js";
 
 const ACCEPT = "image/png,image/jpeg";
 const PREVIEW_PX = 224; // a preview canvas is about this many pixels on its long side
@@ -197,31 +207,15 @@ export async function mount(root) {
 
     const del = image.builtin
       ? null
-      : h(
-          "button.cl-btn.danger.cl-btn-small",
-          {
-            type: "button",
-            "aria-label": `Delete image ${image.name}`,
-            on: {
-              click: async (event) => {
-                const button = event.currentTarget;
-                if (!window.confirm(`Delete the image “${image.name}”? Its analysis results are deleted with it.`)) return;
-                button.disabled = true;
-                try {
-                  await api(`/images/${image.id}`, { method: "DELETE" });
-                  if (!alive) return;
-                  previews.delete(image.id);
-                  toast(`Deleted ${image.name}.`);
-                  await refresh();
-                } catch (error) {
-                  button.disabled = false;
-                  if (alive) clear(cardError, errorBox(error.message));
-                }
-              },
-            },
+      : deleteButton({
+          what: "image", name: image.name, path: `/images/${image.id}`,
+          className: "button.cl-btn.danger.cl-btn-small", errorTarget: cardError,
+          warning: "Its analysis results are deleted with it.", isAlive: () => alive,
+          onDeleted: () => {
+            previews.delete(image.id);
+            return refresh();
           },
-          "Delete",
-        );
+        });
 
     return h(
       "li.cl-image-card",

@@ -2,7 +2,7 @@
 // list the workspace's models with delete and "Analyse".
 import { api } from "../api.js";
 import { badge, clear, errorBox, formatBytes, h, toast } from "../dom.js";
-import { dropZone, ensureStyles, fileList, formatShape, newestFirst } from "./styles.js";
+import { deleteButton, dropZone, ensureStyles, fileList, formatShape, newestFirst } from "./styles.js";
 
 const POLL_MS = 500;
 const SLOW_MS = 20000; // after this long in pending/validating, say why it may wait
@@ -187,30 +187,11 @@ export async function mount(root) {
       : null;
     const del = m.builtin
       ? null
-      : h(
-          "button.cl-btn.danger",
-          {
-            type: "button",
-            "aria-label": `Delete model ${m.name}`,
-            on: {
-              click: async (event) => {
-                const button = event.currentTarget;
-                if (!window.confirm(`Delete the model “${m.name}”? Its analyses are deleted with it.`)) return;
-                button.disabled = true;
-                try {
-                  await api(`/models/${m.id}`, { method: "DELETE" });
-                  if (!alive) return;
-                  toast(`Deleted ${m.name}.`);
-                  refreshList();
-                } catch (error) {
-                  button.disabled = false;
-                  clear(rowError, errorBox(error.message));
-                }
-              },
-            },
-          },
-          "Delete",
-        );
+      : deleteButton({
+          what: "model", name: m.name, path: `/models/${m.id}`, errorTarget: rowError,
+          warning: "Its analyses are deleted with it.", isAlive: () => alive,
+          onDeleted: refreshList,
+        });
     return h(
       "li.cl-row",
       { dataset: { modelId: m.id } },

@@ -1,6 +1,7 @@
 // What the overview, models, images and new-analysis views share: their stylesheet
 // (css/views.css, linked once on first use) and the file drop zone they build on.
-import { formatBytes, h } from "../dom.js";
+import { api } from "../api.js";
+import { clear, errorBox, formatBytes, h, toast } from "../dom.js";
 
 const HREF = "/static/css/views.css";
 
@@ -127,4 +128,31 @@ export function crispScale(side, target) {
   const scale = Math.min(8, Math.max(1, Math.ceil(target / side)));
   const factor = Math.max(1, Math.round(target / (side * scale)));
   return { scale, pixels: scale * factor };
+}
+
+/**
+ * A Delete button that asks first, calls DELETE `path`, then `onDeleted()`; a refusal is
+ * shown in `errorTarget`. `isAlive()` says whether the view is still on screen.
+ */
+export function deleteButton({ what, name, path, className = "button.cl-btn.danger", errorTarget, onDeleted, isAlive, warning }) {
+  return h(className, {
+    type: "button",
+    "aria-label": `Delete ${what} ${name}`,
+    on: {
+      click: async (event) => {
+        const button = event.currentTarget;
+        if (!window.confirm(`Delete the ${what} “${name}”? ${warning}`)) return;
+        button.disabled = true;
+        try {
+          await api(path, { method: "DELETE" });
+          if (!isAlive()) return;
+          toast(`Deleted ${name}.`);
+          await onDeleted();
+        } catch (error) {
+          button.disabled = false;
+          if (isAlive()) clear(errorTarget, errorBox(error.message));
+        }
+      },
+    },
+  }, "Delete");
 }
