@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=10 * 2**20, ge=1)
     max_image_pixels: int = Field(default=16_000_000, ge=1)
     max_images_per_upload: int = Field(default=32, ge=1)
+    max_dataset_bytes: int = Field(default=200 * 2**20, ge=1)
+    max_dataset_images: int = Field(default=5000, ge=1)
     max_players: int = Field(default=20, ge=2, le=24)
     """Exact analysis costs 2^n forward passes per image."""
     chunk_size: int = Field(default=16_384, ge=64)

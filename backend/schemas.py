@@ -65,6 +65,26 @@ class ImagesPublic(BaseModel):
     count: int
 
 
+class DatasetPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    kind: Literal["digits", "zip"]
+    size_bytes: int
+    n_images: int
+    labelled: bool
+    class_names: list[str] | None
+    class_counts: list[int] | None
+    builtin: bool
+    created_at: datetime
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
 class AnalysisCreate(BaseModel):
     model_id: str
     image_ids: list[str] = Field(min_length=1, max_length=64)

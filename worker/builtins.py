@@ -9,16 +9,36 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import torch
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db.models import ImageRecord, ModelRecord
+from backend.db.models import DatasetRecord, ImageRecord, ModelRecord
 from backend.db.session import session_scope
 from worker import jobs
-from worker.engine.models.demo import write_demo_model
+from worker.engine.models.demo import load_digits_16, write_demo_model
 
 DEMO_MODEL_NAME = "Demo digits CNN"
+
+
+DEMO_DIGITS_NAME = "Demo digits (scikit-learn, 16×16)"
+
+
+def ensure_demo_digits() -> None:
+    """The built-in labelled image set: scikit-learn's digits with the demo's train/test split."""
+    with session_scope() as s:
+        if s.scalar(select(DatasetRecord).where(DatasetRecord.builtin.is_(True))):
+            return
+        _, labels = load_digits_16()
+        counts = torch.bincount(labels, minlength=10).tolist()
+        s.add(
+            DatasetRecord(
+                workspace_id=None, name=DEMO_DIGITS_NAME, kind="digits", n_images=len(labels),
+                labelled=True, class_names=[str(d) for d in range(10)], class_counts=counts,
+                builtin=True,
+            )
+        )  # fmt: skip
 
 
 def ensure_builtins() -> str:
@@ -30,6 +50,7 @@ def ensure_builtins() -> str:
             )
         )
         if existing is not None and existing.status == "ready":
+            ensure_demo_digits()
             return existing.id
     store = jobs.blobs()
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,6 +70,7 @@ def ensure_builtins() -> str:
             s.flush()
             model_id = existing.id
     jobs.validate_model(model_id)
+    ensure_demo_digits()
     return model_id
 
 

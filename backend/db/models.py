@@ -71,6 +71,27 @@ class ImageRecord(TimestampMixin, Base):
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class DatasetRecord(TimestampMixin, Base):
+    """A labelled (class-per-folder zip) or unlabelled (flat zip) image set, or the built-in
+    demo digits (``kind = "digits"``, no blob: the worker loads scikit-learn's copy)."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    blob_key: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    n_images: Mapped[int] = mapped_column(Integer)
+    labelled: Mapped[bool] = mapped_column(Boolean)
+    class_names: Mapped[list[str] | None] = mapped_column(JSON)
+    class_counts: Mapped[list[int] | None] = mapped_column(JSON)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Analysis(TimestampMixin, Base):
     """One interaction analysis of a model over a set of images (one item per image)."""
 

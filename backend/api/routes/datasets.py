@@ -1,0 +1,78 @@
+"""Image sets for component analysis: upload a zip (class-per-folder or flat), list, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+
+from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
+from backend.api.uploading import read_capped
+from backend.datasets import check_images, read_manifest
+from backend.db.models import DatasetRecord
+from backend.schemas import DatasetPublic, DatasetsPublic
+from backend.services import datasets as service
+from backend.uploads import check_size
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.get("", response_model=DatasetsPublic)
+def list_datasets(session: SessionDep, workspace: WorkspaceDep) -> DatasetsPublic:
+    rows = service.visible(session, workspace=workspace)
+    return DatasetsPublic(data=[DatasetPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic)
+def get_dataset(dataset_id: str, session: SessionDep, workspace: WorkspaceDep) -> DatasetRecord:
+    return _get(session, workspace, dataset_id)
+
+
+@router.post("", response_model=DatasetPublic, status_code=201)
+async def upload_dataset(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    file: Annotated[UploadFile, File(description="a .zip: class/image.png (labelled) or flat")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> DatasetRecord:
+    """Checked whole before anything is stored: layout, limits, every image decodable."""
+    data = await read_capped(file, settings.max_dataset_bytes, "image set")
+    check_size(data, settings.max_dataset_bytes, "image set")
+    manifest = read_manifest(
+        data,
+        max_images=settings.max_dataset_images,
+        max_uncompressed=4 * settings.max_dataset_bytes,
+    )
+    check_images(data, manifest, max_pixels=settings.max_image_pixels)
+    row = DatasetRecord(
+        workspace_id=workspace.id,
+        name=(name or file.filename or "image set").strip()[:200],
+        kind="zip",
+        blob_key=blobs.put(data),
+        size_bytes=len(data),
+        n_images=len(manifest.files),
+        labelled=manifest.labels is not None,
+        class_names=manifest.class_names,
+        class_counts=manifest.class_counts,
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete_dataset(dataset_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
+    row = _get(session, workspace, dataset_id)
+    if row.builtin:
+        raise HTTPException(403, "Built-in image sets cannot be deleted.")
+    session.delete(row)
+    session.commit()
+
+
+def _get(session: SessionDep, workspace: WorkspaceDep, dataset_id: str) -> DatasetRecord:
+    row = service.get(session, workspace=workspace, dataset_id=dataset_id)
+    if row is None:
+        raise HTTPException(404, "No such image set in this workspace.")
+    return row
