@@ -1,0 +1,255 @@
+"""The target feature ``f(x)`` at a chosen layer, and the rest of the network after it.
+
+SCIENCE.md §7: the feature components replace ``f`` in the rest of the network, so
+effectiveness and over-fitting need two pieces of the model:
+
+* :func:`feature_extractor` — ``x ↦ f(x)``, the output of a named submodule. Eager torch
+  modules get a forward hook that stops the forward pass at the layer (nothing after it
+  runs). TorchScript modules refuse hooks; for them the top-level children are run in
+  order, which is checked once against the whole model on the first batch.
+* :func:`tail_runner` — ``f ↦ logits``, the submodules after the layer, for chain-shaped
+  models: the project architecture :class:`~worker.engine.models.architectures.DigitCNN`,
+  ``nn.Sequential``, and others whose forward is checked to equal the chain of their
+  top-level children on an example input.
+
+ONNX graphs are not supported yet: both functions take a torch module (use
+:func:`module_of` on a loaded model for a clear message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import torch
+from torch import nn
+
+from worker.engine.models.architectures import DigitCNN
+
+__all__ = [
+    "ComponentsError",
+    "FeatureFn",
+    "extract",
+    "feature_extractor",
+    "layer_names",
+    "module_of",
+    "tail_runner",
+]
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+"""``[B, …] → [B, …]`` without gradients: an extractor ``x ↦ f(x)`` or a tail ``f ↦ logits``."""
+
+_TAIL_NEEDED = (
+    "effectiveness and over-fitting need the part of the network after the layer; "
+    "not available for this model because"
+)
+_CHAIN_TOLERANCE = 1e-5
+
+
+class ComponentsError(ValueError):
+    """The feature-components analysis cannot run as asked; the message says why, for a person."""
+
+
+class _Stop(Exception):
+    """Raised by the hook once the layer's output is captured: nothing after it runs."""
+
+
+def layer_names(module: nn.Module) -> list[str]:
+    """Names of every submodule (``named_modules`` without the root), in definition order."""
+    return [name for name, _ in module.named_modules() if name]
+
+
+def module_of(loaded: Any) -> nn.Module:
+    """The torch module of a :class:`~worker.engine.models.loaders.LoadedModel`, or a clear error.
+
+    ONNX graphs have no module: feature components need forward hooks and the network's
+    tail, which the engine does not yet build from an ONNX graph.
+    """
+    module = getattr(loaded, "module", None)
+    if isinstance(module, nn.Module):
+        return module
+    fmt = getattr(loaded, "format", type(loaded).__name__)
+    raise ComponentsError(
+        f"feature components need a torch model (state dict, safetensors or TorchScript); "
+        f"this model is {fmt}, which is not supported for this analysis yet."
+    )
+
+
+def feature_extractor(module: nn.Module, layer: str) -> FeatureFn:
+    """``x ↦ f(x)``: the output of submodule ``layer`` for a batch ``x`` (no gradients, eval mode).
+
+    Cost: the forward pass up to the layer (the hook stops it there). For TorchScript the
+    top-level children run in order; the first call also runs the whole model once to check
+    that this chain reproduces it, and raises :class:`ComponentsError` if not.
+
+    Example:
+        >>> net = DigitCNN()
+        >>> feature_extractor(net, "relu2")(torch.zeros(2, 1, 16, 16)).shape
+        torch.Size([2, 32, 8, 8])
+    """
+    target = _submodule(module, layer)
+    if isinstance(module, torch.jit.ScriptModule):
+        return _scripted_extractor(module, layer)
+
+    def extract(x: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+
+        def hook(_m: nn.Module, _inputs: Any, output: Any) -> None:
+            if not isinstance(output, torch.Tensor):
+                raise ComponentsError(f"layer '{layer}' does not return one tensor")
+            captured.append(output.detach().clone())
+            raise _Stop
+
+        handle = target.register_forward_hook(hook)
+        try:
+            with _evaluating(module), torch.inference_mode():
+                module(x)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise ComponentsError(f"layer '{layer}' did not run in the model's forward pass")
+        return captured[0]
+
+    return extract
+
+
+def tail_runner(module: nn.Module, layer: str, *, example: torch.Tensor | None = None) -> FeatureFn:
+    """``f ↦ logits``: the submodules after ``layer``, run in order (no gradients, eval mode).
+
+    ``tail(f(x)) == module(x)`` for chain-shaped models. Known chains: :class:`DigitCNN`
+    and ``nn.Sequential``. Any other module (TorchScript included) qualifies when
+    ``example`` (an input batch) is given and running its top-level children in order
+    reproduces its logits on it. ``layer`` must be a top-level child. Cost per call: the
+    forward pass of the tail only.
+
+    Raises:
+        ComponentsError: unknown layer, or no runnable tail (the message says why).
+
+    Example:
+        >>> net = DigitCNN().eval()
+        >>> x = torch.rand(3, 1, 16, 16)
+        >>> tail = tail_runner(net, "relu2")
+        >>> bool(torch.allclose(tail(feature_extractor(net, "relu2")(x)), net(x)))
+        True
+    """
+    _submodule(module, layer)
+    children = _children(module)
+    if layer not in dict(children):
+        parent = layer.split(".")[0]
+        _no_tail(
+            f"'{layer}' sits inside '{parent}'; pick one of the top-level layers "
+            f"({', '.join(name for name, _ in children)})"
+        )
+    if not _known_chain(module):
+        _check_chain(module, children, example)
+    index = [name for name, _ in children].index(layer)
+    return _chain_runner(module, [child for _, child in children[index + 1 :]])
+
+
+def extract(fn: FeatureFn, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` in batches along the first axis and concatenate. Cost: one pass."""
+    return torch.cat([fn(batch) for batch in x.split(batch_size)])
+
+
+def _submodule(module: nn.Module, layer: str) -> nn.Module:
+    modules = dict(module.named_modules())
+    if not layer or layer not in modules:
+        names = layer_names(module)
+        shown = ", ".join(names[:40]) + (", …" if len(names) > 40 else "")
+        raise ComponentsError(f"unknown layer '{layer}'; the model's layers are: {shown}")
+    return modules[layer]
+
+
+def _children(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    return list(module.named_children())
+
+
+def _known_chain(module: nn.Module) -> bool:
+    """Project architectures and ``nn.Sequential`` run their children in definition order."""
+    return type(module) is DigitCNN or type(module) is nn.Sequential
+
+
+def _no_tail(reason: str) -> NoReturn:
+    raise ComponentsError(f"{_TAIL_NEEDED} {reason}.")
+
+
+def _check_chain(
+    module: nn.Module, children: list[tuple[str, nn.Module]], example: torch.Tensor | None
+) -> None:
+    """Raise unless running the children in order gives the module's own output on ``example``."""
+    kind = "a TorchScript program" if isinstance(module, torch.jit.ScriptModule) else "its code"
+    if example is None:
+        _no_tail(
+            f"its forward pass is {kind}, not a known chain of layers (pass an example "
+            "input to check whether its top-level layers run in order)"
+        )
+    if not _chain_matches(module, [child for _, child in children], example):
+        _no_tail(f"its forward pass ({kind}) is not its top-level layers run in order")
+
+
+def _chain_matches(module: nn.Module, chain: list[nn.Module], x: torch.Tensor) -> bool:
+    try:
+        with _evaluating(module), torch.inference_mode():
+            expected = module(x)
+            got = x
+            for child in chain:
+                got = child(got)
+    except Exception:
+        return False
+    return (
+        isinstance(expected, torch.Tensor)
+        and got.shape == expected.shape
+        and bool(torch.allclose(got, expected, rtol=_CHAIN_TOLERANCE, atol=_CHAIN_TOLERANCE))
+    )
+
+
+def _chain_runner(owner: nn.Module, chain: list[nn.Module]) -> FeatureFn:
+    def run(h: torch.Tensor) -> torch.Tensor:
+        with _evaluating(owner), torch.inference_mode():
+            for child in chain:
+                h = child(h)
+        return h
+
+    return run
+
+
+def _scripted_extractor(module: nn.Module, layer: str) -> FeatureFn:
+    """TorchScript: run the top-level children up to ``layer``, once checked against the model."""
+    children = _children(module)
+    names = [name for name, _ in children]
+    if layer not in names:
+        raise ComponentsError(
+            f"TorchScript models take no hooks; pick a top-level layer ({', '.join(names)}) "
+            f"instead of '{layer}'."
+        )
+    head = _chain_runner(module, [child for _, child in children[: names.index(layer) + 1]])
+    checked = False
+
+    def extract(x: torch.Tensor) -> torch.Tensor:
+        nonlocal checked
+        if not checked:
+            if not _chain_matches(module, [child for _, child in children], x):
+                raise ComponentsError(
+                    "this TorchScript model's forward pass is not its top-level layers run "
+                    "in order, so its intermediate features cannot be read (no hooks in "
+                    "TorchScript); export it as a state dict of a ConceptLens architecture."
+                )
+            checked = True
+        return head(x).detach().clone()
+
+    return extract
+
+
+@contextmanager
+def _evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; each submodule's training flag is restored afterwards."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
