@@ -21,8 +21,7 @@ from backend.db.models import (
 )
 from backend.errors import ClientError
 from backend.schemas import AnalysisCreate
-from backend.services import images as image_service
-from backend.services import models as model_service
+from backend.services import resources
 
 #: Must match worker.engine.analysis.ENGINE_VERSION; part of every cache key.
 ENGINE_VERSION = "1"
@@ -56,9 +55,7 @@ def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) ->
 def create(
     session: Session, *, workspace: Workspace, body: AnalysisCreate, settings: Settings
 ) -> Analysis:
-    model = model_service.get(session, workspace=workspace, model_id=body.model_id)
-    if model is None:
-        raise AnalysisError("No such model in this workspace.", 404)
+    model = resources.get(session, ModelRecord, workspace=workspace, id=body.model_id)
     if model.status != "ready" or model.input_shape is None or model.num_classes is None:
         raise AnalysisError(
             f"The model is not ready for analysis (status: {model.status}"
@@ -68,9 +65,7 @@ def create(
         )
     params = _params(body, model, settings)
     if body.baseline_image_id:
-        base = image_service.get(session, workspace=workspace, image_id=body.baseline_image_id)
-        if base is None:
-            raise AnalysisError("No such baseline image in this workspace.", 404)
+        base = resources.get(session, ImageRecord, workspace=workspace, id=body.baseline_image_id)
         params["baseline_image_key"] = base.blob_key
     analysis = Analysis(
         workspace_id=workspace.id,
@@ -80,7 +75,7 @@ def create(
         progress_total=len(body.image_ids) << params["n_players"],
     )
     for position, image_id in enumerate(dict.fromkeys(body.image_ids)):
-        image = image_service.get(session, workspace=workspace, image_id=image_id)
+        image = resources.find(session, ImageRecord, workspace=workspace, id=image_id)
         if image is None:
             raise AnalysisError(f"No such image in this workspace: {image_id}.", 404)
         analysis.items.append(

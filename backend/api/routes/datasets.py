@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.uploading import read_capped
 from backend.datasets import check_images, read_manifest
 from backend.db.models import DatasetRecord
 from backend.schemas import DatasetPublic, DatasetsPublic
-from backend.services import datasets as service
+from backend.services import resources
 from backend.uploads import check_size
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -19,13 +19,13 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 @router.get("", response_model=DatasetsPublic)
 def list_datasets(session: SessionDep, workspace: WorkspaceDep) -> DatasetsPublic:
-    rows = service.visible(session, workspace=workspace)
+    rows = resources.visible(session, DatasetRecord, workspace=workspace)
     return DatasetsPublic(data=[DatasetPublic.model_validate(r) for r in rows], count=len(rows))
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
 def get_dataset(dataset_id: str, session: SessionDep, workspace: WorkspaceDep) -> DatasetRecord:
-    return _get(session, workspace, dataset_id)
+    return resources.get(session, DatasetRecord, workspace=workspace, id=dataset_id)
 
 
 @router.post("", response_model=DatasetPublic, status_code=201)
@@ -64,15 +64,6 @@ async def upload_dataset(
 
 @router.delete("/{dataset_id}", status_code=204)
 def delete_dataset(dataset_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
-    row = _get(session, workspace, dataset_id)
-    if row.builtin:
-        raise HTTPException(403, "Built-in image sets cannot be deleted.")
-    session.delete(row)
-    session.commit()
-
-
-def _get(session: SessionDep, workspace: WorkspaceDep, dataset_id: str) -> DatasetRecord:
-    row = service.get(session, workspace=workspace, dataset_id=dataset_id)
-    if row is None:
-        raise HTTPException(404, "No such image set in this workspace.")
-    return row
+    resources.delete(
+        session, resources.get(session, DatasetRecord, workspace=workspace, id=dataset_id)
+    )

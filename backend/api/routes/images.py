@@ -9,11 +9,10 @@ from fastapi.responses import Response
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.uploading import read_capped
-from backend.db.models import ImageRecord
+from backend.db.models import ImageRecord, ModelRecord
 from backend.previews import preview_png
 from backend.schemas import ImagePublic, ImagesPublic
-from backend.services import images as service
-from backend.services import models as model_service
+from backend.services import resources
 from backend.uploads import UploadError, check_image, check_size
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -21,7 +20,7 @@ router = APIRouter(prefix="/images", tags=["images"])
 
 @router.get("", response_model=ImagesPublic)
 def list_images(session: SessionDep, workspace: WorkspaceDep) -> ImagesPublic:
-    rows = service.visible(session, workspace=workspace)
+    rows = resources.visible(session, ImageRecord, workspace=workspace)
     return ImagesPublic(data=[ImagePublic.model_validate(r) for r in rows], count=len(rows))
 
 
@@ -85,24 +84,14 @@ def image_preview(
     row = _get(session, workspace, image_id)
     shape = None
     if model_id is not None:
-        model = model_service.get(session, workspace=workspace, model_id=model_id)
-        if model is None:
-            raise HTTPException(404, "No such model in this workspace.")
-        shape = model.input_shape
+        shape = resources.get(session, ModelRecord, workspace=workspace, id=model_id).input_shape
     return Response(preview_png(blobs.get(row.blob_key), shape, scale), media_type="image/png")
 
 
 @router.delete("/{image_id}", status_code=204)
 def delete_image(image_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
-    row = _get(session, workspace, image_id)
-    if row.builtin:
-        raise HTTPException(403, "Built-in sample images cannot be deleted.")
-    session.delete(row)
-    session.commit()
+    resources.delete(session, _get(session, workspace, image_id))
 
 
 def _get(session: SessionDep, workspace: WorkspaceDep, image_id: str) -> ImageRecord:
-    row = service.get(session, workspace=workspace, image_id=image_id)
-    if row is None:
-        raise HTTPException(404, "No such image in this workspace.")
-    return row
+    return resources.get(session, ImageRecord, workspace=workspace, id=image_id)

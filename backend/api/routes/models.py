@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.uploading import read_capped
 from backend.db.models import ModelRecord
 from backend.queue import TASK_VALIDATE_MODEL, enqueue
 from backend.schemas import ModelPublic, ModelsPublic
-from backend.services import models as service
+from backend.services import resources
 from backend.uploads import UploadError, check_size, sniff_model
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -20,16 +20,13 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.get("", response_model=ModelsPublic)
 def list_models(session: SessionDep, workspace: WorkspaceDep) -> ModelsPublic:
-    rows = service.visible(session, workspace=workspace)
+    rows = resources.visible(session, ModelRecord, workspace=workspace)
     return ModelsPublic(data=[ModelPublic.model_validate(r) for r in rows], count=len(rows))
 
 
 @router.get("/{model_id}", response_model=ModelPublic)
 def get_model(model_id: str, session: SessionDep, workspace: WorkspaceDep) -> ModelRecord:
-    row = service.get(session, workspace=workspace, model_id=model_id)
-    if row is None:
-        raise HTTPException(404, "No such model in this workspace.")
-    return row
+    return resources.get(session, ModelRecord, workspace=workspace, id=model_id)
 
 
 @router.post("", response_model=ModelPublic, status_code=201)
@@ -83,13 +80,7 @@ async def upload_model(
 
 @router.delete("/{model_id}", status_code=204)
 def delete_model(model_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
-    row = service.get(session, workspace=workspace, model_id=model_id)
-    if row is None:
-        raise HTTPException(404, "No such model in this workspace.")
-    if row.builtin:
-        raise HTTPException(403, "Built-in models cannot be deleted.")
-    session.delete(row)
-    session.commit()
+    resources.delete(session, resources.get(session, ModelRecord, workspace=workspace, id=model_id))
 
 
 def _input_shape(size: str | None, channels: int | None) -> list[int] | None:

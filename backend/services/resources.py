@@ -1,0 +1,50 @@
+"""Queries shared by the workspace's resources that may also be built in (models, images,
+image sets): rows of the caller's workspace plus the built-in ones (``workspace_id`` NULL)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from backend.db.models import DatasetRecord, ImageRecord, ModelRecord, Workspace
+from backend.errors import ClientError
+
+R = TypeVar("R", ModelRecord, ImageRecord, DatasetRecord)
+
+#: How a person calls each resource in messages.
+NOUNS = {ModelRecord: "model", ImageRecord: "image", DatasetRecord: "image set"}
+
+
+def visible(session: Session, kind: type[R], *, workspace: Workspace) -> list[R]:
+    """Built-in rows first, then the workspace's own, newest first."""
+    query = (
+        select(kind)
+        .where(or_(kind.workspace_id == workspace.id, kind.workspace_id.is_(None)))
+        .order_by(kind.builtin.desc(), kind.created_at.desc())
+    )
+    return list(session.scalars(query))
+
+
+def find(session: Session, kind: type[R], *, workspace: Workspace, id: str) -> R | None:
+    row = session.get(kind, id)
+    if row is None or row.workspace_id not in (None, workspace.id):
+        return None
+    return row
+
+
+def get(session: Session, kind: type[R], *, workspace: Workspace, id: str) -> R:
+    """The row, or a 404 naming the resource; another workspace's rows are not found."""
+    row = find(session, kind, workspace=workspace, id=id)
+    if row is None:
+        raise ClientError(f"No such {NOUNS[kind]} in this workspace.", 404)
+    return row
+
+
+def delete(session: Session, row: ModelRecord | ImageRecord | DatasetRecord) -> None:
+    """Delete a workspace's own row; built-in ones are refused (403)."""
+    if row.builtin:
+        raise ClientError(f"Built-in {NOUNS[type(row)]}s cannot be deleted.", 403)
+    session.delete(row)
+    session.commit()
