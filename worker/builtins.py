@@ -17,12 +17,51 @@ from sqlalchemy.orm import Session
 from backend.db.models import DatasetRecord, ImageRecord, ModelRecord
 from backend.db.session import session_scope
 from worker import jobs
-from worker.engine.models.demo import load_digits_16, write_demo_model
+from worker.engine.models.demo import (
+    load_digits_16,
+    safetensors_bytes,
+    train_demo_model,
+    write_demo_model,
+)
 
 DEMO_MODEL_NAME = "Demo digits CNN"
 
 
 DEMO_DIGITS_NAME = "Demo digits (scikit-learn, 16×16)"
+
+#: PyTorch-weight variants of the demo CNN, for the component analysis (its layers and the
+#: tail after a layer are needed): name → (seed, training samples; None = all 1,500).
+#: Seeds 0 and 1 are two exemplary models of one task (reliability); 200 samples against all
+#: is the paper's experiment 2.
+TORCH_DEMOS = {
+    "Demo digits CNN (PyTorch weights, seed 0)": (0, None),
+    "Demo digits CNN (PyTorch weights, seed 1)": (1, None),
+    "Demo digits CNN (PyTorch weights, 200 training samples)": (0, 200),
+}
+
+
+def ensure_torch_demos() -> None:
+    """Train and add the :data:`TORCH_DEMOS` that are missing (about a second each)."""
+    store = jobs.blobs()
+    for name, (seed, n_train) in TORCH_DEMOS.items():
+        with session_scope() as s:
+            found = s.scalar(
+                select(ModelRecord).where(ModelRecord.builtin.is_(True), ModelRecord.name == name)
+            )
+            if found is not None:
+                continue
+        model, _ = train_demo_model(seed=seed, n_train=n_train)
+        data = safetensors_bytes(model)
+        with session_scope() as s:
+            row = ModelRecord(
+                workspace_id=None, name=name, filename="digit_cnn.safetensors",
+                blob_key=store.put(data), size_bytes=len(data),
+                labels=[str(d) for d in range(10)], architecture="digit_cnn", builtin=True,
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            model_id = row.id
+        jobs.validate_model(model_id)
 
 
 def ensure_demo_digits() -> None:
@@ -49,9 +88,11 @@ def ensure_builtins() -> str:
                 ModelRecord.builtin.is_(True), ModelRecord.name == DEMO_MODEL_NAME
             )
         )
-        if existing is not None and existing.status == "ready":
-            ensure_demo_digits()
-            return existing.id
+        ready_id = existing.id if existing is not None and existing.status == "ready" else None
+    if ready_id is not None:
+        ensure_demo_digits()
+        ensure_torch_demos()
+        return ready_id
     store = jobs.blobs()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -71,6 +112,7 @@ def ensure_builtins() -> str:
             model_id = existing.id
     jobs.validate_model(model_id)
     ensure_demo_digits()
+    ensure_torch_demos()
     return model_id
 
 

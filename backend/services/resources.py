@@ -18,13 +18,14 @@ NOUNS = {ModelRecord: "model", ImageRecord: "image", DatasetRecord: "image set"}
 
 
 def visible(session: Session, kind: type[R], *, workspace: Workspace) -> list[R]:
-    """Built-in rows first, then the workspace's own, newest first."""
+    """Built-in rows first, by name; then the workspace's own, newest first."""
     query = (
         select(kind)
         .where(or_(kind.workspace_id == workspace.id, kind.workspace_id.is_(None)))
-        .order_by(kind.builtin.desc(), kind.created_at.desc())
+        .order_by(kind.created_at.desc())
     )
-    return list(session.scalars(query))
+    rows = list(session.scalars(query))
+    return sorted(rows, key=lambda r: (not r.builtin, r.name if r.builtin else ""))
 
 
 def find(session: Session, kind: type[R], *, workspace: Workspace, id: str) -> R | None:

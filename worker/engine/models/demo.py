@@ -31,6 +31,7 @@ __all__ = [
     "export_onnx",
     "load_digits_16",
     "pixels_to_float",
+    "safetensors_bytes",
     "split_digits",
     "train_demo_model",
     "write_demo_model",
@@ -220,19 +221,25 @@ def export_onnx(model: torch.nn.Module, path: Path, *, dynamic_batch: bool = Tru
         )
 
 
-def _write_weights(model: torch.nn.Module, out_dir: Path) -> None:
-    """Write the four model files of :data:`DEMO_FILES` into ``out_dir``."""
+def safetensors_bytes(model: torch.nn.Module) -> bytes:
+    """The model's weights as a safetensors file that records the architecture (in memory)."""
     spec = ARCHITECTURES[ARCHITECTURE]
-    export_onnx(model, out_dir / DEMO_FILES["onnx"])
-    with _quiet_deprecations():
-        torch.jit.save(torch.jit.script(model), str(out_dir / DEMO_FILES["torchscript"]))
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     metadata = {
         "conceptlens_architecture": ARCHITECTURE,
         "input_shape": json.dumps(list(spec.input_shape)),
         "num_classes": str(spec.num_classes),
     }
-    safetensors.torch.save_file(state, str(out_dir / DEMO_FILES["safetensors"]), metadata)
+    return safetensors.torch.save(state, metadata)
+
+
+def _write_weights(model: torch.nn.Module, out_dir: Path) -> None:
+    """Write the four model files of :data:`DEMO_FILES` into ``out_dir``."""
+    export_onnx(model, out_dir / DEMO_FILES["onnx"])
+    with _quiet_deprecations():
+        torch.jit.save(torch.jit.script(model), str(out_dir / DEMO_FILES["torchscript"]))
+    (out_dir / DEMO_FILES["safetensors"]).write_bytes(safetensors_bytes(model))
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     torch.save(
         {"architecture": ARCHITECTURE, "state_dict": state}, out_dir / DEMO_FILES["state_dict"]
     )
