@@ -539,3 +539,125 @@ def result_figures(
         "sparsity": sparsity_curve(arrays["sorted_strength"], tau),
         "average_output": average_output_curve(arrays["u_bar"], None if p is None else float(p)),
     }
+
+
+# --- feature components of different complexity (SCIENCE.md §7) ----------------------------
+
+COMPONENT_FIGURES = ("significance", "reliability", "effects")
+
+
+def _order_labels(orders: Sequence[int]) -> list[str]:
+    return [f"l = {order}" for order in orders]
+
+
+def _bars(x: Sequence[str], y: npt.ArrayLike, *, name: str, colour: str, hover: str) -> go.Bar:
+    return go.Bar(
+        x=list(x), y=_plain(np.asarray(y, dtype=np.float64)), name=name,
+        marker={"color": colour}, hovertemplate=hover,
+    )  # fmt: skip
+
+
+def significance_bars(
+    orders: Sequence[int],
+    component: npt.ArrayLike,
+    cumulative: npt.ArrayLike,
+    test_r2: npt.ArrayLike,
+    residual: float | None,
+) -> Figure:
+    """``ρ^(l) = Var[c^(l)]/Var[f]`` per order as bars, the cumulative ``Var[Φ^(l)]/Var[f]`` as
+    a line, the held-out ``R²`` of each disentangler on hover; the residual share in the title."""
+    labels = _order_labels(orders)
+    r2 = _plain(np.asarray(test_r2, dtype=np.float64))
+    traces = [
+        go.Bar(
+            x=labels,
+            y=_plain(np.asarray(component, dtype=np.float64)),
+            customdata=r2,
+            name="ρ<sup>(l)</sup> of the component",
+            marker={"color": MEASURED},
+            hovertemplate=f"%{{x}}<br>ρ = %{{y:{_NUMBER}}}<br>held-out R² of Φ = "
+            f"%{{customdata:{_NUMBER}}}<extra></extra>",
+        ),
+        go.Scatter(
+            x=labels,
+            y=_plain(_vector(cumulative, "cumulative")),
+            mode="lines+markers",
+            name="cumulative Var[Φ<sup>(l)</sup>]/Var[f]",
+            line={"color": REFERENCE, "dash": "dash", "width": 2},
+            marker={"color": REFERENCE, "size": 6},
+            hovertemplate=f"%{{x}}<br>cumulative %{{y:{_NUMBER}}}<extra></extra>",
+        ),
+    ]
+    title = "Significance of the components by complexity"
+    if residual is not None and _is_finite(residual):
+        title += f" (residual {residual:.3f})"
+    return _figure(traces, _layout(title, "order l (ReLU layers)", "share of Var[f]"))
+
+
+def reliability_bars(orders: Sequence[int], component: npt.ArrayLike) -> Figure:
+    """The share of each order's component reproducible from the exemplary model (§7)."""
+    labels = _order_labels(orders)
+    trace = _bars(
+        labels, component, name="reliable share", colour=MEASURED,
+        hover=f"%{{x}}<br>reliable share %{{y:{_NUMBER}}}<extra></extra>",
+    )  # fmt: skip
+    return _figure([trace], _layout("Reliability of the components", "order l", "reliable share"))
+
+
+def effects_bars(
+    players: Sequence[str], shapley_train: npt.ArrayLike, shapley_gap: npt.ArrayLike
+) -> Figure:
+    """Shapley values of the components on the training loss (effectiveness: negative = the
+    component lowers the loss) and on the test−train loss gap (over-fitting)."""
+    traces = [
+        _bars(
+            players, shapley_train, name="on the training loss", colour=NEGATIVE,
+            hover=f"%{{x}}<br>φ on training loss %{{y:{_NUMBER}}}<extra></extra>",
+        ),
+        _bars(
+            players, shapley_gap, name="on the test − train gap", colour=POSITIVE,
+            hover=f"%{{x}}<br>φ on the loss gap %{{y:{_NUMBER}}}<extra></extra>",
+        ),
+    ]  # fmt: skip
+    layout = _layout(
+        "Effectiveness and over-fitting (Shapley values)", "component", "Shapley value",
+        yaxis=_zero_line(), barmode="group",
+    )  # fmt: skip
+    return _figure(traces, layout)
+
+
+def compare_significance(series: Sequence[tuple[str, Sequence[int], npt.ArrayLike]]) -> Figure:
+    """``ρ^(l)`` of several analyses side by side (e.g. a model trained on 200 samples
+    against one trained on all, as in the paper's experiment 2)."""
+    palette = (MEASURED, POSITIVE, NEGATIVE, REFERENCE)
+    traces = [
+        _bars(
+            _order_labels(orders),
+            rho,
+            name=name,
+            colour=palette[k % len(palette)],
+            hover=f"{name}<br>%{{x}}: ρ = %{{y:{_NUMBER}}}<extra></extra>",
+        )
+        for k, (name, orders, rho) in enumerate(series)
+    ]
+    layout = _layout(
+        "Significance by order, compared", "order l", "ρ<sup>(l)</sup>", barmode="group"
+    )
+    return _figure(traces, layout)
+
+
+def component_figures(metrics: Mapping[str, Any]) -> dict[str, Figure]:
+    """The :data:`COMPONENT_FIGURES` a finished component analysis has (missing ones left out)."""
+    orders = metrics["orders"]
+    sig = metrics["significance"]
+    out = {
+        "significance": significance_bars(
+            orders, sig["component"], sig["cumulative"], metrics["test_r2"], sig.get("residual")
+        )
+    }
+    if metrics.get("reliability"):
+        out["reliability"] = reliability_bars(orders, metrics["reliability"]["component"])
+    if metrics.get("effects"):
+        fx = metrics["effects"]
+        out["effects"] = effects_bars(fx["players"], fx["shapley_train"], fx["shapley_gap"])
+    return out

@@ -14,6 +14,7 @@ from backend.config import Settings, get_settings
 TASK_VALIDATE_MODEL = "conceptlens.validate_model"
 TASK_START_ANALYSIS = "conceptlens.start_analysis"
 TASK_ENSURE_BUILTINS = "conceptlens.ensure_builtins"
+TASK_RUN_COMPONENTS = "conceptlens.run_components"
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -152,6 +152,44 @@ class AnalysesPublic(BaseModel):
     count: int
 
 
+class ComponentJobCreate(BaseModel):
+    model_id: str
+    dataset_id: str
+    layer: str = Field(description="a layer name from the validated model's `layers`")
+    compare_model_id: str | None = Field(
+        default=None, description="a second model of the same task: enables reliability"
+    )
+    orders: list[int] = Field(default=[0, 1, 2, 4, 8], min_length=1, max_length=6)
+    width: int = Field(default=32, ge=4, le=256)
+    epochs: int = Field(default=30, ge=1, le=500)
+    max_samples: int = Field(default=600, ge=20, le=20_000, description="images used (train+test)")
+    seed: int = 0
+
+
+class ComponentJobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    model_id: str
+    compare_model_id: str | None
+    dataset_id: str
+    layer: str
+    params: dict[str, Any]
+    status: Status
+    progress_done: int
+    progress_total: int
+    error: str | None
+    metrics: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ComponentJobsPublic(BaseModel):
+    data: list[ComponentJobPublic]
+    count: int
+
+
 class SharePublic(BaseModel):
     id: str
     analysis_id: str

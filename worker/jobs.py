@@ -167,11 +167,11 @@ class ItemContext:
         )  # fmt: skip
 
 
-def _reporter(
-    write: Callable[[Session, int], None], analysis_id: str
+def reporter(
+    write: Callable[[Session, int], None], cancelled: Callable[[Session], bool]
 ) -> Callable[[int, int], None]:
     """A progress callback that writes at most every ``progress_interval_s`` and checks for
-    cancellation at the same time (between batches)."""
+    cancellation at the same time (between batches or epochs)."""
     interval = get_settings().progress_interval_s
     last = [0.0]
 
@@ -182,13 +182,17 @@ def _reporter(
         last[0] = now
         with session_scope() as s:
             write(s, done)
-            cancelled = s.scalar(
-                select(Analysis.cancel_requested).where(Analysis.id == analysis_id)
-            )
-        if cancelled:
+            stop = cancelled(s)
+        if stop:
             raise Cancelled
 
     return report
+
+
+def _analysis_cancelled(analysis_id: str) -> Callable[[Session], bool]:
+    return lambda s: bool(
+        s.scalar(select(Analysis.cancel_requested).where(Analysis.id == analysis_id))
+    )
 
 
 def start_analysis(analysis_id: str) -> list[str]:
@@ -245,7 +249,7 @@ def _forward_whole(item_id: str, analysis_id: str) -> None:
         s.execute(update(AnalysisItem).where(AnalysisItem.id == item_id).values(progress_done=done))
 
     t0 = time.perf_counter()
-    table = logit_table(ctx.game, progress=_reporter(write, analysis_id))
+    table = logit_table(ctx.game, progress=reporter(write, _analysis_cancelled(analysis_id)))
     _store_table(item_id, table, time.perf_counter() - t0)
 
 
@@ -283,7 +287,10 @@ def run_chunk(chunk_id: str) -> str | None:
             s.execute(update(Chunk).where(Chunk.id == chunk_id).values(done=done))
 
         table = logit_table(
-            ctx.game, start=start, stop=stop, progress=_reporter(write, analysis_id)
+            ctx.game,
+            start=start,
+            stop=stop,
+            progress=reporter(write, _analysis_cancelled(analysis_id)),
         )
     except Exception as error:
         _fail_item(item_id, error)

@@ -12,11 +12,12 @@ from celery import group
 
 from backend.queue import (
     TASK_ENSURE_BUILTINS,
+    TASK_RUN_COMPONENTS,
     TASK_START_ANALYSIS,
     TASK_VALIDATE_MODEL,
     celery_app,
 )
-from worker import builtins, jobs
+from worker import builtins, components_job, jobs
 
 
 @celery_app.task(name=TASK_VALIDATE_MODEL)
@@ -48,6 +49,11 @@ def run_chunk(chunk_id: str) -> None:
 @celery_app.task(name="conceptlens.assemble_item")
 def assemble_item(item_id: str) -> None:
     jobs.assemble_item(item_id)
+
+
+@celery_app.task(name=TASK_RUN_COMPONENTS)
+def run_components(job_id: str) -> None:
+    components_job.run_component_job(job_id)
 
 
 @celery_app.task(name=TASK_ENSURE_BUILTINS)

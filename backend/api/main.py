@@ -8,7 +8,16 @@ from fastapi import APIRouter, Depends
 
 from backend.api.deps import SessionDep
 from backend.api.present import present_analysis
-from backend.api.routes import analyses, datasets, images, models, results, shares, workspace
+from backend.api.routes import (
+    analyses,
+    components,
+    datasets,
+    images,
+    models,
+    results,
+    shares,
+    workspace,
+)
 from backend.db.models import Analysis
 from backend.schemas import AnalysisPublic
 
@@ -17,6 +26,7 @@ api_router.include_router(workspace.router)
 api_router.include_router(models.router)
 api_router.include_router(images.router)
 api_router.include_router(datasets.router)
+api_router.include_router(components.router)
 api_router.include_router(analyses.router)
 api_router.include_router(results.results_router("/analyses/{analysis_id}", "results"))
 api_router.include_router(shares.router)

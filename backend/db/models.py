@@ -179,6 +179,34 @@ class LogitTable(TimestampMixin, Base):
     forward_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class ComponentJob(TimestampMixin, Base):
+    """Feature components of different complexity at one layer (SCIENCE.md §7)."""
+
+    __tablename__ = "component_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    compare_model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE")
+    )
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    layer: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_key: Mapped[str | None] = mapped_column(String(64))
+    """npz in the blob store: component maps of a few test images."""
+
+
 class ShareLink(TimestampMixin, Base):
     __tablename__ = "share_links"
 

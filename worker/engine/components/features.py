@@ -209,6 +209,7 @@ def _chain_matches(module: nn.Module, chain: list[nn.Module], x: torch.Tensor) -
 def _chain_runner(owner: nn.Module, chain: list[nn.Module]) -> FeatureFn:
     def run(h: torch.Tensor) -> torch.Tensor:
         with _evaluating(owner), torch.inference_mode():
+            h = h.clone()  # an in-place first layer (ReLU(inplace=True)) must not touch the input
             for child in chain:
                 h = child(h)
         return h

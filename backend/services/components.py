@@ -1,0 +1,98 @@
+"""Component jobs (SCIENCE.md §7): validate a request, create the row, cancel, retry."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.base import utcnow
+from backend.db.models import ComponentJob, DatasetRecord, ModelRecord, Workspace
+from backend.errors import ClientError
+from backend.schemas import ComponentJobCreate
+from backend.services import resources
+
+
+def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) -> ComponentJob:
+    model = _ready_model(session, workspace, body.model_id)
+    if model.format == "onnx":
+        raise ClientError(
+            "The component analysis needs the model's PyTorch modules (TorchScript, or weights "
+            "of a project architecture); ONNX graphs are not supported for it yet."
+        )
+    dataset = resources.get(session, DatasetRecord, workspace=workspace, id=body.dataset_id)
+    if body.layer not in (model.layers or []):
+        raise ClientError(
+            f"The model has no layer {body.layer!r}; choose one of its layers "
+            f"({', '.join((model.layers or [])[:12])}…).",
+        )
+    if body.compare_model_id:
+        other = _ready_model(session, workspace, body.compare_model_id)
+        if (other.input_shape, other.num_classes) != (model.input_shape, model.num_classes):
+            raise ClientError("The model to compare with must take the same input and classes.")
+        if body.layer not in (other.layers or []):
+            raise ClientError(f"The model to compare with has no layer {body.layer!r}.")
+    orders = sorted(set(body.orders))
+    if orders[0] < 0:
+        raise ClientError("Orders are numbers of ReLU layers: 0 or more.")
+    job = ComponentJob(
+        workspace_id=workspace.id,
+        model_id=model.id,
+        compare_model_id=body.compare_model_id,
+        dataset_id=dataset.id,
+        layer=body.layer,
+        params={
+            "orders": orders,
+            "width": body.width,
+            "epochs": body.epochs,
+            "max_samples": min(body.max_samples, dataset.n_images),
+            "seed": body.seed,
+        },
+        progress_total=(1 + bool(body.compare_model_id)) * len(orders) * body.epochs,
+    )
+    session.add(job)
+    session.commit()
+    return job
+
+
+def _ready_model(session: Session, workspace: Workspace, model_id: str) -> ModelRecord:
+    model = resources.get(session, ModelRecord, workspace=workspace, id=model_id)
+    if model.status != "ready":
+        raise ClientError(f"The model is not ready (status: {model.status}).", 409)
+    return model
+
+
+def visible(session: Session, *, workspace: Workspace) -> list[ComponentJob]:
+    query = (
+        select(ComponentJob)
+        .where(ComponentJob.workspace_id == workspace.id)
+        .order_by(ComponentJob.created_at.desc())
+    )
+    return list(session.scalars(query))
+
+
+def get(session: Session, *, workspace: Workspace, job_id: str) -> ComponentJob:
+    job = session.get(ComponentJob, job_id)
+    if job is None or job.workspace_id != workspace.id:
+        raise ClientError("No such component analysis in this workspace.", 404)
+    return job
+
+
+def cancel(session: Session, job: ComponentJob) -> None:
+    if job.status in ("done", "failed", "cancelled"):
+        raise ClientError(f"The component analysis has already ended ({job.status}).", 409)
+    job.cancel_requested = True
+    if job.status == "queued":
+        job.status = "cancelled"
+        job.finished_at = utcnow()
+    session.commit()
+
+
+def retry(session: Session, job: ComponentJob) -> None:
+    if job.status not in ("failed", "cancelled"):
+        raise ClientError(f"Only failed or cancelled analyses can be retried ({job.status}).", 409)
+    job.status = "queued"
+    job.cancel_requested = False
+    job.error = None
+    job.progress_done = 0
+    job.finished_at = None
+    session.commit()

@@ -1,0 +1,189 @@
+"""The component analysis job (SCIENCE.md §7): rows in, engine, metrics and maps out."""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.config import get_settings
+from backend.datasets import read_manifest
+from backend.db.base import utcnow
+from backend.db.models import ComponentJob, DatasetRecord, ModelRecord
+from backend.db.session import session_scope
+from worker import jobs
+from worker.engine.components.features import ComponentsError, extract, feature_extractor, module_of
+from worker.engine.components.maps import component_maps
+from worker.engine.components.pipeline import TrainingPlan, analyze_components
+from worker.engine.game import Cancelled
+from worker.engine.images import load_image, normalise
+from worker.engine.models.demo import load_digits_16, split_digits
+
+log = logging.getLogger(__name__)
+
+#: Test images whose component maps are stored for the views.
+MAP_IMAGES = 6
+TEST_SHARE = 6  # one image in six is held out (uploaded sets; the digits keep their split)
+
+
+def run_component_job(job_id: str) -> None:
+    with session_scope() as s:
+        job = s.get(ComponentJob, job_id)
+        if job is None or job.cancel_requested:
+            return
+        job.status = "running"
+        job.started_at = utcnow()
+        job.error = None
+    try:
+        metrics, maps = _compute(job_id)
+    except Exception as error:
+        _finish(job_id, error=error)
+        return
+    key = jobs.blobs().put(_npz(maps)) if maps else None
+    with session_scope() as s:
+        job = s.get_one(ComponentJob, job_id)
+        job.metrics = metrics
+        job.result_key = key
+        job.status = "done"
+        job.progress_done = job.progress_total
+        job.finished_at = utcnow()
+
+
+def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    with session_scope() as s:
+        job = s.get_one(ComponentJob, job_id)
+        params, layer = dict(job.params), job.layer
+        model_row = s.get_one(ModelRecord, job.model_id)
+        module = module_of(jobs.loaded_model(model_row))
+        exemplars = []
+        if job.compare_model_id:
+            exemplars.append(
+                module_of(jobs.loaded_model(s.get_one(ModelRecord, job.compare_model_id)))
+            )
+        data, labelled = _data(s, s.get_one(DatasetRecord, job.dataset_id), model_row, params)
+    plan = TrainingPlan(
+        orders=tuple(params["orders"]), width=params["width"], epochs=params["epochs"],
+        seed=params["seed"],
+    )  # fmt: skip
+    progress = _reporter(job_id)
+    notes: dict[str, str] = {}
+    with_effects = labelled
+    if not labelled:
+        notes["effects"] = "effectiveness and over-fitting need labels; this image set has none"
+    try:
+        result = analyze_components(
+            module, layer, data, plan=plan, exemplars=exemplars, with_effects=with_effects,
+            device=jobs.device(), progress=progress,
+        )  # fmt: skip
+    except ComponentsError as error:
+        if not with_effects or "after the layer" not in str(error):
+            raise
+        notes["effects"] = str(error)
+        result = analyze_components(
+            module, layer, data, plan=plan, exemplars=exemplars, with_effects=False,
+            device=jobs.device(), progress=progress,
+        )  # fmt: skip
+    if not exemplars:
+        notes["reliability"] = "reliability needs a second model of the same task to compare with"
+    metrics = {**result.to_dict(), "notes": notes, "n_train": len(data[0]), "n_test": len(data[2])}
+    return metrics, _maps(module, layer, result, data[2][:MAP_IMAGES])
+
+
+def _maps(
+    module: torch.nn.Module, layer: str, result: Any, images: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """Component maps of the most activated channel for a few test images (conv layers only)."""
+    features = extract(feature_extractor(module, layer), images)
+    if features.dim() != 4:
+        return {}
+    rows = [component_maps(result.trained, x, f) for x, f in zip(images, features, strict=True)]
+    return {
+        "orders": np.array(result.orders),
+        "channels": np.array([r.channel for r in rows]),
+        "images": images[:, 0].numpy() if images.shape[1] == 1 else images.mean(1).numpy(),
+        "features": np.stack([r.feature for r in rows]),
+        "components": np.stack([r.components for r in rows]),
+        "residuals": np.stack([r.residual for r in rows]),
+    }
+
+
+def _data(
+    s: Session, dataset: DatasetRecord, model: ModelRecord, params: dict[str, Any]
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], bool]:
+    """``(x_train, y_train, x_test, y_test)`` in the model's input space, and whether labelled."""
+    limit = int(params["max_samples"])
+    n_test = max(10, limit // TEST_SHARE)
+    if dataset.kind == "digits":
+        x_train, y_train, x_test, y_test = split_digits(*load_digits_16())
+        x_train = normalise_batch(x_train[: limit - n_test], model)
+        x_test = normalise_batch(x_test[:n_test], model)
+        return (x_train, y_train[: limit - n_test], x_test, y_test[:n_test]), True
+    assert dataset.blob_key is not None
+    data = jobs.blobs().get(dataset.blob_key)
+    settings = get_settings()
+    manifest = read_manifest(
+        data,
+        max_images=settings.max_dataset_images,
+        max_uncompressed=4 * settings.max_dataset_bytes,
+    )
+    c, h, w = model.input_shape or (1, 0, 0)
+    order = np.random.default_rng(0).permutation(len(manifest.files))[:limit]
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        x = torch.stack(
+            [
+                load_image(
+                    archive.read(manifest.files[k]),
+                    channels=c,
+                    size=(h, w),
+                    mean=model.mean,
+                    std=model.std,
+                )
+                for k in order
+            ]
+        )
+    labels = manifest.labels or [0] * len(manifest.files)
+    y = torch.tensor([labels[k] for k in order])
+    cut = len(order) - min(n_test, len(order) // 2)
+    return (x[:cut], y[:cut], x[cut:], y[cut:]), manifest.labels is not None
+
+
+def normalise_batch(x: torch.Tensor, model: ModelRecord) -> torch.Tensor:
+    if model.mean is None and model.std is None:
+        return x
+    return torch.stack([normalise(img, model.mean, model.std) for img in x])
+
+
+def _reporter(job_id: str) -> Callable[[int, int], None]:
+    def write(s: Session, done: int) -> None:
+        s.execute(update(ComponentJob).where(ComponentJob.id == job_id).values(progress_done=done))
+
+    def cancelled(s: Session) -> bool:
+        return bool(
+            s.scalar(select(ComponentJob.cancel_requested).where(ComponentJob.id == job_id))
+        )
+
+    return jobs.reporter(write, cancelled)
+
+
+def _finish(job_id: str, *, error: BaseException) -> None:
+    cancelled = isinstance(error, Cancelled)
+    if not cancelled:
+        log.warning("component job %s failed: %s", job_id, error, exc_info=error)
+    with session_scope() as s:
+        job = s.get_one(ComponentJob, job_id)
+        job.status = "cancelled" if cancelled else "failed"
+        job.error = None if cancelled else jobs.describe(error)
+        job.finished_at = utcnow()
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
+    return buf.getvalue()
