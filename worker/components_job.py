@@ -22,7 +22,6 @@ from worker import jobs
 from worker.engine.components.features import ComponentsError, extract, feature_extractor, module_of
 from worker.engine.components.maps import component_maps
 from worker.engine.components.pipeline import TrainingPlan, analyze_components
-from worker.engine.game import Cancelled
 from worker.engine.images import load_image, normalise
 from worker.engine.models.demo import load_digits_16, split_digits
 
@@ -173,13 +172,10 @@ def _reporter(job_id: str) -> Callable[[int, int], None]:
 
 
 def _finish(job_id: str, *, error: BaseException) -> None:
-    cancelled = isinstance(error, Cancelled)
-    if not cancelled:
-        log.warning("component job %s failed: %s", job_id, error, exc_info=error)
+    status, message = jobs.outcome(error, f"component job {job_id}")
     with session_scope() as s:
         job = s.get_one(ComponentJob, job_id)
-        job.status = "cancelled" if cancelled else "failed"
-        job.error = None if cancelled else jobs.describe(error)
+        job.status, job.error = status, message
         job.finished_at = utcnow()
 
 

@@ -359,14 +359,20 @@ def finish_item(item_id: str, *, cached: bool = False) -> None:
     roll_up(analysis_id)
 
 
+def outcome(error: BaseException, what: str) -> tuple[str, str | None]:
+    """How a job ended on ``error``: ``("cancelled", None)``, or ``("failed", message for a
+    person)`` with the failure logged."""
+    if isinstance(error, Cancelled):
+        return "cancelled", None
+    log.warning("%s failed: %s", what, error, exc_info=error)
+    return "failed", describe(error)
+
+
 def _fail_item(item_id: str, error: BaseException) -> None:
-    cancelled = isinstance(error, Cancelled)
-    if not cancelled:
-        log.warning("analysis item %s failed: %s", item_id, error, exc_info=error)
+    status, message = outcome(error, f"analysis item {item_id}")
     with session_scope() as s:
         item = s.get_one(AnalysisItem, item_id)
-        item.status = "cancelled" if cancelled else "failed"
-        item.error = None if cancelled else describe(error)
+        item.status, item.error = status, message
         item.finished_at = utcnow()
         analysis_id = item.analysis_id
     roll_up(analysis_id)
