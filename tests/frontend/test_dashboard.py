@@ -29,6 +29,10 @@ def test_upload_analyse_explore_share(browser: Any, server: str, demo: dict[str,
     page.goto(f"{server}/#/")
     page.wait_for_selector("text=Demo digits CNN")
     shot(page, "overview")
+    page.click("#try-demo")  # the demo leads: the ONNX CNN, not one of its variants
+    page.wait_for_selector("#model-select")
+    chosen = page.eval_on_selector("#model-select", "s => s.options[s.selectedIndex].text")
+    assert chosen.startswith("Demo digits CNN (demo) —"), chosen
 
     # 1. bring a model: the file input, with labels
     page.goto(f"{server}/#/models")

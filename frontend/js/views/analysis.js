@@ -149,7 +149,8 @@ async function renderItem(body, analysis, item, prefix, state) {
   const patchInput = h("input#patch-input", { type: "number", min: 0, max: cells.length - 1, placeholder: "patch" });
   const selection = h("div#selection", { "aria-live": "polite" },
     h("p.muted", {}, "Click a patch (or type its number) to list the salient interactions that contain it; click a second patch for their multi-order interaction."));
-  const heat = h("div.figure#shapley-figure");
+  const heat = h("div.figure#shapley-figure", {},
+    h("p.muted", {}, "Select a patch: its Shapley interaction with every other patch appears here."));
   const pairFig = h("div.figure#pair-figure");
   const gallery = h("div.gallery#top-sets");
   const figs = {
@@ -255,6 +256,7 @@ async function renderItem(body, analysis, item, prefix, state) {
         li.addEventListener("focus", show);
         return li;
       })));
+    heat.querySelector("p.muted")?.remove();
     plot(heat, await api(`${base}/figures/shapley?i=${state.i}`), { name: "shapley" });
     if (state.j !== null) {
       const pair = await api(`${base}/pair?i=${state.i}&j=${state.j}`);

@@ -42,7 +42,7 @@ export async function mount(root, params, ctx) {
   const [m, i] = await Promise.allSettled([api("/models"), api("/images")]);
   if (!alive) return undefined;
   if (m.status === "fulfilled") {
-    modelRows = newestFirst(m.value.data);
+    modelRows = m.value.data; // the API lists built-ins first (the demo CNN leads), then newest first
     renderModels(models, modelRows);
   } else fail(models, m.reason);
   if (i.status === "fulfilled") renderImages(images, newestFirst(i.value.data));
