@@ -661,3 +661,45 @@ def component_figures(metrics: Mapping[str, Any]) -> dict[str, Figure]:
         fx = metrics["effects"]
         out["effects"] = effects_bars(fx["players"], fx["shapley_train"], fx["shapley_gap"])
     return out
+
+
+def component_maps_figure(
+    image: npt.ArrayLike,
+    feature: npt.ArrayLike,
+    components: npt.ArrayLike,
+    residual: npt.ArrayLike,
+    orders: Sequence[int],
+    channel: int,
+) -> Figure:
+    """The image, the target feature's channel, each order's component ``c^(l)`` and the
+    residual, side by side as heat maps (one shared diverging scale for the feature maps)."""
+    from plotly.subplots import make_subplots
+
+    comps = np.asarray(components, dtype=np.float64)
+    maps = [np.asarray(feature, dtype=np.float64), *comps, np.asarray(residual, dtype=np.float64)]
+    titles = [
+        "image",
+        f"f (channel {channel})",
+        *[f"c<sup>({o})</sup>" for o in orders],
+        "residual",
+    ]
+    fig = make_subplots(rows=1, cols=len(maps) + 1, subplot_titles=titles, horizontal_spacing=0.015)
+    fig.add_trace(
+        go.Heatmap(z=_plain(np.asarray(image, dtype=np.float64)), colorscale="gray",
+                   showscale=False, hovertemplate="%{z:.3f}<extra>image</extra>"),
+        row=1, col=1,
+    )  # fmt: skip
+    bound = float(max(np.nanmax(np.abs(m)) for m in maps)) or 1.0
+    for k, grid in enumerate(maps):
+        fig.add_trace(
+            go.Heatmap(z=_plain(grid), colorscale="RdBu", reversescale=True, zmin=-bound,
+                       zmax=bound, showscale=k == len(maps) - 1,
+                       hovertemplate=f"%{{z:{_NUMBER}}}<extra>{titles[k + 1]}</extra>"),
+            row=1, col=k + 2,
+        )  # fmt: skip
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_xaxes(showticklabels=False)
+    layout = _layout("Component maps by order", "", "", margin={"l": 16, "r": 16, "t": 72, "b": 16})
+    fig.update_layout(**{k: v for k, v in layout.items() if k not in ("xaxis", "yaxis")})
+    figure: Figure = json.loads(fig.to_json())
+    return figure

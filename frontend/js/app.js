@@ -10,6 +10,8 @@ const ROUTES = [
   [/^#\/images$/, () => import("./views/images.js")],
   [/^#\/new$/, () => import("./views/new.js")],
   [/^#\/analyses\/([0-9a-f]+)$/, () => import("./views/analysis.js")],
+  [/^#\/components$/, () => import("./views/components.js")],
+  [/^#\/components\/([0-9a-f]+)$/, () => import("./views/components.js")],
 ];
 
 let unmount = null;

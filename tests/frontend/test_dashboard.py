@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,4 +148,36 @@ def test_delete_asks_first_then_removes(browser: Any, server: str, tmp_path: Pat
     page.once("dialog", lambda dialog: dialog.accept())
     card.get_by_role("button", name=re.compile("Delete image")).click()
     card.wait_for(state="detached")
+    context.close()
+
+
+def test_component_analysis_view(browser: Any, server: str) -> None:
+    console = Console()
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = console.watch(context.new_page())
+    page.goto(f"{server}/#/")
+    ready = """fetch('/api/models').then(r => r.json()).then(b => b.data.filter(
+        m => m.name.includes('PyTorch') && m.status === 'ready').length)"""
+    deadline = time.monotonic() + 120  # the PyTorch demos are trained at first start
+    while page.evaluate(ready) < 3:
+        assert time.monotonic() < deadline, "the PyTorch demo models never became ready"
+        page.wait_for_timeout(500)
+    page.goto(f"{server}/#/components")
+    page.wait_for_selector("#comp-model")
+    seed0 = page.locator("#comp-model option", has_text="seed 0").get_attribute("value")
+    page.select_option("#comp-model", value=seed0)
+    seed1 = page.locator("#comp-compare option", has_text="seed 1").get_attribute("value")
+    page.select_option("#comp-compare", value=seed1)
+    assert page.eval_on_selector("#comp-layer", "s => s.value") == "relu2"
+    page.fill("#comp-orders", "0, 1")
+    page.fill("#comp-epochs", "2")
+    page.fill("#comp-samples", "120")
+    page.click("#comp-run")
+    page.wait_for_url(re.compile(r"#/components/[0-9a-f]+"))
+    page.wait_for_selector("#comp-significance .main-svg", timeout=180_000)
+    page.wait_for_selector("#comp-reliability .main-svg")
+    page.wait_for_selector("#comp-effects .main-svg")
+    page.wait_for_selector("#comp-maps .main-svg")
+    shot(page, "components")
+    assert console.errors == []
     context.close()

@@ -104,9 +104,16 @@ def component_maps(
     arrays = results.load(blobs.get(job.result_key))
     if not 0 <= index < len(arrays["images"]):
         raise ClientError(f"index must be in 0–{len(arrays['images']) - 1}.")
+    orders, channel = arrays["orders"].tolist(), int(arrays["channels"][index])
+    figure = figures.component_maps_figure(
+        arrays["images"][index], arrays["features"][index], arrays["components"][index],
+        arrays["residuals"][index], orders, channel,
+    )  # fmt: skip
     return {
-        "orders": arrays["orders"].tolist(),
-        "channel": int(arrays["channels"][index]),
+        "figure": figure,
+        "count": len(arrays["images"]),
+        "orders": orders,
+        "channel": channel,
         "image": arrays["images"][index].tolist(),
         "feature": arrays["features"][index].tolist(),
         "components": arrays["components"][index].tolist(),

@@ -44,6 +44,7 @@ def test_job_runs_and_reports_every_metric(client: TestClient, other_client: Tes
     assert metrics["reliability"] is not None and metrics["effects"] is not None
     maps = client.get(f"/api/components/{job['id']}/maps", params={"index": 1}).json()
     assert len(maps["components"]) == 2 and len(maps["image"]) == 16
+    assert len(maps["figure"]["data"]) == 1 + 1 + 2 + 1  # image, f, c^(0), c^(1), residual
     figs = client.get(f"/api/components/{job['id']}/figures").json()
     assert set(figs) == {"significance", "reliability", "effects"}
     assert figs["significance"]["data"][0]["y"] == pytest.approx(

@@ -1,0 +1,163 @@
+// Feature components of different complexity (SCIENCE.md §7): start a job, watch it, read it.
+// #/components — the form and the workspace's jobs; #/components/{id} — one job's results.
+import { api } from "../api.js";
+import { badge, clear, errorBox, h, plot, toast } from "../dom.js";
+
+const POLL_MS = 700;
+
+export async function mount(root, params, ctx) {
+  return params.id ? mountJob(root, params.id) : mountList(root, ctx);
+}
+
+function field(label, control) {
+  return h("label.field", {}, h("span", {}, label), control);
+}
+
+async function mountList(root, ctx) {
+  const [models, datasets, jobs] = await Promise.all([
+    api("/models"), api("/datasets"), api("/components"),
+  ]);
+  const usable = models.data.filter((m) => m.status === "ready" && m.format !== "onnx");
+  const option = (value, text) => h("option", { value }, text);
+  const model = h("select#comp-model", {}, usable.map((m) => option(m.id, m.name)));
+  const compare = h("select#comp-compare", {}, option("", "none (no reliability)"),
+    usable.map((m) => option(m.id, m.name)));
+  const layer = h("select#comp-layer");
+  const dataset = h("select#comp-dataset", {}, datasets.data.map((d) => option(d.id, `${d.name} (${d.n_images} images)`)));
+  const orders = h("input#comp-orders", { value: "0, 1, 2, 4, 8" });
+  const epochs = h("input#comp-epochs", { type: "number", min: 1, max: 500, value: 30 });
+  const samples = h("input#comp-samples", { type: "number", min: 20, max: 20000, value: 600 });
+  const error = h("div", { "aria-live": "assertive" });
+
+  const fillLayers = () => {
+    const m = usable.find((x) => x.id === model.value);
+    const layers = (m && m.layers) || [];
+    clear(layer, layers.map((name) => option(name, name)));
+    if (layers.includes("relu2")) layer.value = "relu2";
+  };
+  model.addEventListener("change", fillLayers);
+  fillLayers();
+
+  const run = h("button.primary#comp-run", { type: "button" }, "Run component analysis");
+  run.addEventListener("click", async () => {
+    clear(error);
+    run.disabled = true;
+    try {
+      const job = await api("/components", {
+        method: "POST",
+        body: {
+          model_id: model.value,
+          compare_model_id: compare.value || null,
+          dataset_id: dataset.value,
+          layer: layer.value,
+          orders: orders.value.split(",").map((t) => Number(t.trim())).filter((n) => Number.isInteger(n)),
+          epochs: Number(epochs.value),
+          max_samples: Number(samples.value),
+        },
+      });
+      ctx.navigate(`#/components/${job.id}`);
+    } catch (e) {
+      clear(error, errorBox(e.message));
+    } finally {
+      run.disabled = false;
+    }
+  });
+
+  clear(root,
+    h("h1", {}, "Feature components"),
+    h("p.muted", {}, "Disentangle the feature at a layer into components of increasing complexity: ",
+      "nets with l ReLU layers learn to mimic it; ρ(l) says how much of its variance each order explains."),
+    h("section.card.comp-form", { "aria-labelledby": "comp-new" },
+      h("h2#comp-new", {}, "New component analysis"),
+      usable.length ? null : errorBox("No model with PyTorch modules is ready (ONNX graphs are not supported here yet)."),
+      h("div.comp-grid", {},
+        field("Model", model), field("Layer", layer), field("Image set", dataset),
+        field("Compare with (reliability)", compare), field("Orders l", orders),
+        field("Epochs", epochs), field("Images used", samples)),
+      run, error),
+    h("section.card", { "aria-labelledby": "comp-jobs" },
+      h("h2#comp-jobs", {}, "Component analyses"),
+      jobs.data.length
+        ? h("ul.comp-list", {}, jobs.data.map((job) => h("li", {},
+          h("a", { href: `#/components/${job.id}` }, `${job.layer} · orders ${job.params.orders.join(", ")}`),
+          " ", badge(job.status))))
+        : h("p.muted", {}, "None yet.")));
+  return null;
+}
+
+async function mountJob(root, id) {
+  let timer = null;
+  let shown = false;
+  async function refresh() {
+    const job = await api(`/components/${id}`);
+    const active = job.status === "queued" || job.status === "running";
+    if (active) {
+      const pct = job.progress_total ? (100 * job.progress_done) / job.progress_total : 0;
+      clear(root, head(job),
+        h("section.card", {},
+          h("h2", {}, "Training the disentanglers"),
+          h("progress#comp-progress", { max: 100, value: pct, "aria-label": "epochs done" }),
+          h("p", {}, `${job.progress_done} / ${job.progress_total} epochs (${pct.toFixed(0)}%)`),
+          cancelButton(job, refresh)));
+      timer = setTimeout(() => refresh().catch((e) => toast(e.message, "error")), POLL_MS);
+      return;
+    }
+    if (shown) return;
+    shown = true;
+    clear(root, head(job), job.error ? errorBox(job.error) : null);
+    if (job.status === "done") await results(root, job);
+  }
+  await refresh();
+  return () => clearTimeout(timer);
+}
+
+function head(job) {
+  return h("section.card", {},
+    h("div.head-line", {}, h("h1", {}, `Components at ${job.layer}`), badge(job.status)),
+    h("p.muted", {}, `orders ${job.params.orders.join(", ")}; ${job.params.epochs} epochs; `,
+      `${job.params.max_samples} images`, job.compare_model_id ? "; reliability against a second model" : ""));
+}
+
+function cancelButton(job, refresh) {
+  const button = h("button#comp-cancel", { type: "button" }, "Cancel");
+  button.addEventListener("click", async () => {
+    await api(`/components/${job.id}/cancel`, { method: "POST" }).catch((e) => toast(e.message, "error"));
+    refresh();
+  });
+  return button;
+}
+
+async function results(root, job) {
+  const figures = await api(`/components/${job.id}/figures`);
+  const m = job.metrics;
+  const notes = Object.values(m.notes || {});
+  const charts = h("section.charts#comp-charts");
+  const drawn = ["significance", "reliability", "effects"].filter((name) => figures[name]);
+  const divs = drawn.map((name) => h(`div.figure#comp-${name}`));
+  charts.append(...divs.map((div) => h("div.card", {}, div)));
+  const mapsDiv = h("div.figure#comp-maps");
+  const picker = h("input#comp-image", { type: "number", min: 0, value: 0, "aria-label": "test image" });
+  const showMap = async () => {
+    try {
+      const maps = await api(`/components/${job.id}/maps?index=${Number(picker.value) || 0}`);
+      picker.max = maps.count - 1;
+      plot(mapsDiv, maps.figure, { name: "component-maps" });
+    } catch (e) {
+      clear(mapsDiv, errorBox(e.message));
+    }
+  };
+  picker.addEventListener("change", showMap);
+  root.append(
+    h("section.card.trust", {},
+      h("div.fact", {}, h("span.muted", {}, "held-out R² by order"),
+        h("strong", {}, m.test_r2.map((r) => (r === null ? "—" : r.toFixed(3))).join(" · "))),
+      h("div.fact", {}, h("span.muted", {}, "residual share"),
+        h("strong", {}, m.significance.residual === null ? "—" : m.significance.residual.toFixed(3))),
+      notes.length ? h("ul.muted", {}, notes.map((n) => h("li", {}, n))) : null),
+    charts,
+    h("section.card", {}, h("h2", {}, "Component maps (most activated channel)"),
+      h("label", {}, "Test image ", picker), mapsDiv));
+  // drawn once attached, so Plotly sizes each chart to its card
+  drawn.forEach((name, k) => plot(divs[k], figures[name], { name: `components-${name}` }));
+  await showMap();
+}
