@@ -165,3 +165,27 @@ def test_the_whole_flow_over_http(stack: dict[str, Any], tmp_path: Path) -> None
     assert poll(client, f"/api/analyses/{again['id']}", lambda a: a["status"] == "done")["items"][
         0
     ]["cached"]
+
+
+def test_component_job_through_a_real_worker(stack: dict[str, Any]) -> None:
+    """The built-ins are created by a worker at API start-up; a component job runs there."""
+    base = stack["base"]
+    secret = httpx.post(f"{base}/api/workspace").json()["secret"]
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+
+    def torch_demos(models: dict[str, Any]) -> bool:
+        ready = [m for m in models["data"] if "PyTorch" in m["name"] and m["status"] == "ready"]
+        return len(ready) == 3
+
+    models = poll(client, "/api/models", torch_demos, timeout=240)["data"]
+    seed0 = next(m["id"] for m in models if m["name"].endswith("seed 0)"))
+    digits = next(d["id"] for d in client.get("/api/datasets").json()["data"] if d["builtin"])
+    body = {
+        "model_id": seed0, "dataset_id": digits, "layer": "relu2", "orders": [0, 1],
+        "epochs": 2, "width": 8, "max_samples": 100,
+    }  # fmt: skip
+    job = client.post("/api/components", json=body).json()
+    done = poll(client, f"/api/components/{job['id']}", lambda j: j["status"] in ("done", "failed"))
+    assert done["status"] == "done", done["error"]
+    assert len(done["metrics"]["significance"]["component"]) == 2
+    assert client.get(f"/api/components/{job['id']}/maps").json()["figure"]["data"]

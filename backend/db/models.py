@@ -205,6 +205,8 @@ class ComponentJob(TimestampMixin, Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result_key: Mapped[str | None] = mapped_column(String(64))
     """npz in the blob store: component maps of a few test images."""
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    """Identical requests (same model and data bytes, layer, settings, engine) share results."""
 
 
 class ShareLink(TimestampMixin, Base):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -10,6 +13,7 @@ from backend.db.models import ComponentJob, DatasetRecord, ModelRecord, Workspac
 from backend.errors import ClientError
 from backend.schemas import ComponentJobCreate
 from backend.services import resources
+from backend.services.analyses import ENGINE_VERSION
 
 
 def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) -> ComponentJob:
@@ -32,6 +36,11 @@ def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) 
         if body.layer not in (other.layers or []):
             raise ClientError(f"The model to compare with has no layer {body.layer!r}.")
     orders = sorted(set(body.orders))
+    compare_key = (
+        resources.get(session, ModelRecord, workspace=workspace, id=body.compare_model_id).blob_key
+        if body.compare_model_id
+        else None
+    )
     if orders[0] < 0:
         raise ClientError("Orders are numbers of ReLU layers: 0 or more.")
     job = ComponentJob(
@@ -49,9 +58,30 @@ def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) 
         },
         progress_total=(1 + bool(body.compare_model_id)) * len(orders) * body.epochs,
     )
+    job.cache_key = _cache_key(model, compare_key, dataset, body.layer, job.params)
     session.add(job)
     session.commit()
     return job
+
+
+def _cache_key(
+    model: ModelRecord,
+    compare_key: str | None,
+    dataset: DatasetRecord,
+    layer: str,
+    params: dict[str, object],
+) -> str:
+    payload = {
+        "engine": ENGINE_VERSION,
+        "model": model.blob_key,
+        "mean": model.mean,
+        "std": model.std,
+        "compare": compare_key,
+        "dataset": dataset.blob_key or dataset.kind,
+        "layer": layer,
+        "params": params,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _ready_model(session: Session, workspace: Workspace, model_id: str) -> ModelRecord:

@@ -55,6 +55,10 @@ def test_job_runs_and_reports_every_metric(client: TestClient, other_client: Tes
     )
     assert len(compared.json()["data"]) == 2
     assert other_client.get(f"/api/components/{job['id']}").status_code == 404
+    again = client.post("/api/components", json=body).json()  # identical: no training
+    reused = wait_for(client, f"/api/components/{again['id']}", ended)
+    assert reused["status"] == "done" and reused["metrics"]["cached"] is True
+    assert reused["metrics"]["significance"] == metrics["significance"]
 
 
 @pytest.mark.parametrize(
