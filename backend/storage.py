@@ -9,6 +9,7 @@ methods for multi-machine setups (every worker and the API must see the same sto
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -70,3 +71,8 @@ class LocalBlobStore:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def description_key(description: object) -> str:
+    """A cache key: the SHA-256 of a JSON-able description, keys sorted."""
+    return sha256_hex(json.dumps(description, sort_keys=True).encode())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from sqlalchemy import select, update
@@ -22,6 +20,7 @@ from backend.db.models import (
 from backend.errors import ClientError
 from backend.schemas import AnalysisCreate
 from backend.services import resources
+from backend.storage import description_key
 
 #: Must match worker.engine.analysis.ENGINE_VERSION; part of every cache key.
 ENGINE_VERSION = "1"
@@ -49,7 +48,7 @@ def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) ->
         "baseline": params.get("baseline", "mean"),
         "baseline_image": params.get("baseline_image_key"),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return description_key(payload)
 
 
 def create(
@@ -135,17 +134,11 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
 
 
 def visible(session: Session, *, workspace: Workspace) -> list[Analysis]:
-    query = (
-        select(Analysis)
-        .where(Analysis.workspace_id == workspace.id)
-        .order_by(Analysis.created_at.desc())
-    )
-    return list(session.scalars(query))
+    return resources.owned(session, Analysis, workspace=workspace)
 
 
 def get(session: Session, *, workspace: Workspace, analysis_id: str) -> Analysis | None:
-    row = session.get(Analysis, analysis_id)
-    return row if row is not None and row.workspace_id == workspace.id else None
+    return resources.find_owned(session, Analysis, workspace=workspace, id=analysis_id)
 
 
 def forward_passes(session: Session, analysis: Analysis) -> int:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.base import utcnow
@@ -14,6 +10,7 @@ from backend.errors import ClientError
 from backend.schemas import ComponentJobCreate
 from backend.services import resources
 from backend.services.analyses import ENGINE_VERSION
+from backend.storage import description_key
 
 
 def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) -> ComponentJob:
@@ -81,7 +78,7 @@ def _cache_key(
         "layer": layer,
         "params": params,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return description_key(payload)
 
 
 def _ready_model(session: Session, workspace: Workspace, model_id: str) -> ModelRecord:
@@ -92,17 +89,12 @@ def _ready_model(session: Session, workspace: Workspace, model_id: str) -> Model
 
 
 def visible(session: Session, *, workspace: Workspace) -> list[ComponentJob]:
-    query = (
-        select(ComponentJob)
-        .where(ComponentJob.workspace_id == workspace.id)
-        .order_by(ComponentJob.created_at.desc())
-    )
-    return list(session.scalars(query))
+    return resources.owned(session, ComponentJob, workspace=workspace)
 
 
 def get(session: Session, *, workspace: Workspace, job_id: str) -> ComponentJob:
-    job = session.get(ComponentJob, job_id)
-    if job is None or job.workspace_id != workspace.id:
+    job = resources.find_owned(session, ComponentJob, workspace=workspace, id=job_id)
+    if job is None:
         raise ClientError("No such component analysis in this workspace.", 404)
     return job
 

@@ -8,10 +8,18 @@ from typing import TypeVar
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import DatasetRecord, ImageRecord, ModelRecord, Workspace
+from backend.db.models import (
+    Analysis,
+    ComponentJob,
+    DatasetRecord,
+    ImageRecord,
+    ModelRecord,
+    Workspace,
+)
 from backend.errors import ClientError
 
 R = TypeVar("R", ModelRecord, ImageRecord, DatasetRecord)
+J = TypeVar("J", Analysis, ComponentJob)
 
 #: How a person calls each resource in messages.
 NOUNS = {ModelRecord: "model", ImageRecord: "image", DatasetRecord: "image set"}
@@ -49,3 +57,14 @@ def delete(session: Session, row: ModelRecord | ImageRecord | DatasetRecord) -> 
         raise ClientError(f"Built-in {NOUNS[type(row)]}s cannot be deleted.", 403)
     session.delete(row)
     session.commit()
+
+
+def owned(session: Session, kind: type[J], *, workspace: Workspace) -> list[J]:
+    """A workspace's jobs (analyses, component analyses), newest first; never built in."""
+    query = select(kind).where(kind.workspace_id == workspace.id).order_by(kind.created_at.desc())
+    return list(session.scalars(query))
+
+
+def find_owned(session: Session, kind: type[J], *, workspace: Workspace, id: str) -> J | None:
+    row = session.get(kind, id)
+    return row if row is not None and row.workspace_id == workspace.id else None

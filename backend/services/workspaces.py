@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Workspace
+from backend.storage import sha256_hex
 
 
 def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return sha256_hex(secret.encode())
 
 
 def create(session: Session) -> tuple[Workspace, str]:
