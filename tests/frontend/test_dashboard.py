@@ -156,7 +156,8 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = console.watch(context.new_page())
     page.goto(f"{server}/#/")
-    ready = """fetch('/api/models').then(r => r.json()).then(b => b.data.filter(
+    page.wait_for_selector("text=Demo digits CNN")  # the page has its workspace cookie now
+    ready = """fetch('/api/models').then(r => r.json()).then(b => (b.data || []).filter(
         m => m.name.includes('PyTorch') && m.status === 'ready').length)"""
     deadline = time.monotonic() + 120  # the PyTorch demos are trained at first start
     while page.evaluate(ready) < 3:
