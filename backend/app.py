@@ -69,6 +69,11 @@ def create_app(*, on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] =
         """The read-only page of a share link (it reads ``/api/shared/{token}``)."""
         return FileResponse(FRONTEND / "share.html")
 
+    @app.get("/s/c/{token}", name="shared_components_page", include_in_schema=False)
+    def shared_components_page(token: str) -> FileResponse:
+        """The read-only page of a component analysis' share link."""
+        return FileResponse(FRONTEND / "share.html")
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(FRONTEND / "index.html")

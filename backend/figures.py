@@ -670,16 +670,18 @@ def component_maps_figure(
     residual: npt.ArrayLike,
     orders: Sequence[int],
     channel: int,
+    *,
+    most_activated: bool = True,
 ) -> Figure:
     """The image, the target feature's channel, each order's component ``c^(l)`` and the
-    residual, side by side as heat maps (one shared diverging scale for the feature maps)."""
+    residual, side by side as square heat maps (one shared diverging scale for the maps)."""
     from plotly.subplots import make_subplots
 
     comps = np.asarray(components, dtype=np.float64)
     maps = [np.asarray(feature, dtype=np.float64), *comps, np.asarray(residual, dtype=np.float64)]
     titles = [
         "image",
-        f"f (channel {channel})",
+        f"f (channel {channel}{', most activated' if most_activated else ''})",
         *[f"c<sup>({o})</sup>" for o in orders],
         "residual",
     ]
@@ -697,8 +699,10 @@ def component_maps_figure(
                        hovertemplate=f"%{{z:{_NUMBER}}}<extra>{titles[k + 1]}</extra>"),
             row=1, col=k + 2,
         )  # fmt: skip
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False)
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_yaxes(autorange="reversed", showticklabels=False, constrain="domain")
+    for col in range(1, len(maps) + 2):  # each map keeps square pixels in its own cell
+        fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
     layout = _layout("Component maps by order", "", "", margin={"l": 16, "r": 16, "t": 72, "b": 16})
     fig.update_layout(**{k: v for k, v in layout.items() if k not in ("xaxis", "yaxis")})
     figure: Figure = json.loads(fig.to_json())

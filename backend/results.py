@@ -99,6 +99,47 @@ def shapley_row(arrays: Arrays, i: int) -> list[float]:
     return arrays["shapley"][i].tolist()
 
 
+def component_map(arrays: Arrays, index: int, channel: int | None = None) -> dict[str, Any]:
+    """One stored test image's component maps at ``channel`` (default: its most activated).
+
+    ``arrays`` is a component job's maps: ``components [N, L, C', H, W]`` with the channels
+    ``stored_channels [N, C']`` (every channel, or the most activated one when the layer is
+    large). Results stored before channels were kept hold ``[N, L, H, W]``: one channel.
+    """
+    count = len(arrays["images"])
+    if not 0 <= index < count:
+        raise ValueError(f"index must be in 0–{count - 1}")
+    comps, feats, residuals = arrays["components"], arrays["features"], arrays["residuals"]
+    most = int(arrays["channels"][index])
+    if comps.ndim == 4:  # one channel per image, without a channel axis
+        comps, feats, residuals = comps[:, :, None], feats[:, None], residuals[:, None]
+        stored = [most]
+    else:
+        stored = [int(c) for c in arrays["stored_channels"][index]]
+    want = most if channel is None else channel
+    if want not in stored:
+        raise ValueError(
+            f"channel {want} is not stored for this image; "
+            + (
+                f"channels are 0–{len(stored) - 1}"
+                if len(stored) > 1
+                else f"this layer is large, so only its most activated channel ({most}) was kept"
+            )
+        )
+    k = stored.index(want)
+    return {
+        "count": count,
+        "orders": arrays["orders"].tolist(),
+        "channel": want,
+        "most_activated": most,
+        "channels": len(stored),
+        "image": arrays["images"][index].tolist(),
+        "feature": feats[index, k].tolist(),
+        "components": comps[index, :, k].tolist(),
+        "residual": residuals[index, k].tolist(),
+    }
+
+
 def sparsity(arrays: Arrays, tau: float) -> dict[str, Any]:
     """Salient counts per order and sign at any τ, from the stored interactions."""
     table = np.asarray(arrays["interactions"], dtype=np.float64)

@@ -183,6 +183,9 @@ class ComponentJobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    model_name: str | None = None
+    compare_model_name: str | None = None
+    dataset_name: str | None = None
 
 
 class ComponentJobsPublic(BaseModel):
@@ -192,7 +195,8 @@ class ComponentJobsPublic(BaseModel):
 
 class SharePublic(BaseModel):
     id: str
-    analysis_id: str
+    analysis_id: str | None
+    component_job_id: str | None
     token: str
     url: str
     created_at: datetime

@@ -20,7 +20,7 @@ from backend.db.models import ComponentJob, DatasetRecord, ModelRecord
 from backend.db.session import session_scope
 from worker import jobs
 from worker.engine.components.features import ComponentsError, extract, feature_extractor, module_of
-from worker.engine.components.maps import component_maps
+from worker.engine.components.maps import image_maps
 from worker.engine.components.pipeline import TrainingPlan, analyze_components
 from worker.engine.images import load_image, normalise
 from worker.engine.models.demo import load_digits_16, split_digits
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Test images whose component maps are stored for the views.
 MAP_IMAGES = 6
+#: Stored map values (images × orders × channels × H × W) above which one channel is kept.
+MAX_MAP_VALUES = 4_000_000
 TEST_SHARE = 6  # one image in six is held out (uploaded sets; the digits keep their split)
 
 
@@ -119,18 +121,30 @@ def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 def _maps(
     module: torch.nn.Module, layer: str, result: Any, images: torch.Tensor
 ) -> dict[str, np.ndarray]:
-    """Component maps of the most activated channel for a few test images (conv layers only)."""
+    """Component maps of a few test images (conv layers only): every channel when they fit in
+    :data:`MAX_MAP_VALUES`, else the most activated channel of each image."""
     features = extract(feature_extractor(module, layer), images)
     if features.dim() != 4:
         return {}
-    rows = [component_maps(result.trained, x, f) for x, f in zip(images, features, strict=True)]
+    maps = image_maps(result.trained, images, features)
+    channels = np.array(maps.channels)
+    if maps.components.size <= MAX_MAP_VALUES:
+        stored = np.tile(np.arange(features.shape[1]), (len(channels), 1))
+        comps, feats, residuals = maps.components, maps.features, maps.residuals
+    else:  # one channel per image, kept on a channel axis of length 1
+        rows = np.arange(len(channels))
+        stored = channels[:, None]
+        comps = maps.components[rows, :, channels][:, :, None]
+        feats = maps.features[rows, channels][:, None]
+        residuals = maps.residuals[rows, channels][:, None]
     return {
         "orders": np.array(result.orders),
-        "channels": np.array([r.channel for r in rows]),
+        "channels": channels,
+        "stored_channels": stored,
         "images": images[:, 0].numpy() if images.shape[1] == 1 else images.mean(1).numpy(),
-        "features": np.stack([r.feature for r in rows]),
-        "components": np.stack([r.components for r in rows]),
-        "residuals": np.stack([r.residual for r in rows]),
+        "features": feats.astype(np.float32),
+        "components": comps.astype(np.float32),
+        "residuals": residuals.astype(np.float32),
     }
 
 

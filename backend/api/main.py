@@ -27,10 +27,14 @@ api_router.include_router(models.router)
 api_router.include_router(images.router)
 api_router.include_router(datasets.router)
 api_router.include_router(components.router)
+api_router.include_router(components.component_results_router("/components/{job_id}", "components"))
 api_router.include_router(analyses.router)
 api_router.include_router(results.results_router("/analyses/{analysis_id}", "results"))
 api_router.include_router(shares.router)
 api_router.include_router(results.results_router("/shared/{token}", "shared"))
+api_router.include_router(
+    components.component_results_router("/shared-components/{token}", "shared")
+)
 
 
 @api_router.get("/shared/{token}", response_model=AnalysisPublic, tags=["shared"])

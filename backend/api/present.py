@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from backend.db.models import Analysis, ModelRecord
-from backend.schemas import AnalysisPublic, ItemPublic
+from backend.db.models import Analysis, ComponentJob, DatasetRecord, ModelRecord
+from backend.schemas import AnalysisPublic, ComponentJobPublic, ItemPublic
 from backend.services import analyses as service
 
 
@@ -49,4 +49,17 @@ def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
         finished_at=analysis.finished_at,
         summary=analysis.summary,
         items=items,
+    )
+
+
+def present_job(session: Session, job: ComponentJob) -> ComponentJobPublic:
+    """A component analysis with the names of its models and image set."""
+    compare = session.get(ModelRecord, job.compare_model_id) if job.compare_model_id else None
+    dataset = session.get(DatasetRecord, job.dataset_id)
+    return ComponentJobPublic.model_validate(job).model_copy(
+        update={
+            "model_name": session.get_one(ModelRecord, job.model_id).name,
+            "compare_model_name": compare.name if compare else None,
+            "dataset_name": dataset.name if dataset else None,
+        }
     )

@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db.base import Base, TimestampMixin, new_id, utcnow
@@ -210,11 +220,19 @@ class ComponentJob(TimestampMixin, Base):
 
 
 class ShareLink(TimestampMixin, Base):
+    """A read-only link to one result: an interaction analysis or a component analysis."""
+
     __tablename__ = "share_links"
+    __table_args__ = (
+        CheckConstraint("(analysis_id IS NULL) <> (component_job_id IS NULL)", name="one_target"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    analysis_id: Mapped[str] = mapped_column(
+    analysis_id: Mapped[str | None] = mapped_column(
         ForeignKey("analyses.id", ondelete="CASCADE"), index=True
+    )
+    component_job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("component_jobs.id", ondelete="CASCADE"), index=True
     )
     token: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -9,9 +9,11 @@ export class ApiError extends Error {
 let base = "/api";
 let credentials = "same-origin";
 
-/** Read-only mode for share links: every call goes to /api/shared/{token}, without cookies. */
-export function useShareToken(token) {
-  base = `/api/shared/${encodeURIComponent(token)}`;
+/** Read-only mode for share links: every call goes to /api/shared/{token} (an analysis) or
+ * /api/shared-components/{token} (a component analysis), without cookies. */
+export function useShareToken(token, kind = "analysis") {
+  const root = kind === "components" ? "shared-components" : "shared";
+  base = `/api/${root}/${encodeURIComponent(token)}`;
   credentials = "omit";
 }
 

@@ -180,5 +180,38 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     page.wait_for_selector("#comp-effects .main-svg")
     page.wait_for_selector("#comp-maps .main-svg")
     shot(page, "components")
+    job_url = page.url
+
+    # a second analysis (the same model through the cache, so no training) to compare with
+    page.goto(f"{server}/#/components")
+    page.select_option("#comp-model", value=seed1)
+    page.fill("#comp-orders", "0, 1")
+    page.fill("#comp-epochs", "2")
+    page.fill("#comp-samples", "120")
+    page.click("#comp-run")
+    page.wait_for_selector("#comp-significance .main-svg", timeout=180_000)
+    page.goto(job_url)
+    page.wait_for_selector("#comp-compare-with option >> nth=1", state="attached")
+    other_job = page.locator("#comp-compare-with option", has_text="seed 1").first
+    page.select_option("#comp-compare-with", value=other_job.get_attribute("value"))
+    page.wait_for_selector("#comp-compare-figure .main-svg")
+    assert page.locator("#comp-compare-figure .trace.bars").count() == 2
+
+    # share: a browser with no cookies opens the results read-only
+    page.click("#share")
+    page.wait_for_selector("#share-url")
+    link = page.get_attribute("#share-url", "href")
+    assert link is not None and "/s/c/" in link
+    stranger = browser.new_context(viewport={"width": 390, "height": 844})
+    other = console.watch(stranger.new_page())
+    other.goto(link)
+    other.wait_for_selector("#comp-significance .main-svg", timeout=30_000)
+    other.wait_for_selector("#comp-maps .main-svg")
+    assert "seed 0" in other.inner_text("h1")
+    for owner_only in ("#share", "#comp-cancel", "#comp-compare-with"):
+        assert other.locator(owner_only).count() == 0, owner_only
+    assert stranger.cookies() == []
+    shot(other, "components-shared-narrow")
+    stranger.close()
     assert console.errors == []
     context.close()

@@ -1,18 +1,27 @@
-"""Feature components of different complexity (SCIENCE.md §7): jobs and their results."""
+"""Feature components of different complexity (SCIENCE.md §7): jobs and their results.
+
+The owner's routes live under ``/components``; the read-only result routes are built by
+:func:`component_results_router` for the owner (``/components/{job_id}``) and for a share
+link (``/shared-components/{token}``), each with its own way to find the job.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from backend import figures, results
 from backend.api.deps import BlobsDep, SessionDep, WorkspaceDep
+from backend.api.present import present_job
+from backend.api.routes.shares import readable_job
 from backend.db.models import ComponentJob, ModelRecord
 from backend.errors import ClientError
 from backend.queue import TASK_RUN_COMPONENTS, enqueue
 from backend.schemas import ComponentJobCreate, ComponentJobPublic, ComponentJobsPublic
 from backend.services import components as service
+
+ReadableJobDep = Annotated[ComponentJob, Depends(readable_job)]
 
 router = APIRouter(prefix="/components", tags=["components"])
 
@@ -20,23 +29,16 @@ router = APIRouter(prefix="/components", tags=["components"])
 @router.post("", response_model=ComponentJobPublic, status_code=201)
 def create_job(
     body: ComponentJobCreate, session: SessionDep, workspace: WorkspaceDep
-) -> ComponentJob:
+) -> ComponentJobPublic:
     job = service.create(session, workspace=workspace, body=body)
     enqueue(TASK_RUN_COMPONENTS, job.id)
-    return job
+    return present_job(session, job)
 
 
 @router.get("", response_model=ComponentJobsPublic)
 def list_jobs(session: SessionDep, workspace: WorkspaceDep) -> ComponentJobsPublic:
     rows = service.visible(session, workspace=workspace)
-    return ComponentJobsPublic(
-        data=[ComponentJobPublic.model_validate(r) for r in rows], count=len(rows)
-    )
-
-
-@router.get("/{job_id}", response_model=ComponentJobPublic)
-def get_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> ComponentJob:
-    return service.get(session, workspace=workspace, job_id=job_id)
+    return ComponentJobsPublic(data=[present_job(session, r) for r in rows], count=len(rows))
 
 
 @router.post("/{job_id}/cancel", response_model=ComponentJobPublic)
@@ -84,38 +86,37 @@ def compare(ids: str, session: SessionDep, workspace: WorkspaceDep) -> dict[str,
     return figures.compare_significance(series)
 
 
-@router.get("/{job_id}/figures")
-def job_figures(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> dict[str, Any]:
-    """Plotly JSON: significance by order (with fit quality), reliability, effects."""
-    job = service.get(session, workspace=workspace, job_id=job_id)
-    if job.metrics is None:
-        raise ClientError(f"The component analysis has no results yet ({job.status}).", 409)
-    return figures.component_figures(job.metrics)
+def component_results_router(prefix: str, tag: str) -> APIRouter:
+    """The read-only routes of one component analysis under ``prefix``."""
+    results_router = APIRouter(prefix=prefix, tags=[tag])
 
+    @results_router.get("", response_model=ComponentJobPublic)
+    def get_job(job: ReadableJobDep, session: SessionDep) -> ComponentJobPublic:
+        return present_job(session, job)
 
-@router.get("/{job_id}/maps")
-def component_maps(
-    job_id: str, session: SessionDep, workspace: WorkspaceDep, blobs: BlobsDep, index: int = 0
-) -> dict[str, Any]:
-    """Component maps (most activated channel) of the ``index``-th stored test image."""
-    job = service.get(session, workspace=workspace, job_id=job_id)
-    if job.status != "done" or job.result_key is None:
-        raise ClientError(f"The component analysis has no results yet ({job.status}).", 409)
-    arrays = results.load(blobs.get(job.result_key))
-    if not 0 <= index < len(arrays["images"]):
-        raise ClientError(f"index must be in 0–{len(arrays['images']) - 1}.")
-    orders, channel = arrays["orders"].tolist(), int(arrays["channels"][index])
-    figure = figures.component_maps_figure(
-        arrays["images"][index], arrays["features"][index], arrays["components"][index],
-        arrays["residuals"][index], orders, channel,
-    )  # fmt: skip
-    return {
-        "figure": figure,
-        "count": len(arrays["images"]),
-        "orders": orders,
-        "channel": channel,
-        "image": arrays["images"][index].tolist(),
-        "feature": arrays["features"][index].tolist(),
-        "components": arrays["components"][index].tolist(),
-        "residual": arrays["residuals"][index].tolist(),
-    }
+    @results_router.get("/figures")
+    def job_figures(job: ReadableJobDep) -> dict[str, Any]:
+        """Plotly JSON: significance by order (with fit quality), reliability, effects."""
+        if job.metrics is None:
+            raise ClientError(f"The component analysis has no results yet ({job.status}).", 409)
+        return figures.component_figures(job.metrics)
+
+    @results_router.get("/maps")
+    def component_maps(
+        job: ReadableJobDep, blobs: BlobsDep, index: int = 0, channel: int | None = None
+    ) -> dict[str, Any]:
+        """Component maps of the ``index``-th stored test image at ``channel`` (default: the
+        most activated), with a Plotly figure."""
+        if job.status != "done" or job.result_key is None:
+            raise ClientError(f"The component analysis has no results yet ({job.status}).", 409)
+        try:
+            out = results.component_map(results.load(blobs.get(job.result_key)), index, channel)
+        except ValueError as error:
+            raise ClientError(str(error)) from None
+        out["figure"] = figures.component_maps_figure(
+            out["image"], out["feature"], out["components"], out["residual"], out["orders"],
+            out["channel"], most_activated=out["channel"] == out["most_activated"],
+        )  # fmt: skip
+        return out
+
+    return results_router

@@ -3,6 +3,7 @@
 import { api, isShared, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } from "../dom.js";
 import { GridCanvas, NEGATIVE, POSITIVE } from "../grid.js";
+import { button, sharePanel } from "./styles.js";
 
 const POLL_MS = 500;
 const CANVAS_PX = 384;
@@ -68,20 +69,6 @@ function header(analysis, prefix, refresh) {
     actions);
 }
 
-function button(text, id, onClick) {
-  const el = h(`button${id ? `#${id.slice(1)}` : ""}`, { type: "button" }, text);
-  el.addEventListener("click", async () => {
-    el.disabled = true;
-    try {
-      await onClick();
-    } catch (error) {
-      toast(error.message, "error");
-    } finally {
-      el.disabled = false;
-    }
-  });
-  return el;
-}
 
 function label(analysis, cls) {
   return analysis.labels && analysis.labels[cls] !== undefined ? `${cls} (${analysis.labels[cls]})` : `${cls}`;
@@ -111,7 +98,7 @@ async function renderResults(root, analysis, prefix, state, refresh) {
   const body = h("div.result");
   parts.push(imageTabs(analysis, done, item, state, () => renderResults(root, analysis, prefix, state, refresh)));
   parts.push(body);
-  if (!isShared()) parts.push(sharePanel(prefix));
+  if (!isShared()) parts.push(sharePanel(prefix, "analysis"));
   clear(root, ...parts);
   await renderItem(body, analysis, item, prefix, state);
 }
@@ -297,34 +284,4 @@ function fact(term, value, kind) {
 
 function fmtValue(v) {
   return `${v >= 0 ? "+" : ""}${v.toPrecision(3)}`;
-}
-
-function sharePanel(prefix) {
-  const list = h("ul#share-list");
-  const out = h("div#share-result", { "aria-live": "polite" });
-  async function load() {
-    const shares = await api(`${prefix}/shares`);
-    clear(list, shares.data.map((s) => h("li", {},
-      h("a", { href: s.url, target: "_blank", rel: "noopener" }, s.url), " ",
-      s.revoked ? badge("revoked") : button("Revoke", null, async () => {
-        await api(`/shares/${s.id}`, { method: "DELETE" });
-        toast("The link no longer opens this analysis.");
-        await load();
-      }))));
-  }
-  const create = button("Share a read-only link", "#share", async () => {
-    const share = await api(`${prefix}/shares`, { method: "POST" });
-    let copied = false;
-    try {
-      await navigator.clipboard.writeText(share.url);
-      copied = true;
-    } catch {
-      // clipboard needs a secure context; the link is shown either way
-    }
-    clear(out, h("p", {}, copied ? "Copied: " : "Link: ", h("a#share-url", { href: share.url }, share.url)));
-    await load();
-  });
-  load().catch((error) => clear(out, errorBox(error.message)));
-  return h("section.card", { "aria-labelledby": "share-title" },
-    h("h2#share-title", {}, "Share"), create, out, list);
 }

@@ -1,12 +1,15 @@
 // Feature components of different complexity (SCIENCE.md §7): start a job, watch it, read it.
 // #/components — the form and the workspace's jobs; #/components/{id} — one job's results.
-import { api } from "../api.js";
+// Share link (/s/c/{token}): one job's results, read-only (api.js in share mode).
+import { api, isShared } from "../api.js";
 import { badge, clear, errorBox, h, plot, toast } from "../dom.js";
+import { sharePanel } from "./styles.js";
 
 const POLL_MS = 700;
 
 export async function mount(root, params, ctx) {
-  return params.id ? mountJob(root, params.id) : mountList(root, ctx);
+  if (isShared()) return mountJob(root, "");
+  return params.id ? mountJob(root, `/components/${params.id}`) : mountList(root, ctx);
 }
 
 function field(label, control) {
@@ -79,17 +82,21 @@ async function mountList(root, ctx) {
       h("h2#comp-jobs", {}, "Component analyses"),
       jobs.data.length
         ? h("ul.comp-list", {}, jobs.data.map((job) => h("li", {},
-          h("a", { href: `#/components/${job.id}` }, `${job.layer} · orders ${job.params.orders.join(", ")}`),
+          h("a", { href: `#/components/${job.id}` }, jobName(job), ` · orders ${job.params.orders.join(", ")}`),
           " ", badge(job.status))))
         : h("p.muted", {}, "None yet.")));
   return null;
 }
 
-async function mountJob(root, id) {
+function jobName(job) {
+  return `${job.model_name || "model"} · ${job.layer}`;
+}
+
+async function mountJob(root, prefix) {
   let timer = null;
   let shown = false;
   async function refresh() {
-    const job = await api(`/components/${id}`);
+    const job = await api(prefix);
     const active = job.status === "queued" || job.status === "running";
     if (active) {
       const pct = job.progress_total ? (100 * job.progress_done) / job.progress_total : 0;
@@ -98,14 +105,14 @@ async function mountJob(root, id) {
           h("h2", {}, "Training the disentanglers"),
           h("progress#comp-progress", { max: 100, value: pct, "aria-label": "epochs done" }),
           h("p", {}, `${job.progress_done} / ${job.progress_total} epochs (${pct.toFixed(0)}%)`),
-          cancelButton(job, refresh)));
+          isShared() ? null : cancelButton(prefix, refresh)));
       timer = setTimeout(() => refresh().catch((e) => toast(e.message, "error")), POLL_MS);
       return;
     }
     if (shown) return;
     shown = true;
     clear(root, head(job), job.error ? errorBox(job.error) : null);
-    if (job.status === "done") await results(root, job);
+    if (job.status === "done") await results(root, job, prefix);
   }
   await refresh();
   return () => clearTimeout(timer);
@@ -113,22 +120,23 @@ async function mountJob(root, id) {
 
 function head(job) {
   return h("section.card", {},
-    h("div.head-line", {}, h("h1", {}, `Components at ${job.layer}`), badge(job.status)),
-    h("p.muted", {}, `orders ${job.params.orders.join(", ")}; ${job.params.epochs} epochs; `,
-      `${job.params.max_samples} images`, job.compare_model_id ? "; reliability against a second model" : ""));
+    h("div.head-line", {}, h("h1", {}, `Components of ${jobName(job)}`), badge(job.status)),
+    h("p.muted", {}, `${job.dataset_name || "image set"}; orders ${job.params.orders.join(", ")}; `,
+      `${job.params.epochs} epochs; ${job.params.max_samples} images`,
+      job.compare_model_name ? `; reliability against ${job.compare_model_name}` : ""));
 }
 
-function cancelButton(job, refresh) {
+function cancelButton(prefix, refresh) {
   const button = h("button#comp-cancel", { type: "button" }, "Cancel");
   button.addEventListener("click", async () => {
-    await api(`/components/${job.id}/cancel`, { method: "POST" }).catch((e) => toast(e.message, "error"));
+    await api(`${prefix}/cancel`, { method: "POST" }).catch((e) => toast(e.message, "error"));
     refresh();
   });
   return button;
 }
 
-async function results(root, job) {
-  const figures = await api(`/components/${job.id}/figures`);
+async function results(root, job, prefix) {
+  const figures = await api(`${prefix}/figures`);
   const m = job.metrics;
   const notes = Object.values(m.notes || {});
   const charts = h("section.charts#comp-charts");
@@ -137,16 +145,24 @@ async function results(root, job) {
   charts.append(...divs.map((div) => h("div.card", {}, div)));
   const mapsDiv = h("div.figure#comp-maps");
   const picker = h("input#comp-image", { type: "number", min: 0, value: 0, "aria-label": "test image" });
+  const channel = h("input#comp-channel", { type: "number", min: 0, placeholder: "most activated",
+    "aria-label": "channel (empty: the most activated)" });
   const showMap = async () => {
+    const query = new URLSearchParams({ index: Number(picker.value) || 0 });
+    if (channel.value !== "") query.set("channel", Number(channel.value));
     try {
-      const maps = await api(`/components/${job.id}/maps?index=${Number(picker.value) || 0}`);
+      const maps = await api(`${prefix}/maps?${query}`);
       picker.max = maps.count - 1;
+      channel.max = maps.channels - 1;
+      channel.disabled = maps.channels < 2;
       plot(mapsDiv, maps.figure, { name: "component-maps" });
     } catch (e) {
       clear(mapsDiv, errorBox(e.message));
     }
   };
   picker.addEventListener("change", showMap);
+  channel.addEventListener("change", showMap);
+  const owner = isShared() ? [] : [await comparePanel(job), sharePanel(prefix, "component analysis")];
   root.append(
     h("section.card.trust", {},
       h("div.fact", {}, h("span.muted", {}, "held-out R² by order"),
@@ -155,9 +171,35 @@ async function results(root, job) {
         h("strong", {}, m.significance.residual === null ? "—" : m.significance.residual.toFixed(3))),
       notes.length ? h("ul.muted", {}, notes.map((n) => h("li", {}, n))) : null),
     charts,
-    h("section.card", {}, h("h2", {}, "Component maps (most activated channel)"),
-      h("label", {}, "Test image ", picker), mapsDiv));
+    h("section.card", {}, h("h2", {}, "Component maps by order"),
+      h("div.comp-map-controls", {}, h("label", {}, "Test image ", picker),
+        h("label", {}, "Channel ", channel)), h("div.scroll-x", {}, mapsDiv)),
+    ...owner);
   // drawn once attached, so Plotly sizes each chart to its card
   drawn.forEach((name, k) => plot(divs[k], figures[name], { name: `components-${name}` }));
   await showMap();
+}
+
+/** ρ(l) of this job beside another finished one (e.g. a CNN trained on 200 samples vs all). */
+async function comparePanel(job) {
+  const others = (await api("/components")).data.filter((j) => j.status === "done" && j.id !== job.id);
+  const div = h("div.figure#comp-compare-figure");
+  const pick = h("select#comp-compare-with", { "aria-label": "analysis to compare with" },
+    h("option", { value: "" }, others.length ? "choose an analysis…" : "no other finished analysis yet"),
+    others.map((j) => h("option", { value: j.id }, `${jobName(j)} · orders ${j.params.orders.join(", ")}`)));
+  pick.disabled = !others.length;
+  pick.addEventListener("change", async () => {
+    if (!pick.value) return clear(div);
+    try {
+      plot(div, await api(`/components/compare/significance?ids=${job.id},${pick.value}`),
+        { name: "components-compare" });
+    } catch (e) {
+      clear(div, errorBox(e.message));
+    }
+  });
+  return h("section.card", { "aria-labelledby": "comp-compare-title" },
+    h("h2#comp-compare-title", {}, "Compare with another model"),
+    h("p.muted", {}, "Significance by order of two analyses on one chart, e.g. the demo CNN trained on ",
+      "200 samples against the one trained on all (the paper's experiment 2)."),
+    h("label", {}, "Compare with ", pick), div);
 }

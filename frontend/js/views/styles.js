@@ -1,7 +1,7 @@
-// What the overview, models, images and new-analysis views share: their stylesheet
-// (css/views.css, linked once on first use) and the file drop zone they build on.
+// What the views share: their stylesheet (css/views.css, linked once on first use), the file
+// drop zone, buttons, and the share-link panel of analyses and component analyses.
 import { api } from "../api.js";
-import { clear, errorBox, formatBytes, h, toast } from "../dom.js";
+import { badge, clear, errorBox, formatBytes, h, toast } from "../dom.js";
 
 const HREF = "/static/css/views.css";
 
@@ -155,4 +155,51 @@ export function deleteButton({ what, name, path, className = "button.cl-btn.dang
       },
     },
   }, "Delete");
+}
+
+/** A button that runs `onClick` once at a time and shows its error as a toast. */
+export function button(text, id, onClick) {
+  const el = h(`button${id ? `#${id.slice(1)}` : ""}`, { type: "button" }, text);
+  el.addEventListener("click", async () => {
+    el.disabled = true;
+    try {
+      await onClick();
+    } catch (error) {
+      toast(error.message, "error");
+    } finally {
+      el.disabled = false;
+    }
+  });
+  return el;
+}
+
+/** Create, list and revoke read-only links to the result at `prefix` (e.g. "/analyses/{id}"). */
+export function sharePanel(prefix, what) {
+  const list = h("ul#share-list");
+  const out = h("div#share-result", { "aria-live": "polite" });
+  async function load() {
+    const shares = await api(`${prefix}/shares`);
+    clear(list, shares.data.map((s) => h("li", {},
+      h("a", { href: s.url, target: "_blank", rel: "noopener" }, s.url), " ",
+      s.revoked ? badge("revoked") : button("Revoke", null, async () => {
+        await api(`/shares/${s.id}`, { method: "DELETE" });
+        toast(`The link no longer opens this ${what}.`);
+        await load();
+      }))));
+  }
+  const create = button("Share a read-only link", "#share", async () => {
+    const share = await api(`${prefix}/shares`, { method: "POST" });
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(share.url);
+      copied = true;
+    } catch {
+      // clipboard needs a secure context; the link is shown either way
+    }
+    clear(out, h("p", {}, copied ? "Copied: " : "Link: ", h("a#share-url", { href: share.url }, share.url)));
+    await load();
+  });
+  load().catch((error) => clear(out, errorBox(error.message)));
+  return h("section.card", { "aria-labelledby": "share-title" },
+    h("h2#share-title", {}, "Share"), create, out, list);
 }

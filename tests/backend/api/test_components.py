@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,13 +26,18 @@ def ended(job: dict[str, Any]) -> bool:
     return job["status"] in ("done", "failed", "cancelled")
 
 
-def test_job_runs_and_reports_every_metric(client: TestClient, other_client: TestClient) -> None:
-    known = ids(client)
-    body = {
+def small_job(known: dict[str, str]) -> dict[str, Any]:
+    """A two-order, two-epoch job of the seed-0 demo CNN against seed 1 (seconds to train)."""
+    return {
         "model_id": known["seed0"], "compare_model_id": known["seed1"],
         "dataset_id": known["digits"], "layer": "relu2", "orders": [0, 1], "epochs": 2,
         "width": 8, "max_samples": 120,
     }  # fmt: skip
+
+
+def test_job_runs_and_reports_every_metric(client: TestClient, other_client: TestClient) -> None:
+    known = ids(client)
+    body = small_job(known)
     created = client.post("/api/components", json=body)
     assert created.status_code == 201, created.text
     job = created.json()
@@ -45,6 +51,15 @@ def test_job_runs_and_reports_every_metric(client: TestClient, other_client: Tes
     maps = client.get(f"/api/components/{job['id']}/maps", params={"index": 1}).json()
     assert len(maps["components"]) == 2 and len(maps["image"]) == 16
     assert len(maps["figure"]["data"]) == 1 + 1 + 2 + 1  # image, f, c^(0), c^(1), residual
+    assert maps["channel"] == maps["most_activated"] and maps["channels"] == 32  # relu2: 32×8×8
+    rebuilt = np.sum(maps["components"], axis=0) + np.array(maps["residual"])
+    assert np.allclose(rebuilt, maps["feature"], atol=1e-4)  # f = Σ_l c^(l) + Δf
+    picked = client.get(
+        f"/api/components/{job['id']}/maps", params={"index": 1, "channel": 5}
+    ).json()
+    assert picked["channel"] == 5 and picked["feature"] != maps["feature"]
+    wrong = client.get(f"/api/components/{job['id']}/maps", params={"index": 1, "channel": 32})
+    assert wrong.status_code == 400 and "channels are 0–31" in wrong.json()["detail"]
     figs = client.get(f"/api/components/{job['id']}/figures").json()
     assert set(figs) == {"significance", "reliability", "effects"}
     assert figs["significance"]["data"][0]["y"] == pytest.approx(
@@ -59,6 +74,44 @@ def test_job_runs_and_reports_every_metric(client: TestClient, other_client: Tes
     reused = wait_for(client, f"/api/components/{again['id']}", ended)
     assert reused["status"] == "done" and reused["metrics"]["cached"] is True
     assert reused["metrics"]["significance"] == metrics["significance"]
+
+
+def test_share_links_open_a_component_analysis_read_only(
+    client: TestClient, other_client: TestClient, app: Any
+) -> None:
+    job = client.post("/api/components", json=small_job(ids(client))).json()
+    done = wait_for(client, f"/api/components/{job['id']}", ended, timeout=300)
+    assert done["status"] == "done", done["error"]
+    assert done["model_name"] == "Demo digits CNN (PyTorch weights, seed 0)"
+    assert other_client.post(f"/api/components/{job['id']}/shares").status_code == 404
+
+    share = client.post(f"/api/components/{job['id']}/shares").json()
+    assert share["component_job_id"] == job["id"] and share["analysis_id"] is None
+    assert "/s/c/" in share["url"] and len(share["token"]) >= 43
+    anonymous = TestClient(app)  # no cookie, no header
+    base = f"/api/shared-components/{share['token']}"
+    opened = anonymous.get(base).json()
+    assert opened["id"] == job["id"] and opened["metrics"] == done["metrics"]
+    assert anonymous.get(f"{base}/figures").json().keys() == {
+        "significance",
+        "reliability",
+        "effects",
+    }
+    assert len(anonymous.get(f"{base}/maps", params={"index": 2}).json()["components"]) == 2
+    page = anonymous.get(share["url"].replace("http://testserver", ""))
+    assert page.status_code == 200 and "shared" in page.text
+    # the token opens this job only: not the owner's routes, not the analysis routes
+    assert anonymous.get(f"/api/components/{job['id']}").status_code == 401
+    assert anonymous.post(f"{base}/cancel").status_code in (404, 405)
+    assert "component analysis" in anonymous.get(f"/api/shared/{share['token']}").json()["detail"]
+    listed = client.get(f"/api/components/{job['id']}/shares").json()["data"]
+    assert [s["id"] for s in listed] == [share["id"]]
+
+    assert other_client.delete(f"/api/shares/{share['id']}").status_code == 404
+    assert client.delete(f"/api/shares/{share['id']}").status_code == 204
+    assert anonymous.get(base).status_code == 404
+    assert anonymous.get(f"{base}/figures").status_code == 404
+    assert client.get(f"/api/components/{job['id']}/shares").json()["data"][0]["revoked"]
 
 
 @pytest.mark.parametrize(

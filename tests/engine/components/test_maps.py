@@ -9,6 +9,7 @@ import torch
 from worker.engine.components import (
     ComponentsError,
     component_maps,
+    image_maps,
     most_activated_channel,
     train_disentanglers,
 )
@@ -46,3 +47,19 @@ def test_flat_features_have_no_maps(linear_toy: Toy) -> None:
     trained = train_disentanglers(x, f, x, f, orders=(0,), epochs=1, width=4)
     with pytest.raises(ComponentsError, match="flat feature has no spatial map"):
         component_maps(trained, x[0], f[0])
+
+
+def test_maps_of_every_channel_match_one_channel_maps(linear_toy: Toy) -> None:
+    t = linear_toy
+    x, f = t.x_train[:16], t.f_train[:16]
+    trained = train_disentanglers(x, f, x, f, orders=(0, 2), epochs=1, width=4)
+    every = image_maps(trained, x[:3], f[:3])
+    assert every.components.shape == (3, 2, *f.shape[1:])
+    assert every.channels == [most_activated_channel(one) for one in f[:3]]
+    for k in range(f.shape[1]):
+        one = component_maps(trained, x[2], f[2], channel=k)
+        assert np.allclose(every.channel(2, k).components, one.components, atol=1e-6)
+    rebuilt = every.components.sum(axis=1) + every.residuals
+    assert np.allclose(rebuilt, f[:3].numpy(), atol=1e-5)
+    with pytest.raises(ComponentsError, match="outside"):
+        every.channel(0, f.shape[1])

@@ -32,7 +32,13 @@ from worker.engine.components.features import (
     module_of,
     tail_runner,
 )
-from worker.engine.components.maps import ComponentMaps, component_maps, most_activated_channel
+from worker.engine.components.maps import (
+    ComponentMaps,
+    ImageMaps,
+    component_maps,
+    image_maps,
+    most_activated_channel,
+)
 from worker.engine.components.metrics import (
     ComponentGame,
     Effects,
@@ -56,6 +62,7 @@ __all__ = [
     "ComponentsResult",
     "Disentangler",
     "Effects",
+    "ImageMaps",
     "Reliability",
     "Significance",
     "TrainedOrder",
@@ -67,6 +74,7 @@ __all__ = [
     "effects",
     "extract",
     "feature_extractor",
+    "image_maps",
     "layer_names",
     "module_of",
     "most_activated_channel",
