@@ -19,7 +19,13 @@ from backend.db.base import utcnow
 from backend.db.models import ComponentJob, DatasetRecord, ModelRecord
 from backend.db.session import session_scope
 from worker import jobs
-from worker.engine.components.features import ComponentsError, extract, feature_extractor, module_of
+from worker.engine.components.features import (
+    ComponentsError,
+    Network,
+    extract,
+    feature_extractor,
+    module_of,
+)
 from worker.engine.components.maps import image_maps
 from worker.engine.components.pipeline import TrainingPlan, analyze_components
 from worker.engine.images import load_image, normalise
@@ -119,7 +125,7 @@ def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def _maps(
-    module: torch.nn.Module, layer: str, result: Any, images: torch.Tensor
+    module: Network, layer: str, result: Any, images: torch.Tensor
 ) -> dict[str, np.ndarray]:
     """Component maps of a few test images (conv layers only): every channel when they fit in
     :data:`MAX_MAP_VALUES`, else the most activated channel of each image."""

@@ -26,6 +26,7 @@ from backend.db.models import Analysis, AnalysisItem, Chunk, ImageRecord, LogitT
 from backend.db.session import session_scope
 from backend.storage import LocalBlobStore
 from worker.engine.analysis import interactions_from_logits
+from worker.engine.components.features import layer_names, module_of
 from worker.engine.game import Cancelled, MaskedModelGame, default_device, logit_table
 from worker.engine.images import ImageError, load_image
 from worker.engine.models.loaders import LoadedModel, ModelLoadError, load_model
@@ -115,7 +116,7 @@ def validate_model(model_id: str) -> None:
             row.format = model.format
             row.input_shape = list(model.input_shape)
             row.num_classes = model.num_classes
-            row.layers = model.layers[:500]
+            row.layers = layer_names(module_of(model))[:500]  # layers usable as features
             row.architecture = model.architecture
             row.seconds_per_pass = seconds_per_pass(model)
             if row.labels and len(row.labels) != model.num_classes:

@@ -15,11 +15,6 @@ from backend.storage import description_key
 
 def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) -> ComponentJob:
     model = _ready_model(session, workspace, body.model_id)
-    if model.format == "onnx":
-        raise ClientError(
-            "The component analysis needs the model's PyTorch modules (TorchScript, or weights "
-            "of a project architecture); ONNX graphs are not supported for it yet."
-        )
     dataset = resources.get(session, DatasetRecord, workspace=workspace, id=body.dataset_id)
     if body.layer not in (model.layers or []):
         raise ClientError(

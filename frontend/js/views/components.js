@@ -20,7 +20,7 @@ async function mountList(root, ctx) {
   const [models, datasets, jobs] = await Promise.all([
     api("/models"), api("/datasets"), api("/components"),
   ]);
-  const usable = models.data.filter((m) => m.status === "ready" && m.format !== "onnx");
+  const usable = models.data.filter((m) => m.status === "ready" && (m.layers || []).length);
   const option = (value, text) => h("option", { value }, text);
   const model = h("select#comp-model", {}, usable.map((m) => option(m.id, m.name)));
   const compare = h("select#comp-compare", {}, option("", "none (no reliability)"),
@@ -36,7 +36,9 @@ async function mountList(root, ctx) {
     const m = usable.find((x) => x.id === model.value);
     const layers = (m && m.layers) || [];
     clear(layer, layers.map((name) => option(name, name)));
-    if (layers.includes("relu2")) layer.value = "relu2";
+    // the demo CNN's second conv block (torch name or ONNX node output), else a middle layer
+    const preferred = layers.find((name) => name === "relu2" || name.startsWith("/relu2/"));
+    layer.value = preferred || layers[Math.floor(layers.length / 2)] || "";
   };
   model.addEventListener("change", fillLayers);
   fillLayers();
@@ -72,7 +74,7 @@ async function mountList(root, ctx) {
       "nets with l ReLU layers learn to mimic it; ρ(l) says how much of its variance each order explains."),
     h("section.card.comp-form", { "aria-labelledby": "comp-new" },
       h("h2#comp-new", {}, "New component analysis"),
-      usable.length ? null : errorBox("No model with PyTorch modules is ready (ONNX graphs are not supported here yet)."),
+      usable.length ? null : errorBox("No model is ready yet: upload one on the Models page."),
       h("div.comp-grid", {},
         field("Model", model), field("Layer", layer), field("Image set", dataset),
         field("Compare with (reliability)", compare), field("Orders l", orders),

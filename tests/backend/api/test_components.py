@@ -114,11 +114,26 @@ def test_share_links_open_a_component_analysis_read_only(
     assert client.get(f"/api/components/{job['id']}/shares").json()["data"][0]["revoked"]
 
 
+def test_an_onnx_model_is_cut_at_a_node_output(client: TestClient) -> None:
+    known = ids(client)
+    onnx = client.get(f"/api/models/{known['onnx']}").json()
+    layer = "/relu2/Relu_output_0"
+    assert layer in onnx["layers"] and "relu2" not in onnx["layers"]
+    body = {**small_job(known), "model_id": known["onnx"], "compare_model_id": None}
+    job = client.post("/api/components", json={**body, "layer": layer}).json()
+    done = wait_for(client, f"/api/components/{job['id']}", ended, timeout=300)
+    assert done["status"] == "done", done["error"]
+    effects = done["metrics"]["effects"]  # the graph after the node runs as the tail
+    assert effects is not None and len(effects["shapley_train"]) == 3  # l=0, l=1, residual
+    maps = client.get(f"/api/components/{job['id']}/maps").json()
+    assert maps["channels"] == 32
+
+
 @pytest.mark.parametrize(
     "change,status,words",
     [
         ({"layer": "nope"}, 400, "no layer"),
-        ({"model_id": "onnx"}, 400, "ONNX"),
+        ({"compare_model_id": "onnx"}, 400, "has no layer 'relu2'"),  # ONNX names its tensors
         ({"dataset_id": "missing"}, 404, "image set"),
         ({"orders": []}, 422, "orders"),
     ],

@@ -106,10 +106,11 @@ def test_training_flags_are_restored(net: DigitCNN) -> None:
     assert all(m.training for m in net.modules())
 
 
-def test_onnx_models_are_refused_with_a_reason() -> None:
+def test_a_model_without_module_or_graph_is_refused_with_a_reason() -> None:
     class FakeLoaded:
         format = "onnx"
         module = None
+        onnx_model = None
 
-    with pytest.raises(ComponentsError, match="onnx, which is not supported"):
+    with pytest.raises(ComponentsError, match=r"this model \(onnx\) has neither"):
         module_of(FakeLoaded())

@@ -50,6 +50,7 @@ from worker.engine.components.metrics import (
     reliability,
     significance,
 )
+from worker.engine.components.onnx_graph import OnnxNetwork
 from worker.engine.components.pipeline import ComponentsResult, TrainingPlan, analyze_components
 from worker.engine.components.shapley import shapley_from_table, shapley_values
 from worker.engine.components.stats import r_squared, variance
@@ -63,6 +64,7 @@ __all__ = [
     "Disentangler",
     "Effects",
     "ImageMaps",
+    "OnnxNetwork",
     "Reliability",
     "Significance",
     "TrainedOrder",

@@ -12,15 +12,16 @@ effectiveness and over-fitting need two pieces of the model:
   ``nn.Sequential``, and others whose forward is checked to equal the chain of their
   top-level children on an example input.
 
-ONNX graphs are not supported yet: both functions take a torch module (use
-:func:`module_of` on a loaded model for a clear message).
+ONNX graphs are cut at a node output instead (:class:`.onnx_graph.OnnxNetwork`): both
+functions, and :func:`layer_names`, take either kind of :data:`Network`;
+:func:`module_of` gives the right one for a loaded model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import torch
 from torch import nn
@@ -30,6 +31,8 @@ from worker.engine.models.architectures import DigitCNN
 __all__ = [
     "ComponentsError",
     "FeatureFn",
+    "GraphNetwork",
+    "Network",
     "extract",
     "feature_extractor",
     "layer_names",
@@ -39,6 +42,30 @@ __all__ = [
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 """``[B, …] → [B, …]`` without gradients: an extractor ``x ↦ f(x)`` or a tail ``f ↦ logits``."""
+
+
+class GraphNetwork(Protocol):
+    """A network that is not a torch module and cuts itself at a layer (an ONNX graph).
+
+    :class:`~worker.engine.components.onnx_graph.OnnxNetwork` is the one implementation;
+    a protocol keeps this module free of onnx imports.
+    """
+
+    def layers(self) -> list[str]:
+        """Names of the layers a feature can be read at, in graph order."""
+        ...
+
+    def feature_extractor(self, layer: str) -> FeatureFn:
+        """``x ↦ f(x)`` at ``layer``."""
+        ...
+
+    def tail_runner(self, layer: str, *, example: torch.Tensor | None = None) -> FeatureFn:
+        """``f ↦ logits`` after ``layer``, checked on ``example`` when given."""
+        ...
+
+
+Network = nn.Module | GraphNetwork
+"""What the components analysis reads features from: a torch module or an ONNX graph."""
 
 _TAIL_NEEDED = (
     "effectiveness and over-fitting need the part of the network after the layer; "
@@ -55,39 +82,53 @@ class _Stop(Exception):
     """Raised by the hook once the layer's output is captured: nothing after it runs."""
 
 
-def layer_names(module: nn.Module) -> list[str]:
-    """Names of every submodule (``named_modules`` without the root), in definition order."""
+def layer_names(module: Network) -> list[str]:
+    """Names of every submodule (``named_modules`` without the root), in definition order.
+
+    For an ONNX graph: its usable node outputs (:meth:`.onnx_graph.OnnxNetwork.layers`).
+    """
+    if not isinstance(module, nn.Module):
+        return module.layers()
     return [name for name, _ in module.named_modules() if name]
 
 
-def module_of(loaded: Any) -> nn.Module:
-    """The torch module of a :class:`~worker.engine.models.loaders.LoadedModel`, or a clear error.
+def module_of(loaded: Any) -> Network:
+    """What to analyse in a :class:`~worker.engine.models.loaders.LoadedModel`, or a clear error.
 
-    ONNX graphs have no module: feature components need forward hooks and the network's
-    tail, which the engine does not yet build from an ONNX graph.
+    The torch module (state dict, safetensors, TorchScript), or for ONNX models an
+    :class:`~worker.engine.components.onnx_graph.OnnxNetwork` on the model's device. Cost:
+    one ONNX shape inference over the graph; nothing for torch modules.
     """
     module = getattr(loaded, "module", None)
     if isinstance(module, nn.Module):
         return module
+    graph = getattr(loaded, "onnx_model", None)
+    if graph is not None:
+        from worker.engine.components.onnx_graph import OnnxNetwork  # imports this module
+
+        return OnnxNetwork(graph, device=getattr(loaded, "device", "cpu"))
     fmt = getattr(loaded, "format", type(loaded).__name__)
     raise ComponentsError(
-        f"feature components need a torch model (state dict, safetensors or TorchScript); "
-        f"this model is {fmt}, which is not supported for this analysis yet."
+        f"feature components need a torch module or an ONNX graph; this model ({fmt}) has neither."
     )
 
 
-def feature_extractor(module: nn.Module, layer: str) -> FeatureFn:
+def feature_extractor(module: Network, layer: str) -> FeatureFn:
     """``x ↦ f(x)``: the output of submodule ``layer`` for a batch ``x`` (no gradients, eval mode).
 
     Cost: the forward pass up to the layer (the hook stops it there). For TorchScript the
     top-level children run in order; the first call also runs the whole model once to check
-    that this chain reproduces it, and raises :class:`ComponentsError` if not.
+    that this chain reproduces it, and raises :class:`ComponentsError` if not. For an ONNX
+    graph, ``layer`` is a node output and the graph up to it runs in onnxruntime (see
+    :meth:`.onnx_graph.OnnxNetwork.feature_extractor`).
 
     Example:
         >>> net = DigitCNN()
         >>> feature_extractor(net, "relu2")(torch.zeros(2, 1, 16, 16)).shape
         torch.Size([2, 32, 8, 8])
     """
+    if not isinstance(module, nn.Module):
+        return module.feature_extractor(layer)
     target = _submodule(module, layer)
     if isinstance(module, torch.jit.ScriptModule):
         return _scripted_extractor(module, layer)
@@ -116,14 +157,15 @@ def feature_extractor(module: nn.Module, layer: str) -> FeatureFn:
     return extract
 
 
-def tail_runner(module: nn.Module, layer: str, *, example: torch.Tensor | None = None) -> FeatureFn:
+def tail_runner(module: Network, layer: str, *, example: torch.Tensor | None = None) -> FeatureFn:
     """``f ↦ logits``: the submodules after ``layer``, run in order (no gradients, eval mode).
 
     ``tail(f(x)) == module(x)`` for chain-shaped models. Known chains: :class:`DigitCNN`
     and ``nn.Sequential``. Any other module (TorchScript included) qualifies when
     ``example`` (an input batch) is given and running its top-level children in order
     reproduces its logits on it. ``layer`` must be a top-level child. Cost per call: the
-    forward pass of the tail only.
+    forward pass of the tail only. An ONNX graph is cut after the node output ``layer``
+    (:meth:`.onnx_graph.OnnxNetwork.tail_runner`; checked on ``example`` when given).
 
     Raises:
         ComponentsError: unknown layer, or no runnable tail (the message says why).
@@ -135,6 +177,8 @@ def tail_runner(module: nn.Module, layer: str, *, example: torch.Tensor | None =
         >>> bool(torch.allclose(tail(feature_extractor(net, "relu2")(x)), net(x)))
         True
     """
+    if not isinstance(module, nn.Module):
+        return module.tail_runner(layer, example=example)
     _submodule(module, layer)
     children = _children(module)
     if layer not in dict(children):

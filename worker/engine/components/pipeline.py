@@ -3,6 +3,8 @@
 :func:`analyze_components` reads ``f`` at the layer for the training and test images,
 trains ``Φ^(l)`` per order, and computes significance, effectiveness and over-fitting
 (Shapley values through the network's tail) and, given exemplary models, reliability.
+Models are torch modules or ONNX graphs (:class:`.onnx_graph.OnnxNetwork`, run by
+onnxruntime through numpy on the CPU); the disentanglers train on the ``device`` given.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from worker.engine.components.disentangler import (
 from worker.engine.components.features import (
     ComponentsError,
     FeatureFn,
+    Network,
     extract,
     feature_extractor,
     tail_runner,
@@ -89,12 +92,12 @@ class ComponentsResult:
 
 
 def analyze_components(
-    module: nn.Module,
+    module: Network,
     layer: str,
     data: Data,
     *,
     plan: TrainingPlan | None = None,
-    exemplars: Sequence[nn.Module] = (),
+    exemplars: Sequence[Network] = (),
     with_effects: bool = True,
     include_residual: bool = True,
     device: torch.device | str = "cpu",
@@ -107,6 +110,8 @@ def analyze_components(
     training); reliability runs when ``exemplars`` (models of the same task with the same
     layer) are given: their own disentanglers are trained on the same images with the same
     ``plan``, maps are fitted on the training images and scored on the test images.
+    ``module`` and ``exemplars`` may be torch modules or ONNX graphs, mixed (features of
+    ONNX graphs are computed on the CPU; ``layer`` is then a node output).
 
     ``progress(done, total)`` counts epochs over all models and orders; it may raise to
     cancel. Cost: ``1 + len(exemplars)`` × the cost of
@@ -169,7 +174,7 @@ def _effects(
 
 
 def _fit_model(
-    model: nn.Module,
+    model: Network,
     layer: str,
     data: Data,
     plan: TrainingPlan,
@@ -212,8 +217,8 @@ def _take_outputs(trained: list[TrainedOrder]) -> list[tuple[torch.Tensor, torch
     return outputs
 
 
-def _on_device_of(module: nn.Module, fn: FeatureFn) -> FeatureFn:
-    """``fn`` fed on the module's device, answering on the CPU."""
+def _on_device_of(module: Network, fn: FeatureFn) -> FeatureFn:
+    """``fn`` fed on the module's device, answering on the CPU (ONNX graphs: the CPU)."""
     device = _device_of(module)
 
     def run(t: torch.Tensor) -> torch.Tensor:
@@ -222,7 +227,10 @@ def _on_device_of(module: nn.Module, fn: FeatureFn) -> FeatureFn:
     return run
 
 
-def _device_of(module: nn.Module) -> torch.device:
+def _device_of(module: Network) -> torch.device:
+    """Where the model takes its inputs: its parameters' device; the CPU for ONNX graphs."""
+    if not isinstance(module, nn.Module):
+        return torch.device("cpu")
     parameter = next(module.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 

@@ -41,7 +41,15 @@ from torch import nn
 
 from .architectures import ARCHITECTURES
 
-__all__ = ["FORMATS", "LoadedModel", "ModelLoadError", "detect_format", "load_model"]
+__all__ = [
+    "FORMATS",
+    "LoadedModel",
+    "ModelLoadError",
+    "detect_format",
+    "load_model",
+    "onnx_forward",
+    "onnx_session",
+]
 
 Shape = tuple[int, int, int]
 """One input image's ``(C, H, W)``."""
@@ -311,7 +319,7 @@ def _checked_shape(shape: tuple[int, ...]) -> Shape:
     return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
-def _onnx_session(data: bytes, device: torch.device) -> ort.InferenceSession:
+def onnx_session(data: bytes, device: torch.device) -> ort.InferenceSession:
     """An onnxruntime session on CPU (CUDA first when asked for and available)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
@@ -331,7 +339,7 @@ def _onnx_session(data: bytes, device: torch.device) -> ort.InferenceSession:
         ) from error
 
 
-def _onnx_forward(
+def onnx_forward(
     session: ort.InferenceSession, fixed_batch: int | None, device: torch.device
 ) -> Forward:
     """Run the session on a torch batch; with a fixed graph batch N, in zero-padded chunks of N."""
@@ -366,10 +374,10 @@ def _load_onnx(data: bytes, input_shape: Shape | None, device: torch.device) -> 
     proto = _parse_onnx(data)
     dims = _static_dims(_onnx_input(proto))
     shape = _resolve_shape(tuple(dims[1:]), input_shape, "ONNX model")
-    session = _onnx_session(data, device)
+    session = onnx_session(data, device)
     return _Prepared(
         format="onnx",
-        forward=_onnx_forward(session, dims[0], device),
+        forward=onnx_forward(session, dims[0], device),
         input_shape=shape,
         layers=[output for node in proto.graph.node for output in node.output if output],
         onnx_model=proto,
