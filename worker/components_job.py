@@ -124,9 +124,7 @@ def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return metrics, _maps(module, layer, result, data[2][:MAP_IMAGES])
 
 
-def _maps(
-    module: Network, layer: str, result: Any, images: torch.Tensor
-) -> dict[str, np.ndarray]:
+def _maps(module: Network, layer: str, result: Any, images: torch.Tensor) -> dict[str, np.ndarray]:
     """Component maps of a few test images (conv layers only): every channel when they fit in
     :data:`MAX_MAP_VALUES`, else the most activated channel of each image."""
     features = extract(feature_extractor(module, layer), images)

@@ -196,6 +196,7 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     page.select_option("#comp-compare-with", value=other_job.get_attribute("value"))
     page.wait_for_selector("#comp-compare-figure .main-svg")
     assert page.locator("#comp-compare-figure .trace.bars").count() == 2
+    shot(page, "components-compared")
 
     # share: a browser with no cookies opens the results read-only
     page.click("#share")
