@@ -1,6 +1,6 @@
 """Feature-components job against the disentangler nets' own forward/backward passes.
 
-    python bench/bench_components.py [--epochs 30] [--repeats 1] [--json PATH]
+    python bench/bench_components.py [--epochs 30] [--repeats 1] [--device cpu|cuda] [--json PATH]
 
 The job is :func:`~worker.engine.components.analyze_components` on the demo model's
 ``relu2`` (orders 0, 1, 2, 4, 8, width 32, batches of 64, 1,500 training images): feature
@@ -13,7 +13,8 @@ The job's fixed costs (extraction, metrics, Shapley tail passes, maps: about 0.4
 scoring each net once) do not grow with the epochs, so the share outside the nets is
 measured at the default 30 epochs (about 45–60 s for one job and one bare run); at
 ``--epochs 5`` it was 22%. Runs are interleaved; medians of
-``--repeats``. Prints Markdown tables.
+``--repeats``. Prints Markdown tables. ``--device cuda`` trains the nets (job and bare run)
+and runs the demo model (feature extraction, Shapley tail passes) there, as a GPU worker does.
 """
 
 from __future__ import annotations
@@ -44,14 +45,19 @@ WIDTH = 32
 BATCH = 64
 
 
-def run_job(model: torch.nn.Module, data: tuple[torch.Tensor, ...], epochs: int) -> dict:
+def run_job(
+    model: torch.nn.Module, data: tuple[torch.Tensor, ...], epochs: int, device: torch.device
+) -> dict:
     """Seconds of the whole job, and each order's training seconds per epoch."""
     plan = TrainingPlan(orders=ORDERS, width=WIDTH, epochs=epochs, batch_size=BATCH)
     x_train, y_train, x_test, y_test = data
     t0 = time.perf_counter()
-    result = analyze_components(model, LAYER, (x_train, y_train, x_test, y_test), plan=plan)
+    result = analyze_components(
+        model, LAYER, (x_train, y_train, x_test, y_test), plan=plan, device=device
+    )
     image = x_test[0]
-    component_maps(result.trained, image, feature_extractor(model, LAYER)(image[None]))
+    feature = feature_extractor(model, LAYER)(image[None].to(device)).cpu()
+    component_maps(result.trained, image, feature)
     total = time.perf_counter() - t0
     return {
         "total": total,
@@ -62,20 +68,23 @@ def run_job(model: torch.nn.Module, data: tuple[torch.Tensor, ...], epochs: int)
     }
 
 
-def run_bare(x: torch.Tensor, f: torch.Tensor, epochs: int) -> list[float]:
-    """Seconds per epoch of only forward + backward passes, per order (one thread)."""
+def run_bare(x: torch.Tensor, f: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
+    """Seconds per epoch of only forward + backward passes, per order (one CPU thread)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return [_bare_order(order, x, f, epochs) / epochs for order in ORDERS]
+        return [_bare_order(order, x, f, epochs, device) / epochs for order in ORDERS]
     finally:
         torch.set_num_threads(threads)
 
 
-def _bare_order(order: int, x: torch.Tensor, f: torch.Tensor, epochs: int) -> float:
+def _bare_order(
+    order: int, x: torch.Tensor, f: torch.Tensor, epochs: int, device: torch.device
+) -> float:
     torch.manual_seed(order)
     net = Disentangler((1, 16, 16), tuple(f.shape[1:]), order=order, width=WIDTH)
     net.fit_scales(x, f)
+    net, x, f = net.to(device), x.to(device), f.to(device)
     target = (f - net.f_shift) / net.f_scale
     steps = epochs * math.ceil(len(x) / BATCH)
     batches = [torch.randperm(len(x))[:BATCH] for _ in range(steps)]
@@ -83,6 +92,8 @@ def _bare_order(order: int, x: torch.Tensor, f: torch.Tensor, epochs: int) -> fl
     t0 = time.perf_counter()
     for xb, tb in inputs:
         F.mse_loss(net.standardised(xb), tb).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -109,18 +120,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=TrainingPlan().epochs)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where the nets train: cpu or cuda")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     model, _ = train_demo_model(seed=0)
+    model = model.to(device)
     data = split_digits(*load_digits_16())
     x_train = data[0]
-    f_train = extract(feature_extractor(model, LAYER), x_train)
+    f_train = extract(feature_extractor(model, LAYER), x_train.to(device)).cpu()
     job: list[dict] = []
     bare: list[list[float]] = []
     for _ in range(args.repeats):  # interleaved
-        job.append(run_job(model, data, args.epochs))
-        bare.append(run_bare(x_train, f_train, args.epochs))
+        job.append(run_job(model, data, args.epochs, device))
+        bare.append(run_bare(x_train, f_train, args.epochs, device))
 
     job_total = statistics.median(r["total"] for r in job)
     training = statistics.median(r["training"] for r in job)
@@ -128,7 +142,8 @@ def main() -> None:
     outside = (job_total - bare_total) / job_total
     print(
         f"Demo DigitCNN, layer {LAYER}, {len(x_train)} training images, width {WIDTH}, "
-        f"batch {BATCH}, {args.epochs} epochs per order, median of {args.repeats}.\n"
+        f"batch {BATCH}, {args.epochs} epochs per order, nets on {device}, "
+        f"median of {args.repeats}.\n"
     )
     print(table(job, bare))
     print(
