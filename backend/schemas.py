@@ -186,6 +186,7 @@ class ComponentJobPublic(BaseModel):
     model_name: str | None = None
     compare_model_name: str | None = None
     dataset_name: str | None = None
+    eta_seconds: float | None = None
 
 
 class ComponentJobsPublic(BaseModel):

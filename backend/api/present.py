@@ -61,5 +61,6 @@ def present_job(session: Session, job: ComponentJob) -> ComponentJobPublic:
             "model_name": session.get_one(ModelRecord, job.model_id).name,
             "compare_model_name": compare.name if compare else None,
             "dataset_name": dataset.name if dataset else None,
+            "eta_seconds": service.eta_seconds(job, job.progress_done, job.progress_total),
         }
     )

@@ -12,6 +12,7 @@ from backend.db.base import utcnow
 from backend.db.models import (
     Analysis,
     AnalysisItem,
+    ComponentJob,
     ImageRecord,
     LogitTable,
     ModelRecord,
@@ -160,10 +161,11 @@ def item_progress(item: AnalysisItem) -> int:
     return item.progress_done
 
 
-def eta_seconds(analysis: Analysis, done: int, total: int) -> float | None:
-    if analysis.status != "running" or analysis.started_at is None or done <= 0:
+def eta_seconds(job: Analysis | ComponentJob, done: int, total: int) -> float | None:
+    """Time left at the rate so far, for a running analysis or component job."""
+    if job.status != "running" or job.started_at is None or done <= 0:
         return None
-    started = analysis.started_at
+    started = job.started_at
     if started.tzinfo is None:
         started = started.replace(tzinfo=utcnow().tzinfo)
     elapsed = (utcnow() - started).total_seconds()

@@ -2,7 +2,7 @@
 // #/components — the form and the workspace's jobs; #/components/{id} — one job's results.
 // Share link (/s/c/{token}): one job's results, read-only (api.js in share mode).
 import { api, isShared } from "../api.js";
-import { badge, clear, errorBox, h, plot, toast } from "../dom.js";
+import { badge, clear, errorBox, formatSeconds, h, plot, toast } from "../dom.js";
 import { sharePanel } from "./styles.js";
 
 const POLL_MS = 700;
@@ -106,7 +106,8 @@ async function mountJob(root, prefix) {
         h("section.card", {},
           h("h2", {}, "Training the disentanglers"),
           h("progress#comp-progress", { max: 100, value: pct, "aria-label": "epochs done" }),
-          h("p", {}, `${job.progress_done} / ${job.progress_total} epochs (${pct.toFixed(0)}%)`),
+          h("p", {}, `${job.progress_done} / ${job.progress_total} epochs (${pct.toFixed(0)}%)`,
+            job.eta_seconds === null ? "" : ` · about ${formatSeconds(job.eta_seconds)} left`),
           isShared() ? null : cancelButton(prefix, refresh)));
       timer = setTimeout(() => refresh().catch((e) => toast(e.message, "error")), POLL_MS);
       return;

@@ -114,6 +114,29 @@ def test_share_links_open_a_component_analysis_read_only(
     assert client.get(f"/api/components/{job['id']}/shares").json()["data"][0]["revoked"]
 
 
+def test_cancel_stops_between_epochs_and_retry_runs_again(client: TestClient) -> None:
+    known = ids(client)
+    body = {
+        "model_id": known["seed0"], "dataset_id": known["digits"], "layer": "conv1",
+        "orders": [0], "epochs": 400, "width": 4, "max_samples": 60, "seed": 7,
+    }  # fmt: skip
+    job = client.post("/api/components", json=body).json()
+    url = f"/api/components/{job['id']}"
+    running = wait_for(client, url, lambda j: j["progress_done"] > 0 or ended(j), timeout=120)
+    assert running["status"] == "running" and running["eta_seconds"] >= 0
+    assert client.post(f"{url}/cancel").status_code == 200
+    stopped = wait_for(client, url, ended)
+    assert stopped["status"] == "cancelled", stopped["error"]
+    assert 0 < stopped["progress_done"] < 400 and stopped["metrics"] is None
+    assert client.post(f"{url}/cancel").status_code == 409  # already ended
+    assert client.get(f"{url}/figures").status_code == 409
+
+    assert client.post(f"{url}/retry").json()["status"] == "queued"
+    again = wait_for(client, url, ended, timeout=300)
+    assert again["status"] == "done" and again["progress_done"] == 400
+    assert client.post(f"{url}/retry").status_code == 409  # only failed or cancelled
+
+
 def test_an_onnx_model_is_cut_at_a_node_output(client: TestClient) -> None:
     known = ids(client)
     onnx = client.get(f"/api/models/{known['onnx']}").json()
