@@ -35,6 +35,7 @@ class ModelPublic(BaseModel):
     std: list[float] | None
     architecture: str | None
     layers: list[str] | None
+    layer_shapes: dict[str, list[int]] | None = None
     seconds_per_pass: float | None
     builtin: bool
     created_at: datetime

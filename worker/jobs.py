@@ -26,7 +26,7 @@ from backend.db.models import Analysis, AnalysisItem, Chunk, ImageRecord, LogitT
 from backend.db.session import session_scope
 from backend.storage import LocalBlobStore
 from worker.engine.analysis import interactions_from_logits
-from worker.engine.components.features import layer_names, module_of
+from worker.engine.components.features import Network, layer_names, layer_shapes, module_of
 from worker.engine.game import Cancelled, MaskedModelGame, default_device, logit_table
 from worker.engine.images import ImageError, load_image
 from worker.engine.models.loaders import LoadedModel, ModelLoadError, load_model
@@ -102,6 +102,18 @@ def seconds_per_pass(model: LoadedModel, batch: int = 256) -> float:
     return best / batch
 
 
+def _layer_shapes(network: Network, model: LoadedModel, layers: list[str]) -> dict[str, Any]:
+    """Shapes of ``layers`` for the layer picker; none (not a failed model) if they cannot be
+    read, since the model itself passed its test forward pass."""
+    try:
+        example = torch.zeros((1, *model.input_shape), device=model.device)
+        shapes = layer_shapes(network, example)
+    except Exception as error:
+        log.info("layer shapes unavailable: %s", error)
+        return {}
+    return {name: shapes[name] for name in layers if name in shapes}
+
+
 def validate_model(model_id: str) -> None:
     """Load the model in this worker, run a test pass, record format/shape/classes/layers."""
     with session_scope() as s:
@@ -116,7 +128,9 @@ def validate_model(model_id: str) -> None:
             row.format = model.format
             row.input_shape = list(model.input_shape)
             row.num_classes = model.num_classes
-            row.layers = layer_names(module_of(model))[:500]  # layers usable as features
+            network = module_of(model)
+            row.layers = layer_names(network)[:500]  # layers usable as features
+            row.layer_shapes = _layer_shapes(network, model, row.layers)
             row.architecture = model.architecture
             row.seconds_per_pass = seconds_per_pass(model)
             if row.labels and len(row.labels) != model.num_classes:

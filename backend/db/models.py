@@ -51,6 +51,8 @@ class ModelRecord(TimestampMixin, Base):
     input_shape: Mapped[list[int] | None] = mapped_column(JSON)
     num_classes: Mapped[int | None] = mapped_column(Integer)
     layers: Mapped[list[str] | None] = mapped_column(JSON)
+    layer_shapes: Mapped[dict[str, list[int]] | None] = mapped_column(JSON)
+    """Per-sample output shape of each layer, where known (for choosing one)."""
     labels: Mapped[list[str] | None] = mapped_column(JSON)
     mean: Mapped[list[float] | None] = mapped_column(JSON)
     std: Mapped[list[float] | None] = mapped_column(JSON)

@@ -35,7 +35,9 @@ async function mountList(root, ctx) {
   const fillLayers = () => {
     const m = usable.find((x) => x.id === model.value);
     const layers = (m && m.layers) || [];
-    clear(layer, layers.map((name) => option(name, name)));
+    const shapes = (m && m.layer_shapes) || {};
+    // the shape a layer returns per image, e.g. "relu2 · 32×8×8"
+    clear(layer, layers.map((name) => option(name, shapes[name] ? `${name} · ${shapes[name].join("×")}` : name)));
     // the demo CNN's second conv block (torch name or ONNX node output), else a middle layer
     const preferred = layers.find((name) => name === "relu2" || name.startsWith("/relu2/"));
     layer.value = preferred || layers[Math.floor(layers.length / 2)] || "";

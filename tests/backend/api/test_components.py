@@ -142,6 +142,9 @@ def test_an_onnx_model_is_cut_at_a_node_output(client: TestClient) -> None:
     onnx = client.get(f"/api/models/{known['onnx']}").json()
     layer = "/relu2/Relu_output_0"
     assert layer in onnx["layers"] and "relu2" not in onnx["layers"]
+    assert onnx["layer_shapes"][layer] == [32, 8, 8]
+    seed0 = client.get(f"/api/models/{known['seed0']}").json()
+    assert seed0["layer_shapes"]["relu2"] == [32, 8, 8] and seed0["layer_shapes"]["fc2"] == [10]
     body = {**small_job(known), "model_id": known["onnx"], "compare_model_id": None}
     job = client.post("/api/components", json={**body, "layer": layer}).json()
     done = wait_for(client, f"/api/components/{job['id']}", ended, timeout=300)

@@ -11,6 +11,7 @@ from worker.engine.components import (
     extract,
     feature_extractor,
     layer_names,
+    layer_shapes,
     module_of,
     tail_runner,
 )
@@ -91,6 +92,17 @@ def test_torchscript_uses_its_children_in_order(net: DigitCNN) -> None:
         tail_runner(scripted, "pool2")
     logits = tail_runner(scripted, "pool2", example=x)(f)
     assert torch.allclose(logits, net(x), atol=1e-6)
+
+
+def test_layer_shapes_are_what_each_layer_returns(net: DigitCNN) -> None:
+    x = torch.zeros(1, 1, 16, 16)
+    shapes = layer_shapes(net, x)
+    assert list(shapes) == [*TOP_LEVEL, "fc2"]
+    for name in TOP_LEVEL:
+        assert shapes[name] == list(feature_extractor(net, name)(x).shape[1:]), name
+    assert shapes["relu2"] == [32, 8, 8] and shapes["fc2"] == [10]
+    assert layer_shapes(torch.jit.script(net), x) == shapes  # children run in order
+    assert layer_shapes(torch.jit.script(Skip()), torch.zeros(1, 4)) == {"a": [4], "b": [4]}
 
 
 def test_torchscript_that_is_not_a_chain_is_refused() -> None:

@@ -20,6 +20,7 @@ from worker.engine.components import (
     extract,
     feature_extractor,
     layer_names,
+    layer_shapes,
     module_of,
     tail_runner,
 )
@@ -96,6 +97,13 @@ def small(digits: Digits) -> Digits:
 def test_layers_are_the_float_node_outputs(onnx_demo: OnnxNetwork) -> None:
     assert onnx_demo.layers() == list(TORCH_TO_ONNX.values())
     assert layer_names(onnx_demo) == onnx_demo.layers()
+
+
+def test_layer_shapes_are_the_torch_ones(onnx_demo: OnnxNetwork, demo_cnn: DigitCNN) -> None:
+    torch_shapes = layer_shapes(demo_cnn, torch.zeros(1, 1, 16, 16))
+    assert layer_shapes(onnx_demo, torch.zeros(1, 1, 16, 16)) == {
+        TORCH_TO_ONNX[name]: torch_shapes[name] for name in TORCH_TO_ONNX
+    }
 
 
 @pytest.mark.parametrize(("name", "layer"), list(TORCH_TO_ONNX.items()))

@@ -29,6 +29,7 @@ from worker.engine.components.features import (
     extract,
     feature_extractor,
     layer_names,
+    layer_shapes,
     module_of,
     tail_runner,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "feature_extractor",
     "image_maps",
     "layer_names",
+    "layer_shapes",
     "module_of",
     "most_activated_channel",
     "predict",

@@ -36,6 +36,7 @@ __all__ = [
     "extract",
     "feature_extractor",
     "layer_names",
+    "layer_shapes",
     "module_of",
     "tail_runner",
 ]
@@ -61,6 +62,10 @@ class GraphNetwork(Protocol):
 
     def tail_runner(self, layer: str, *, example: torch.Tensor | None = None) -> FeatureFn:
         """``f ↦ logits`` after ``layer``, checked on ``example`` when given."""
+        ...
+
+    def layer_shapes(self) -> dict[str, list[int]]:
+        """Each layer's per-sample shape, where the graph fixes it."""
         ...
 
 
@@ -90,6 +95,49 @@ def layer_names(module: Network) -> list[str]:
     if not isinstance(module, nn.Module):
         return module.layers()
     return [name for name, _ in module.named_modules() if name]
+
+
+def layer_shapes(module: Network, example: torch.Tensor) -> dict[str, list[int]]:
+    """The per-sample output shape of each layer (those that return one tensor), e.g. for
+    choosing a layer: ``{"relu2": [32, 8, 8], …}``.
+
+    Torch modules run ``example`` (a batch on the module's device) once with forward hooks;
+    TorchScript (no hooks) runs its top-level children in order and gives their shapes, or
+    none when that chain fails; ONNX graphs give the shapes their inference fixed.
+
+    Example:
+        >>> layer_shapes(DigitCNN(), torch.zeros(1, 1, 16, 16))["relu2"]
+        [32, 8, 8]
+    """
+    if not isinstance(module, nn.Module):
+        return module.layer_shapes()
+    shapes: dict[str, list[int]] = {}
+    if isinstance(module, torch.jit.ScriptModule):
+        try:
+            with _evaluating(module), torch.inference_mode():
+                h = example
+                for name, child in _children(module):
+                    h = child(h)
+                    shapes[name] = list(h.shape[1:])
+        except Exception:
+            return {}
+        return shapes
+
+    def hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def record(_m: nn.Module, _inputs: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor) and name not in shapes:
+                shapes[name] = list(output.shape[1:])
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in module.named_modules() if name]
+    try:
+        with _evaluating(module), torch.inference_mode():
+            module(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
 
 
 def module_of(loaded: Any) -> Network:

@@ -99,6 +99,28 @@ class OnnxNetwork:
         """
         return [name for name, rank in self._usable.items() if rank is not None]
 
+    def layer_shapes(self) -> dict[str, list[int]]:
+        """The per-sample shape of each layer whose inferred dimensions (after the batch) are
+        all fixed numbers. Cost: none.
+
+        Example:
+            >>> from onnx import TensorProto, helper
+            >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 2, 3])
+            >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 6])
+            >>> relu = helper.make_node("Relu", ["x"], ["h"])
+            >>> nodes = [relu, helper.make_node("Flatten", ["h"], ["y"])]
+            >>> graph = helper.make_graph(nodes, "tiny", [x], [y])
+            >>> model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            >>> OnnxNetwork(model).layer_shapes()
+            {'h': [2, 3], 'y': [6]}
+        """
+        shapes: dict[str, list[int]] = {}
+        for name in self.layers():
+            dims = self._infos[name].type.tensor_type.shape.dim[1:]
+            if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+                shapes[name] = [int(d.dim_value) for d in dims]
+        return shapes
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The whole graph's first output for a batch ``x`` (CPU, float32). Cost: one pass."""
         if self._whole is None:
