@@ -111,21 +111,21 @@ def component_map(arrays: Arrays, index: int, channel: int | None = None) -> dic
         raise ValueError(f"index must be in 0–{count - 1}")
     comps, feats, residuals = arrays["components"], arrays["features"], arrays["residuals"]
     most = int(arrays["channels"][index])
-    if comps.ndim == 4:  # one channel per image, without a channel axis
+    old_layout = comps.ndim == 4  # one channel per image, without a channel axis
+    if old_layout:
         comps, feats, residuals = comps[:, :, None], feats[:, None], residuals[:, None]
         stored = [most]
     else:
         stored = [int(c) for c in arrays["stored_channels"][index]]
     want = most if channel is None else channel
     if want not in stored:
-        raise ValueError(
-            f"channel {want} is not stored for this image; "
-            + (
-                f"channels are 0–{len(stored) - 1}"
-                if len(stored) > 1
-                else f"this layer is large, so only its most activated channel ({most}) was kept"
-            )
-        )
+        if len(stored) > 1:
+            why = f"channels are 0–{len(stored) - 1}"
+        elif old_layout:
+            why = f"this result predates other channels: only the most activated ({most}) was kept"
+        else:
+            why = f"this layer is large, so only its most activated channel ({most}) was kept"
+        raise ValueError(f"channel {want} is not stored for this image; {why}")
     k = stored.index(want)
     return {
         "count": count,

@@ -92,6 +92,7 @@ def ensure_builtins() -> str:
     if ready_id is not None:
         ensure_demo_digits()
         ensure_torch_demos()
+        revalidate_stale_models()
         return ready_id
     store = jobs.blobs()
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +114,20 @@ def ensure_builtins() -> str:
     jobs.validate_model(model_id)
     ensure_demo_digits()
     ensure_torch_demos()
+    revalidate_stale_models()
     return model_id
+
+
+def revalidate_stale_models() -> list[str]:
+    """Validate again the ready models recorded before layers had shapes (migration 0007), so
+    their ``layers`` are those a feature can be read at; returns their ids. Cost: one load
+    and test pass per such model, once (afterwards their shapes are recorded)."""
+    with session_scope() as s:
+        rows = s.scalars(select(ModelRecord).where(ModelRecord.status == "ready")).all()
+        stale = [row.id for row in rows if row.layer_shapes is None]  # SQL or JSON null
+    for model_id in stale:
+        jobs.validate_model(model_id)
+    return stale
 
 
 def _add_sample(s: Session, path: Path, label: str) -> None:

@@ -52,10 +52,10 @@ def run_component_job(job_id: str) -> None:
             return
     try:
         metrics, maps = _compute(job_id)
+        key = jobs.blobs().put(_npz(maps)) if maps else None
     except Exception as error:
         _finish(job_id, error=error)
         return
-    key = jobs.blobs().put(_npz(maps)) if maps else None
     with session_scope() as s:
         job = s.get_one(ComponentJob, job_id)
         job.metrics = metrics
@@ -120,8 +120,16 @@ def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         )  # fmt: skip
     if not exemplars:
         notes["reliability"] = "reliability needs a second model of the same task to compare with"
+    try:
+        maps = _maps(module, layer, result, data[2][:MAP_IMAGES])
+    except Exception as error:  # the metrics stand without the pictures
+        log.warning("component maps of job %s failed: %s", job_id, error)
+        maps, notes["maps"] = {}, f"the component maps could not be made ({error})"
+    if not maps and "maps" not in notes:
+        shape = "×".join(map(str, result.feature_shape))
+        notes["maps"] = f"this layer's feature ({shape}) is flat: it has no spatial maps"
     metrics = {**result.to_dict(), "notes": notes, "n_train": len(data[0]), "n_test": len(data[2])}
-    return metrics, _maps(module, layer, result, data[2][:MAP_IMAGES])
+    return metrics, maps
 
 
 def _maps(module: Network, layer: str, result: Any, images: torch.Tensor) -> dict[str, np.ndarray]:

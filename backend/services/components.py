@@ -12,6 +12,10 @@ from backend.services import resources
 from backend.services.analyses import ENGINE_VERSION
 from backend.storage import description_key
 
+#: The layout of a job's stored results (2: maps of every channel); part of the cache key, so
+#: a new layout is computed afresh rather than served from an older job.
+RESULTS_VERSION = 2
+
 
 def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) -> ComponentJob:
     model = _ready_model(session, workspace, body.model_id)
@@ -65,6 +69,7 @@ def _cache_key(
 ) -> str:
     payload = {
         "engine": ENGINE_VERSION,
+        "results": RESULTS_VERSION,
         "model": model.blob_key,
         "mean": model.mean,
         "std": model.std,

@@ -42,18 +42,18 @@ def list_jobs(session: SessionDep, workspace: WorkspaceDep) -> ComponentJobsPubl
 
 
 @router.post("/{job_id}/cancel", response_model=ComponentJobPublic)
-def cancel_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> ComponentJob:
+def cancel_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> ComponentJobPublic:
     job = service.get(session, workspace=workspace, job_id=job_id)
     service.cancel(session, job)
-    return job
+    return present_job(session, job)
 
 
 @router.post("/{job_id}/retry", response_model=ComponentJobPublic)
-def retry_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> ComponentJob:
+def retry_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> ComponentJobPublic:
     job = service.get(session, workspace=workspace, job_id=job_id)
     service.retry(session, job)
     enqueue(TASK_RUN_COMPONENTS, job.id)
-    return job
+    return present_job(session, job)
 
 
 @router.delete("/{job_id}", status_code=204)
@@ -107,8 +107,11 @@ def component_results_router(prefix: str, tag: str) -> APIRouter:
     ) -> dict[str, Any]:
         """Component maps of the ``index``-th stored test image at ``channel`` (default: the
         most activated), with a Plotly figure."""
-        if job.status != "done" or job.result_key is None:
+        if job.status != "done":
             raise ClientError(f"The component analysis has no results yet ({job.status}).", 409)
+        if job.result_key is None:
+            note = ((job.metrics or {}).get("notes") or {}).get("maps")
+            raise ClientError(f"No component maps: {note or 'none were stored'}.")
         try:
             out = results.component_map(results.load(blobs.get(job.result_key)), index, channel)
         except ValueError as error:

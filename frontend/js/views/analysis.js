@@ -69,7 +69,6 @@ function header(analysis, prefix, refresh) {
     actions);
 }
 
-
 function label(analysis, cls) {
   return analysis.labels && analysis.labels[cls] !== undefined ? `${cls} (${analysis.labels[cls]})` : `${cls}`;
 }

@@ -187,7 +187,12 @@ async function results(root, job, prefix) {
 
 /** ρ(l) of this job beside another finished one (e.g. a CNN trained on 200 samples vs all). */
 async function comparePanel(job) {
-  const others = (await api("/components")).data.filter((j) => j.status === "done" && j.id !== job.id);
+  let others;
+  try {
+    others = (await api("/components")).data.filter((j) => j.status === "done" && j.id !== job.id);
+  } catch (e) {
+    return h("section.card", {}, h("h2", {}, "Compare with another model"), errorBox(e.message));
+  }
   const div = h("div.figure#comp-compare-figure");
   const pick = h("select#comp-compare-with", { "aria-label": "analysis to compare with" },
     h("option", { value: "" }, others.length ? "choose an analysis…" : "no other finished analysis yet"),

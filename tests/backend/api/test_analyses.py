@@ -197,7 +197,7 @@ def test_workspaces_and_share_links(
         anonymous.get(f"/api/shared/{share['token']}/items/{item}/interactions").status_code == 200
     )
     page = anonymous.get(share["url"].replace("http://testserver", ""))
-    assert page.status_code == 200 and "shared analysis" in page.text
+    assert page.status_code == 200 and "shared result" in page.text
     assert anonymous.get(f"/api/analyses/{aid}").status_code == 401
     assert [s["id"] for s in client.get(f"/api/analyses/{aid}/shares").json()["data"]] == [
         share["id"]

@@ -104,6 +104,9 @@ def test_share_links_open_a_component_analysis_read_only(
     assert anonymous.get(f"/api/components/{job['id']}").status_code == 401
     assert anonymous.post(f"{base}/cancel").status_code in (404, 405)
     assert "component analysis" in anonymous.get(f"/api/shared/{share['token']}").json()["detail"]
+    analysis_link = client.post(f"/api/analyses/{analysis_id(client)}/shares").json()
+    wrong_kind = anonymous.get(f"/api/shared-components/{analysis_link['token']}")
+    assert wrong_kind.status_code == 404 and "not a component" in wrong_kind.json()["detail"]
     listed = client.get(f"/api/components/{job['id']}/shares").json()["data"]
     assert [s["id"] for s in listed] == [share["id"]]
 
@@ -112,6 +115,21 @@ def test_share_links_open_a_component_analysis_read_only(
     assert anonymous.get(base).status_code == 404
     assert anonymous.get(f"{base}/figures").status_code == 404
     assert client.get(f"/api/components/{job['id']}/shares").json()["data"][0]["revoked"]
+
+    live = client.post(f"/api/components/{job['id']}/shares").json()
+    assert anonymous.get(f"/api/shared-components/{live['token']}").status_code == 200
+    assert client.delete(f"/api/components/{job['id']}").status_code == 204
+    assert anonymous.get(f"/api/shared-components/{live['token']}").status_code == 404
+
+
+def analysis_id(client: TestClient) -> str:
+    """A small finished analysis of the demo ONNX model (2×2 grid) in the client's workspace."""
+    known = ids(client)
+    image = next(i["id"] for i in client.get("/api/images").json()["data"] if i["builtin"])
+    body = {"model_id": known["onnx"], "image_ids": [image], "grid": "2x2"}
+    created = client.post("/api/analyses", json=body)
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
 
 
 def test_cancel_stops_between_epochs_and_retry_runs_again(client: TestClient) -> None:
@@ -135,6 +153,36 @@ def test_cancel_stops_between_epochs_and_retry_runs_again(client: TestClient) ->
     again = wait_for(client, url, ended, timeout=300)
     assert again["status"] == "done" and again["progress_done"] == 400
     assert client.post(f"{url}/retry").status_code == 409  # only failed or cancelled
+
+
+def test_a_flat_layer_has_metrics_but_no_maps(client: TestClient) -> None:
+    body = {**small_job(ids(client)), "layer": "fc1", "compare_model_id": None}
+    job = client.post("/api/components", json=body).json()
+    done = wait_for(client, f"/api/components/{job['id']}", ended, timeout=300)
+    assert done["status"] == "done", done["error"]
+    assert "flat" in done["metrics"]["notes"]["maps"] and done["metrics"]["effects"] is not None
+    maps = client.get(f"/api/components/{job['id']}/maps")
+    assert maps.status_code == 400 and "no spatial maps" in maps.json()["detail"]
+
+
+def test_a_large_layer_keeps_one_channel_per_image(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.components_job
+
+    monkeypatch.setattr(worker.components_job, "MAX_MAP_VALUES", 1)
+    body = {**small_job(ids(client)), "compare_model_id": None, "seed": 11}
+    job = client.post("/api/components", json=body).json()
+    done = wait_for(client, f"/api/components/{job['id']}", ended, timeout=300)
+    assert done["status"] == "done", done["error"]
+    url = f"/api/components/{job['id']}/maps"
+    maps = client.get(url, params={"index": 3}).json()
+    assert maps["channels"] == 1 and maps["channel"] == maps["most_activated"]
+    rebuilt = np.sum(maps["components"], axis=0) + np.array(maps["residual"])
+    assert np.allclose(rebuilt, maps["feature"], atol=1e-4)
+    other = (maps["channel"] + 1) % 32
+    refused = client.get(url, params={"index": 3, "channel": other})
+    assert refused.status_code == 400 and "only its most activated" in refused.json()["detail"]
 
 
 def test_an_onnx_model_is_cut_at_a_node_output(client: TestClient) -> None:

@@ -148,3 +148,22 @@ def test_no_workspace_is_401_with_instructions(app: Any) -> None:
     headers = {"Authorization": f"Bearer {created['secret']}"}
     assert script.get("/api/models", headers=headers).status_code == 200
     assert script.get("/api/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_models_recorded_before_layer_shapes_are_validated_again(
+    client: TestClient, service: dict[str, Any]
+) -> None:
+    from backend.db.models import ModelRecord
+    from backend.db.session import session_scope
+    from worker.builtins import revalidate_stale_models
+
+    demo = service["demo_model_id"]
+    before = client.get(f"/api/models/{demo}").json()
+    with session_scope() as s:  # as a model validated by an older version left it
+        row = s.get_one(ModelRecord, demo)
+        row.layers, row.layer_shapes = ["input_shape_constant", *before["layers"]], None
+    assert revalidate_stale_models() == [demo]
+    after = client.get(f"/api/models/{demo}").json()
+    assert after["status"] == "ready"
+    assert after["layers"] == before["layers"] and after["layer_shapes"] == before["layer_shapes"]
+    assert revalidate_stale_models() == []  # once only
