@@ -21,12 +21,19 @@ from torch import nn
 
 from tests.engine.components.conftest import gaussian_images, hat_net, toy
 from worker.engine.analysis import interactions_from_logits
-from worker.engine.components import TrainedOrder, TrainingPlan, analyze_components
+from worker.engine.components import (
+    TrainedOrder,
+    TrainingPlan,
+    analyze_components,
+    feature_extractor,
+    image_maps,
+    module_of,
+)
 from worker.engine.components import train_disentanglers as train
 from worker.engine.game import MaskedModelGame, logit_table, mask_range_coalitions
 from worker.engine.images import load_image
 from worker.engine.models import train_demo_model
-from worker.engine.models.demo import load_digits_16, split_digits
+from worker.engine.models.demo import export_onnx, load_digits_16, split_digits
 from worker.engine.models.loaders import LoadedModel, load_model, onnx_session
 from worker.engine.players import PatchGrid, Players, make_baseline
 from worker.engine.transforms import (
@@ -304,3 +311,27 @@ def test_analyze_components_on_cuda_matches_the_cpu() -> None:
     np.testing.assert_allclose(e_cuda.values_train, e_cpu.values_train, rtol=0.05, atol=0.02)
     efficiency = e_cuda.shapley_train.sum() - (e_cuda.values_train[-1] - e_cuda.values_train[0])
     assert abs(efficiency) < 1e-9
+
+
+def test_components_of_an_onnx_graph_train_on_cuda_and_map_on_the_cpu(tmp_path: Path) -> None:
+    """ONNX heads and tails run on the CPU (onnxruntime); the nets train on the GPU."""
+    model, _ = train_demo_model(seed=0, epochs=3)
+    path = tmp_path / "demo.onnx"
+    export_onnx(model, path)
+    network = module_of(load_model(path, device=CUDA))
+    x_train, y_train, x_test, y_test = split_digits(*load_digits_16())
+    data = (x_train[:400], y_train[:400], x_test[:100], y_test[:100])
+    plan = TrainingPlan(orders=(0, 2), width=16, epochs=3)
+    layer = "/relu2/Relu_output_0"
+    on_cuda = analyze_components(network, layer, data, plan=plan, device="cuda")
+    on_cpu = analyze_components(network, layer, data, plan=plan, device="cpu")
+    np.testing.assert_allclose(on_cuda.test_r2, on_cpu.test_r2, atol=0.02)
+    assert on_cuda.effects is not None
+    efficiency = on_cuda.effects.shapley_test.sum() - (
+        on_cuda.effects.values_test[-1] - on_cuda.effects.values_test[0]
+    )
+    assert abs(efficiency) < 1e-9
+    images = data[2][:3]
+    maps = image_maps(on_cuda.trained, images, feature_extractor(network, layer)(images))
+    rebuilt = maps.components.sum(axis=1) + maps.residuals
+    np.testing.assert_allclose(rebuilt, maps.features, atol=1e-4)
