@@ -2,7 +2,7 @@
 
 The database keeps metadata and small results; big arrays live here under the SHA-256 of
 their bytes, so identical content is stored once. :class:`BlobStore` is the interface; the
-local-folder store is the default, and an S3-compatible store can implement the same four
+local-folder store is the default, and an S3-compatible store can implement the same five
 methods for multi-machine setups (every worker and the API must see the same store).
 """
 
@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +28,10 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None: ...
+
+    def listing(self) -> Iterator[tuple[str, float]]:
+        """Every stored key with its age in seconds since it was last put (for collection)."""
+        ...
 
 
 class LocalBlobStore:
@@ -44,6 +50,9 @@ class LocalBlobStore:
         key = hashlib.sha256(data).hexdigest()
         target = self.path(key)
         if target.exists():
+            # a put renews the blob: the collector spares blobs put recently, even when a row
+            # that references them has not been committed yet
+            os.utime(target)
             return key
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -67,6 +76,23 @@ class LocalBlobStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def listing(self) -> Iterator[tuple[str, float]]:
+        """Every blob (and every leftover temp file, as ``.tmp-…``) with its age in seconds."""
+        now = time.time()
+        for path in self.root.glob("*/*/*"):
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+            yield path.name, age
+
+    def remove_temp(self, name: str) -> None:
+        """Delete a leftover temp file of an interrupted put (a name from :meth:`listing`)."""
+        if not name.startswith(".tmp-"):
+            raise KeyError(f"not a temp file: {name!r}")
+        for path in self.root.glob(f"*/*/{name}"):
+            path.unlink(missing_ok=True)
 
 
 def sha256_hex(data: bytes) -> str:

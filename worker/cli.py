@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
 
+    gc = sub.add_parser(
+        "gc", help="delete stored blobs (files) that no model, image or result references"
+    )
+    gc.add_argument(
+        "--min-age-hours",
+        type=float,
+        default=1.0,
+        help="spare blobs written more recently than this (default 1; jobs may be mid-write)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only report what would go")
+    gc.set_defaults(func=cmd_gc)
+
     demo = sub.add_parser("demo", help="write the demo model if needed and analyse a sample digit")
     demo.add_argument("--sample", type=int, default=0, help="which sample image (default 0)")
     _analysis_options(demo)
@@ -126,6 +138,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     start, stop = lifecycle_hooks()
     print(f"ConceptLens on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
     uvicorn.run(create_app(on_startup=start, on_shutdown=stop), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Collect unreferenced blobs of the configured database and blob store."""
+    from sqlalchemy.exc import DBAPIError
+
+    from backend.config import get_settings
+    from backend.db.session import session_scope
+    from backend.gc import collect
+    from backend.storage import LocalBlobStore
+
+    store = LocalBlobStore(get_settings().blobs)
+    try:
+        with session_scope() as session:
+            sweep = collect(
+                session, store, min_age_s=args.min_age_hours * 3600, dry_run=args.dry_run
+            )
+    except DBAPIError as error:
+        raise ValueError(
+            f"cannot read the database {get_settings().db_url!r} ({error.orig}); is it "
+            "migrated? (`conceptlens serve` migrates it on start)"
+        ) from None
+    verb = "would remove" if args.dry_run else "removed"
+    count = len(sweep.unreferenced) if args.dry_run else len(sweep.removed)
+    print(
+        f"{sweep.stored} blobs stored, {sweep.referenced} referenced; {verb} {count} "
+        f"unreferenced older than {args.min_age_hours:g} h"
+        + ("" if args.dry_run else f" ({sweep.bytes_freed / 1e6:.1f} MB freed)")
+    )
     return 0
 
 
