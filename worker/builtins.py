@@ -1,21 +1,26 @@
 """Built-in resources every workspace sees: the demo digits CNN and sample digits.
 
 Trained on scikit-learn's bundled digits in about a second (no download), written as ONNX
-into the blob store, validated like any upload. Idempotent: run at every start.
+into the blob store, validated like any upload. Idempotent: run at every start, and one
+run at a time (a Postgres advisory lock across processes, e.g. the start-up tasks of several
+API replicas; a thread lock in the embedded single-process setup).
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from backend.db.models import DatasetRecord, ImageRecord, ModelRecord
-from backend.db.session import session_scope
+from backend.db.session import get_engine, session_scope
 from worker import jobs
 from worker.engine.models.demo import (
     load_digits_16,
@@ -26,6 +31,9 @@ from worker.engine.models.demo import (
 
 DEMO_MODEL_NAME = "Demo digits CNN"
 
+#: Postgres advisory-lock key of :func:`ensure_builtins` (any fixed 64-bit number).
+LOCK_KEY = 0x636C_6275_696C_74  # "clbuilt"
+_THREAD_LOCK = threading.Lock()
 
 DEMO_DIGITS_NAME = "Demo digits (scikit-learn, 16×16)"
 
@@ -80,8 +88,32 @@ def ensure_demo_digits() -> None:
         )  # fmt: skip
 
 
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    """Hold the built-ins lock: across processes on Postgres, across threads otherwise."""
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        with _THREAD_LOCK:
+            yield
+        return
+    with engine.connect() as conn:  # a session-level lock, held by this connection
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+
+
 def ensure_builtins() -> str:
-    """Create the demo model and sample images if missing; returns the demo model's id."""
+    """Create the demo model and sample images if missing; returns the demo model's id.
+
+    Runs under :func:`_exclusive`, so concurrent calls create each built-in once.
+    """
+    with _exclusive():
+        return _ensure_builtins()
+
+
+def _ensure_builtins() -> str:
     with session_scope() as s:
         existing = s.scalar(
             select(ModelRecord).where(
