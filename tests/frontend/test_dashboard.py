@@ -214,5 +214,17 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     assert stranger.cookies() == []
     shot(other, "components-shared-narrow")
     stranger.close()
+
+    # the overview lists both; the list page deletes one after asking
+    page.goto(f"{server}/#/")
+    page.wait_for_selector("#home-component-list a >> nth=1")
+    assert "seed 1" in page.inner_text("#home-component-list")
+    page.goto(f"{server}/#/components")
+    row = page.locator(".comp-list li", has_text="seed 1")
+    row.wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name=re.compile("Delete component analysis")).click()
+    row.wait_for(state="detached")
+    assert page.locator(".comp-list li", has_text="seed 0").count() == 1
     assert console.errors == []
     context.close()

@@ -3,7 +3,7 @@
 // Share link (/s/c/{token}): one job's results, read-only (api.js in share mode).
 import { api, isShared } from "../api.js";
 import { badge, clear, errorBox, formatSeconds, h, plot, toast } from "../dom.js";
-import { sharePanel } from "./styles.js";
+import { deleteButton, sharePanel } from "./styles.js";
 
 const POLL_MS = 700;
 
@@ -17,6 +17,7 @@ function field(label, control) {
 }
 
 async function mountList(root, ctx) {
+  let alive = true;
   const [models, datasets, jobs] = await Promise.all([
     api("/models"), api("/datasets"), api("/components"),
   ]);
@@ -87,9 +88,14 @@ async function mountList(root, ctx) {
       jobs.data.length
         ? h("ul.comp-list", {}, jobs.data.map((job) => h("li", {},
           h("a", { href: `#/components/${job.id}` }, jobName(job), ` · orders ${job.params.orders.join(", ")}`),
-          " ", badge(job.status))))
+          " ", badge(job.status), " ",
+          deleteButton({
+            what: "component analysis", name: jobName(job), path: `/components/${job.id}`,
+            className: "button.comp-delete", errorTarget: error, warning: "Its share links stop working.",
+            isAlive: () => alive, onDeleted: () => mountList(root, ctx),
+          }))))
         : h("p.muted", {}, "None yet.")));
-  return null;
+  return () => { alive = false; };
 }
 
 function jobName(job) {

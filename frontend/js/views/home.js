@@ -1,4 +1,4 @@
-// Overview (#/): the workspace's models, images and analyses, newest first.
+// Overview (#/): the workspace's models, images, analyses and component analyses, newest first.
 import { api, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, h } from "../dom.js";
 import { ensureStyles, formatShape, newestFirst, parseTime, thumbPath } from "./styles.js";
@@ -12,6 +12,7 @@ export async function mount(root, params, ctx) {
   const models = h("div", { "aria-busy": "true" }, h("p.muted", {}, "Loading models…"));
   const images = h("div", { "aria-busy": "true" }, h("p.muted", {}, "Loading images…"));
   const analyses = h("div", { "aria-busy": "true" }, h("p.muted", {}, "Loading analyses…"));
+  const components = h("div#home-component-list", { "aria-busy": "true" }, h("p.muted", {}, "Loading…"));
   clear(
     root,
     h(
@@ -32,6 +33,7 @@ export async function mount(root, params, ctx) {
       section("Models", "#/models", "Upload a model", models),
       section("Images", "#/images", "Upload images", images),
       section("Analyses", "#/new", "New analysis", analyses),
+      section("Component analyses", "#/components", "New component analysis", components),
     ),
   );
 
@@ -49,18 +51,18 @@ export async function mount(root, params, ctx) {
   else fail(images, i.reason);
   renderDemo(demo, modelRows, i.status === "fulfilled" ? i.value.data : [], ctx);
 
+  const active = (row) => row.status === "queued" || row.status === "running";
   async function refreshAnalyses() {
     timer = null;
-    try {
-      const rows = newestFirst((await api("/analyses")).data);
-      if (!alive) return;
-      renderAnalyses(analyses, rows, modelRows);
-      if (rows.some((a) => a.status === "queued" || a.status === "running")) {
-        timer = setTimeout(refreshAnalyses, POLL_MS);
-      }
-    } catch (error) {
-      if (alive) fail(analyses, error);
-    }
+    const [a, c] = await Promise.allSettled([api("/analyses"), api("/components")]);
+    if (!alive) return;
+    const rows = a.status === "fulfilled" ? newestFirst(a.value.data) : [];
+    const jobs = c.status === "fulfilled" ? newestFirst(c.value.data) : [];
+    if (a.status === "fulfilled") renderAnalyses(analyses, rows, modelRows);
+    else fail(analyses, a.reason);
+    if (c.status === "fulfilled") renderComponents(components, jobs);
+    else fail(components, c.reason);
+    if (rows.some(active) || jobs.some(active)) timer = setTimeout(refreshAnalyses, POLL_MS);
   }
   await refreshAnalyses();
 
@@ -195,6 +197,38 @@ function renderAnalyses(box, rows, models) {
               : null,
             h("span.cl-pct", {}, `${pct}%`),
           ),
+        );
+      }),
+    ),
+  );
+}
+
+function renderComponents(box, rows) {
+  box.removeAttribute("aria-busy");
+  if (!rows.length) {
+    clear(
+      box,
+      empty("No component analyses yet. Split a layer's feature into components of different complexity.", "#/components", "Start one"),
+    );
+    return;
+  }
+  clear(
+    box,
+    h(
+      "ul.cl-rows",
+      {},
+      rows.map((job) => {
+        const pct = job.progress_total ? Math.floor((100 * job.progress_done) / job.progress_total) : 0;
+        return h(
+          "li.cl-row",
+          {},
+          h("div.cl-row-main", {}, h("a", { href: `#/components/${job.id}` }, `${job.model_name || "Model"} · ${job.layer}`)),
+          h(
+            "div.cl-row-meta.muted",
+            {},
+            `${job.dataset_name || "image set"} · orders ${job.params.orders.join(", ")} · ${parseTime(job.created_at).toLocaleString()}`,
+          ),
+          h("div.cl-row-side", {}, badge(job.status), h("span.cl-pct", {}, `${pct}%`)),
         );
       }),
     ),
