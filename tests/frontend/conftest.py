@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``conceptlens serve`` on a free port with its own SQLite file and blobs."""
-    data = tmp_path_factory.mktemp("dashboard")
+@contextmanager
+def serving(data: Path, *, ready_model: bool = True) -> Iterator[str]:
+    """``conceptlens serve`` on a free port with its own SQLite file and blobs in ``data``;
+    yields its URL once it answers (and, with ``ready_model``, once a model is ready)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -59,7 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 secret = httpx.post(f"{base}/api/workspace", timeout=2).json()["secret"]
                 auth = {"Authorization": f"Bearer {secret}"}
                 listed = httpx.get(f"{base}/api/models", headers=auth)
-                if any(m["status"] == "ready" for m in listed.json()["data"]):
+                if not ready_model or any(m["status"] == "ready" for m in listed.json()["data"]):
                     break
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
@@ -74,6 +75,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app with the built-in demo model ready, shared by the browser tests."""
+    with serving(tmp_path_factory.mktemp("dashboard")) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.frontend.conftest import Console, shot
+from tests.frontend.conftest import Console, serving, shot
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +228,15 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     assert page.locator(".comp-list li", has_text="seed 0").count() == 1
     assert console.errors == []
     context.close()
+
+
+def test_a_first_start_shows_the_demo_without_a_reload(browser: Any, tmp_path: Path) -> None:
+    """The overview opened while the built-ins are still being made fills in by itself."""
+    console = Console()
+    with serving(tmp_path, ready_model=False) as base:
+        context = browser.new_context()
+        page = console.watch(context.new_page())
+        page.goto(f"{base}/#/")
+        page.wait_for_selector("#try-demo", timeout=120_000)  # needs a ready built-in model
+        context.close()
+    assert console.errors == []

@@ -41,15 +41,25 @@ export async function mount(root, params, ctx) {
   let alive = true;
   let modelRows = [];
 
-  const [m, i] = await Promise.allSettled([api("/models"), api("/images")]);
+  let modelTimer = null;
+  // On a first start the built-in demos are still being made: poll until every model has
+  // settled (and at least one exists), so the demo button appears without a reload.
+  async function refreshModelsAndImages() {
+    modelTimer = null;
+    const [m, i] = await Promise.allSettled([api("/models"), api("/images")]);
+    if (!alive) return;
+    if (m.status === "fulfilled") {
+      modelRows = m.value.data; // the API lists built-ins first (the demo CNN leads), then newest first
+      renderModels(models, modelRows);
+    } else fail(models, m.reason);
+    if (i.status === "fulfilled") renderImages(images, newestFirst(i.value.data));
+    else fail(images, i.reason);
+    renderDemo(demo, modelRows, i.status === "fulfilled" ? i.value.data : [], ctx);
+    const settling = !modelRows.length || modelRows.some((row) => row.status === "pending" || row.status === "validating");
+    if (m.status === "fulfilled" && settling) modelTimer = setTimeout(refreshModelsAndImages, POLL_MS);
+  }
+  await refreshModelsAndImages();
   if (!alive) return undefined;
-  if (m.status === "fulfilled") {
-    modelRows = m.value.data; // the API lists built-ins first (the demo CNN leads), then newest first
-    renderModels(models, modelRows);
-  } else fail(models, m.reason);
-  if (i.status === "fulfilled") renderImages(images, newestFirst(i.value.data));
-  else fail(images, i.reason);
-  renderDemo(demo, modelRows, i.status === "fulfilled" ? i.value.data : [], ctx);
 
   const active = (row) => row.status === "queued" || row.status === "running";
   async function refreshAnalyses() {
@@ -69,6 +79,7 @@ export async function mount(root, params, ctx) {
   return () => {
     alive = false;
     clearTimeout(timer);
+    clearTimeout(modelTimer);
   };
 }
 
