@@ -194,12 +194,18 @@ async function results(root, job, prefix) {
 /** ρ(l) of this job beside another finished one (e.g. a CNN trained on 200 samples vs all). */
 async function comparePanel(job) {
   let others;
+  let models;
   try {
-    others = (await api("/components")).data.filter((j) => j.status === "done" && j.id !== job.id);
+    [others, models] = await Promise.all([api("/components"), api("/models")]);
   } catch (e) {
     return h("section.card", {}, h("h2", {}, "Compare with another model"), errorBox(e.message));
   }
+  others = others.data.filter((j) => j.status === "done" && j.id !== job.id);
   const div = h("div.figure#comp-compare-figure");
+  const drawWith = async (otherId) => {
+    plot(div, await api(`/components/compare/significance?ids=${job.id},${otherId}`),
+      { name: "components-compare" });
+  };
   const pick = h("select#comp-compare-with", { "aria-label": "analysis to compare with" },
     h("option", { value: "" }, others.length ? "choose an analysis…" : "no other finished analysis yet"),
     others.map((j) => h("option", { value: j.id }, `${jobName(j)} · orders ${j.params.orders.join(", ")}`)));
@@ -207,15 +213,45 @@ async function comparePanel(job) {
   pick.addEventListener("change", async () => {
     if (!pick.value) return clear(div);
     try {
-      plot(div, await api(`/components/compare/significance?ids=${job.id},${pick.value}`),
-        { name: "components-compare" });
+      await drawWith(pick.value);
     } catch (e) {
       clear(div, errorBox(e.message));
+    }
+  });
+
+  // or run this analysis again, same layer and settings, on another model, then compare
+  const candidates = models.data.filter((m) => m.id !== job.model_id && m.status === "ready" &&
+    (m.layers || []).includes(job.layer));
+  const model = h("select#comp-rerun-model", { "aria-label": "model to run the same analysis on" },
+    candidates.map((m) => h("option", { value: m.id }, m.name)));
+  const status = h("span.muted#comp-rerun-status", { "aria-live": "polite" });
+  const rerun = h("button#comp-rerun", { type: "button", disabled: !candidates.length }, "Run and compare");
+  rerun.addEventListener("click", async () => {
+    rerun.disabled = true;
+    try {
+      const p = job.params;
+      let other = await api("/components", { method: "POST", body: {
+        model_id: model.value, dataset_id: job.dataset_id, layer: job.layer, orders: p.orders,
+        epochs: p.epochs, width: p.width, max_samples: p.max_samples, seed: p.seed } });
+      while ((other.status === "queued" || other.status === "running") && div.isConnected) {
+        clear(status, `training: ${other.progress_done} / ${other.progress_total} epochs`);
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        other = await api(`/components/${other.id}`);
+      }
+      if (other.status !== "done") throw new Error(other.error || `the analysis ended ${other.status}`);
+      clear(status, h("a", { href: `#/components/${other.id}` }, "its own results"));
+      await drawWith(other.id);
+    } catch (e) {
+      clear(status);
+      clear(div, errorBox(e.message));
+    } finally {
+      rerun.disabled = false;
     }
   });
   return h("section.card", { "aria-labelledby": "comp-compare-title" },
     h("h2#comp-compare-title", {}, "Compare with another model"),
     h("p.muted", {}, "Significance by order of two analyses on one chart, e.g. the demo CNN trained on ",
       "200 samples against the one trained on all (the paper's experiment 2)."),
-    h("label", {}, "Compare with ", pick), div);
+    h("div.comp-map-controls", {}, h("label", {}, "Compare with ", pick),
+      h("label", {}, "or run the same on ", model), rerun, status), div);
 }
