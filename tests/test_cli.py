@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,38 +70,36 @@ def test_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert err.startswith("conceptlens: error:") and "pickle" in err and "Traceback" not in err
 
 
+@pytest.fixture
+def own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Settings, database and blob store of a fresh data folder (caches reset around it)."""
+    from tests.backend.conftest import reset_caches
+
+    monkeypatch.setenv("CONCEPTLENS_DATA_DIR", str(tmp_path))
+    reset_caches()
+    yield tmp_path
+    reset_caches()
+
+
 def test_gc_reports_then_removes_unreferenced_blobs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    own_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from backend.db.migrate import upgrade
     from backend.storage import LocalBlobStore
-    from tests.backend.conftest import reset_caches
 
-    monkeypatch.setenv("CONCEPTLENS_DATA_DIR", str(tmp_path))
-    reset_caches()
-    try:
-        upgrade()
-        store = LocalBlobStore(tmp_path / "blobs")
-        orphan = store.put(b"left behind by a deleted model")
-        assert main(["gc", "--min-age-hours", "0", "--dry-run"]) == 0
-        assert "1 blobs stored, 0 referenced; would remove 1" in capsys.readouterr().out
-        assert store.exists(orphan)
-        assert main(["gc", "--min-age-hours", "0"]) == 0
-        assert "removed 1 unreferenced" in capsys.readouterr().out
-        assert not store.exists(orphan)
-    finally:
-        reset_caches()
+    upgrade()
+    store = LocalBlobStore(own_data_dir / "blobs")
+    orphan = store.put(b"left behind by a deleted model")
+    assert main(["gc", "--min-age-hours", "0", "--dry-run"]) == 0
+    assert "1 blobs stored, 0 referenced; would remove 1" in capsys.readouterr().out
+    assert store.exists(orphan)
+    assert main(["gc", "--min-age-hours", "0"]) == 0
+    assert "removed 1 unreferenced" in capsys.readouterr().out
+    assert not store.exists(orphan)
 
 
 def test_gc_without_a_migrated_database_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    own_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.backend.conftest import reset_caches
-
-    monkeypatch.setenv("CONCEPTLENS_DATA_DIR", str(tmp_path))
-    reset_caches()
-    try:
-        assert main(["gc", "--dry-run"]) == 2
-        assert "is it migrated?" in capsys.readouterr().err
-    finally:
-        reset_caches()
+    assert main(["gc", "--dry-run"]) == 2
+    assert "is it migrated?" in capsys.readouterr().err
