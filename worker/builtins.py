@@ -155,8 +155,10 @@ def revalidate_stale_models() -> list[str]:
     their ``layers`` are those a feature can be read at; returns their ids. Cost: one load
     and test pass per such model, once (afterwards their shapes are recorded)."""
     with session_scope() as s:
-        rows = s.scalars(select(ModelRecord).where(ModelRecord.status == "ready")).all()
-        stale = [row.id for row in rows if row.layer_shapes is None]  # SQL or JSON null
+        rows = s.execute(
+            select(ModelRecord.id, ModelRecord.layer_shapes).where(ModelRecord.status == "ready")
+        ).all()
+        stale = [model_id for model_id, shapes in rows if shapes is None]  # SQL or JSON null
     for model_id in stale:
         jobs.validate_model(model_id)
     return stale
