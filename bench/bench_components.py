@@ -2,7 +2,7 @@
 
     python bench/bench_components.py [--epochs 30] [--repeats 1] [--device cpu|cuda] [--json PATH]
 
-The job is :func:`~worker.engine.components.analyze_components` on the demo model's
+The job is :func:`~conceptlens.components.analyze_components` on the demo model's
 ``relu2`` (orders 0, 1, 2, 4, 8, width 32, batches of 64, 1,500 training images): feature
 extraction, disentangler training, scoring, significance and the exact Shapley effects
 (2·2^6 tail passes), then the component maps of one image. The bare run builds the same
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from worker.engine.components import (
+from conceptlens.components import (
     Disentangler,
     TrainingPlan,
     analyze_components,
@@ -37,7 +37,7 @@ from worker.engine.components import (
     extract,
     feature_extractor,
 )
-from worker.engine.models.demo import load_digits_16, split_digits, train_demo_model
+from conceptlens.models.demo import load_digits_16, split_digits, train_demo_model
 
 LAYER = "relu2"
 ORDERS = (0, 1, 2, 4, 8)

@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from worker.engine.and_or import and_or_interactions
-from worker.engine.game import mask_range_coalitions
-from worker.engine.images import load_image
-from worker.engine.models.demo import write_demo_model
-from worker.engine.models.loaders import load_model
-from worker.engine.pairwise import multi_order
-from worker.engine.pipeline import AnalysisRequest, run_analysis
-from worker.engine.players import PatchGrid, Players, make_baseline, masked_inputs
-from worker.engine.transforms import harsanyi
+from conceptlens.and_or import and_or_interactions
+from conceptlens.game import mask_range_coalitions
+from conceptlens.images import load_image
+from conceptlens.models.demo import write_demo_model
+from conceptlens.models.loaders import load_model
+from conceptlens.pairwise import multi_order
+from conceptlens.pipeline import AnalysisRequest, run_analysis
+from conceptlens.players import PatchGrid, Players, make_baseline, masked_inputs
+from conceptlens.transforms import harsanyi
 
 RESULTS = Path(__file__).parent / "results"
 

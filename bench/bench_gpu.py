@@ -33,17 +33,17 @@ import numpy as np
 import torch
 from bench_components import BATCH, LAYER, ORDERS, WIDTH
 
-from worker.engine.components import extract, feature_extractor, train_disentanglers
-from worker.engine.game import MaskedModelGame, logit_table, mask_range_coalitions
-from worker.engine.images import load_image
-from worker.engine.models.demo import (
+from conceptlens.components import extract, feature_extractor, train_disentanglers
+from conceptlens.game import MaskedModelGame, logit_table, mask_range_coalitions
+from conceptlens.images import load_image
+from conceptlens.models.demo import (
     load_digits_16,
     split_digits,
     train_demo_model,
     write_demo_model,
 )
-from worker.engine.models.loaders import LoadedModel, load_model
-from worker.engine.players import PatchGrid, Players, make_baseline, masked_inputs
+from conceptlens.models.loaders import LoadedModel, load_model
+from conceptlens.players import PatchGrid, Players, make_baseline, masked_inputs
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 N_ROWS, N_COLS = 4, 4

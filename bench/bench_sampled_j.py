@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.engine.aliases import FloatArray, IntArray
-from worker.engine.games import UnanimityGame, random_bottleneck_game
-from worker.engine.pairwise import local_pairs
-from worker.engine.sampling import (
+from conceptlens.aliases import FloatArray, IntArray
+from conceptlens.games import UnanimityGame, random_bottleneck_game
+from conceptlens.pairwise import local_pairs
+from conceptlens.sampling import (
     OrderStrength,
     combine_strengths,
     paper_estimator,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from worker.engine.models import write_demo_model
+from conceptlens.models import write_demo_model
 
 
 @pytest.fixture(scope="session")

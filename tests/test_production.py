@@ -99,7 +99,7 @@ def poll(client: httpx.Client, path: str, done: Any, timeout: float = 180) -> di
 
 
 def test_the_whole_flow_over_http(stack: dict[str, Any], tmp_path: Path) -> None:
-    from worker.engine.models.demo import write_demo_model
+    from conceptlens.models.demo import write_demo_model
 
     manifest = write_demo_model(tmp_path, n_samples=2)
     base = stack["base"]

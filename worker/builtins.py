@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import DatasetRecord, ImageRecord, ModelRecord
 from backend.db.session import get_engine, session_scope
-from worker import jobs
-from worker.engine.models.demo import (
+from conceptlens.models.demo import (
     load_digits_16,
     safetensors_bytes,
     train_demo_model,
     write_demo_model,
 )
+from worker import jobs
 
 DEMO_MODEL_NAME = "Demo digits CNN"
 

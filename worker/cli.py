@@ -116,7 +116,7 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
-    from worker.engine.models.demo import write_demo_model
+    from conceptlens.models.demo import write_demo_model
 
     t0 = time.perf_counter()
     info = write_demo_model(args.out, seed=args.seed)
@@ -172,7 +172,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from worker.engine.models.demo import write_demo_model
+    from conceptlens.models.demo import write_demo_model
 
     if not (DEMO_DIR / "demo_model.json").exists():
         print(f"writing the demo model to {DEMO_DIR} ...")
@@ -185,7 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from worker.engine.pipeline import AnalysisRequest, run_analysis
+    from conceptlens.pipeline import AnalysisRequest, run_analysis
 
     request = AnalysisRequest(
         model=args.model,
@@ -299,7 +299,7 @@ def _float_list(text: str | None) -> list[float] | None:
 def _size(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
-    from worker.engine.players import parse_grid
+    from conceptlens.players import parse_grid
 
     return parse_grid(text)
 

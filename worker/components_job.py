@@ -18,18 +18,18 @@ from backend.datasets import read_manifest
 from backend.db.base import utcnow
 from backend.db.models import ComponentJob, DatasetRecord, ModelRecord
 from backend.db.session import session_scope
-from worker import jobs
-from worker.engine.components.features import (
+from conceptlens.components.features import (
     ComponentsError,
     Network,
     extract,
     feature_extractor,
     module_of,
 )
-from worker.engine.components.maps import image_maps
-from worker.engine.components.pipeline import TrainingPlan, analyze_components
-from worker.engine.images import load_image, normalise
-from worker.engine.models.demo import load_digits_16, split_digits
+from conceptlens.components.maps import image_maps
+from conceptlens.components.pipeline import TrainingPlan, analyze_components
+from conceptlens.images import load_image, normalise
+from conceptlens.models.demo import load_digits_16, split_digits
+from worker import jobs
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from backend.db.base import utcnow
 from backend.db.models import Analysis, AnalysisItem, Chunk, ImageRecord, LogitTable, ModelRecord
 from backend.db.session import session_scope
 from backend.storage import LocalBlobStore
-from worker.engine.analysis import interactions_from_logits
-from worker.engine.components.features import Network, layer_names, layer_shapes, module_of
-from worker.engine.game import Cancelled, MaskedModelGame, default_device, logit_table
-from worker.engine.images import ImageError, load_image
-from worker.engine.models.loaders import LoadedModel, ModelLoadError, load_model
-from worker.engine.pairwise import relative_strength
-from worker.engine.players import PatchGrid, Players, make_baseline
+from conceptlens.analysis import interactions_from_logits
+from conceptlens.components.features import Network, layer_names, layer_shapes, module_of
+from conceptlens.game import Cancelled, MaskedModelGame, default_device, logit_table
+from conceptlens.images import ImageError, load_image
+from conceptlens.models.loaders import LoadedModel, ModelLoadError, load_model
+from conceptlens.pairwise import relative_strength
+from conceptlens.players import PatchGrid, Players, make_baseline
 
 log = logging.getLogger(__name__)
 

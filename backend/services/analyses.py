@@ -23,7 +23,7 @@ from backend.schemas import AnalysisCreate
 from backend.services import resources
 from backend.storage import description_key
 
-#: Must match worker.engine.analysis.ENGINE_VERSION; part of every cache key.
+#: Must match conceptlens.analysis.ENGINE_VERSION; part of every cache key.
 ENGINE_VERSION = "1"
 
 

@@ -100,7 +100,7 @@ def sample_image_id(client: TestClient, label: str = "3") -> str:
 
 
 def demo_files(tmp: Path) -> dict[str, Path]:
-    from worker.engine.models.demo import write_demo_model
+    from conceptlens.models.demo import write_demo_model
 
     manifest = write_demo_model(tmp, n_samples=2)
     return {fmt: tmp / name for fmt, name in manifest["files"].items()}

@@ -16,7 +16,7 @@ from tests.frontend.conftest import Console, serving, shot
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from worker.engine.models.demo import write_demo_model
+    from conceptlens.models.demo import write_demo_model
 
     out = tmp_path_factory.mktemp("demo-files")
     manifest = write_demo_model(out, n_samples=3)

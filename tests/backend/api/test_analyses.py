@@ -103,10 +103,10 @@ def test_big_image_fans_out_into_chunks_and_matches_the_engine(
 ) -> None:
     from backend.db.models import AnalysisItem, ImageRecord, ModelRecord
     from backend.db.session import get_sessionmaker
-    from worker.engine.analysis import interactions_from_logits
-    from worker.engine.game import MaskedModelGame, logit_table
-    from worker.engine.images import load_image
-    from worker.engine.players import PatchGrid, Players, make_baseline
+    from conceptlens.analysis import interactions_from_logits
+    from conceptlens.game import MaskedModelGame, logit_table
+    from conceptlens.images import load_image
+    from conceptlens.players import PatchGrid, Players, make_baseline
     from worker.jobs import blobs, loaded_model
 
     image = sample_image_id(client, "7")

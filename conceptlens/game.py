@@ -1,0 +1,194 @@
+"""The masked-model game and exact enumeration of its logit table — SCIENCE.md, Conventions.
+
+A model ``f`` (anything mapping a float batch ``[B, C, H, W]`` to logits ``[B, classes]``),
+an input ``x``, players and a baseline define a game: coalition ``S`` ↦ logits of ``f(x_S)``.
+Masked inputs are built batch by batch on the model's device, never all ``2**n`` at once,
+under ``torch.inference_mode``; the batch size halves on an out-of-memory error.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from conceptlens.aliases import Coalitions, FloatArray, ProgressFn
+from conceptlens.outputs import OutputKind, output_values
+from conceptlens.players import Players, masked_inputs
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+DEFAULT_BATCH = 2048
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Cancelled(Exception):
+    """Raised by a progress callback to stop an enumeration between batches."""
+
+
+@dataclass
+class MaskedModelGame:
+    """Coalitions of patches ↦ model logits on the masked input.
+
+    ``logits(coalitions)`` is the raw artefact; calling the game applies the output function
+    (``output``, ``target``) to it, which makes it a :class:`~conceptlens.aliases.Game`.
+    """
+
+    predict: Predict
+    x: torch.Tensor
+    players: Players
+    baseline: torch.Tensor
+    device: torch.device = field(default_factory=default_device)
+    batch_size: int = DEFAULT_BATCH
+    target: int = 0
+    output: OutputKind = "log-odds"
+
+    def __post_init__(self) -> None:
+        if self.x.shape != self.baseline.shape:
+            raise ValueError("input and baseline must have the same shape")
+        expected = (self.players.grid.height, self.players.grid.width)
+        if tuple(self.x.shape[1:]) != expected:
+            raise ValueError(f"input is {tuple(self.x.shape[1:])}, the grid expects {expected}")
+        self.x = self.x.to(self.device, torch.float32)
+        self.baseline = self.baseline.to(self.device, torch.float32)
+
+    @property
+    def n_players(self) -> int:
+        return self.players.n
+
+    def logits(self, coalitions: Coalitions | torch.Tensor) -> FloatArray:
+        """Logits ``[b, classes]`` (float32) of the masked inputs for boolean coalitions."""
+        coal = torch.as_tensor(coalitions, device=self.device)
+        return _to_numpy(self._forward_batched(coal))
+
+    def __call__(self, coalitions: Coalitions) -> FloatArray:
+        return output_values(self.logits(coalitions), self.target, self.output)
+
+    def forward_masks(self, coalitions: torch.Tensor) -> torch.Tensor:
+        """One batch: coalitions on the device → logits on the device."""
+        presence = self.players.pixel_presence(coalitions)
+        inputs = masked_inputs(self.x, self.baseline, presence)
+        return self.predict(inputs)
+
+    def _forward_batched(self, coal: torch.Tensor) -> torch.Tensor:
+        outs = []
+        start = 0
+        with torch.inference_mode():
+            while start < coal.shape[0]:
+                stop = min(start + self.batch_size, coal.shape[0])
+                try:
+                    outs.append(self.forward_masks(coal[start:stop]).float())
+                except torch.OutOfMemoryError:
+                    self._back_off()
+                    continue
+                start = stop
+        return torch.cat(outs)
+
+    def _back_off(self) -> None:
+        if self.batch_size == 1:
+            raise MemoryError("the model does not fit in memory even one input at a time")
+        self.batch_size //= 2
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def mask_range_coalitions(start: int, stop: int, n: int, device: torch.device) -> torch.Tensor:
+    """Boolean coalitions ``[stop−start, n]`` of the bitmasks ``start … stop−1``."""
+    masks = torch.arange(start, stop, device=device, dtype=torch.int64)
+    shifts = torch.arange(n, device=device, dtype=torch.int64)
+    return ((masks[:, None] >> shifts) & 1).bool()
+
+
+def logit_table(
+    game: MaskedModelGame,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    progress: ProgressFn | None = None,
+) -> FloatArray:
+    """The logit table rows ``start … stop−1`` (default: all ``2**n``), row index = bitmask.
+
+    One forward pass per row, in batches of ``game.batch_size`` built on the device. The
+    next batch's masked inputs are built while the model runs the current one (a second
+    thread; model runtimes release the GIL), so building inputs costs almost no wall time.
+    ``progress(done, total)`` is called after every batch; it may raise :class:`Cancelled`.
+    A range lets several workers share one table (chunk tasks).
+    """
+    n = game.n_players
+    stop = (1 << n) if stop is None else stop
+    if not 0 <= start <= stop <= (1 << n):
+        raise ValueError(f"mask range {start}..{stop} is outside 0..{1 << n}")
+    total = stop - start
+    out: np.ndarray | None = None
+    done = queued = 0
+    pending: deque[tuple[int, int, Future[torch.Tensor]]] = deque()
+    with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+        while done < total:
+            if queued < total and len(pending) < 2:
+                size = min(game.batch_size, total - queued)
+                coal = mask_range_coalitions(start + queued, start + queued + size, n, game.device)
+                pending.append((queued, size, pool.submit(_run_batch, game, coal)))
+                queued += size
+                continue
+            offset, size, future = pending.popleft()
+            try:
+                logits = future.result()
+            except torch.OutOfMemoryError:
+                _drain(pending)
+                game._back_off()
+                queued = offset
+                continue
+            if out is None:
+                out = np.empty((total, logits.shape[1]), dtype=np.float32)
+            out[offset : offset + size] = _to_numpy(logits)
+            done += size
+            if progress is not None:
+                progress(done, total)
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def _run_batch(game: MaskedModelGame, coal: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return game.forward_masks(coal).float()
+
+
+def _drain(pending: deque[tuple[int, int, Future[torch.Tensor]]]) -> None:
+    """Wait out batches already submitted (their results are dropped)."""
+    while pending:
+        _, _, future = pending.popleft()
+        future.cancel() or future.exception()
+
+
+@dataclass
+class CallableGame:
+    """A plain function of coalitions as a game: ``v(coalitions bool [b, n]) -> [b]``."""
+
+    fn: Callable[[Coalitions], FloatArray]
+    n_players: int
+
+    def __call__(self, coalitions: Coalitions) -> FloatArray:
+        return np.asarray(self.fn(coalitions), dtype=np.float64)
+
+
+def value_table(
+    game: Callable[[Coalitions], FloatArray], n: int, *, batch: int = 1 << 16
+) -> FloatArray:
+    """``v`` over all ``2**n`` bitmasks of any game, in batches of ``batch`` coalitions."""
+    out = np.empty(1 << n, dtype=np.float64)
+    shifts = np.arange(n, dtype=np.int64)
+    for start in range(0, 1 << n, batch):
+        masks = np.arange(start, min(start + batch, 1 << n), dtype=np.int64)
+        out[start : start + len(masks)] = game(((masks[:, None] >> shifts) & 1).astype(bool))
+    return out
+
+
+def _to_numpy(t: torch.Tensor) -> FloatArray:
+    return t.detach().to("cpu").numpy()

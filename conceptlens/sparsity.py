@@ -1,0 +1,123 @@
+"""Salient interactions, sparsity and the monotonicity check — SCIENCE.md §3 (seed 002).
+
+Strength ``|I(S)|``, normalised by ``max_{S≠∅} |I(S)|``; salient ⇔ normalised strength
+``≥ τ``. ``R^(k)``: the number of salient interactions of order ``k``, split by sign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from conceptlens.aliases import FloatArray, IntArray, SubsetTable
+from conceptlens.transforms import n_players_of, orders
+
+DEFAULT_TAU = 0.05
+
+
+def normalised_strength(interactions: SubsetTable) -> FloatArray:
+    """``|I(S)| / max_{S≠∅}|I(S)|`` for every ``S`` (the ∅ entry is set to 0)."""
+    strength = np.abs(np.asarray(interactions, dtype=np.float64))
+    strength[0] = 0.0
+    top = strength.max()
+    return strength / top if top > 0 else strength
+
+
+def sorted_strengths(interactions: SubsetTable) -> FloatArray:
+    """Normalised strengths of all ``S ≠ ∅``, descending (the sparsity curve)."""
+    return -np.sort(-normalised_strength(interactions)[1:])
+
+
+@dataclass(frozen=True)
+class SalientCounts:
+    """``R^(k)`` per order ``k = 0 … n``, split by sign, at threshold ``tau``."""
+
+    tau: float
+    positive: IntArray
+    negative: IntArray
+
+    @property
+    def total(self) -> int:
+        return int(self.positive.sum() + self.negative.sum())
+
+
+def salient_counts(interactions: SubsetTable, tau: float = DEFAULT_TAU) -> SalientCounts:
+    """Count salient interactions per order and sign (``S ≠ ∅``). O(2^n).
+
+    Example:
+        >>> import numpy as np
+        >>> I = np.zeros(8); I[0b011] = 3.0; I[0b100] = -2.0; I[0b111] = 0.01
+        >>> c = salient_counts(I, tau=0.05)
+        >>> c.positive.tolist(), c.negative.tolist()
+        ([0, 0, 1, 0], [0, 1, 0, 0])
+    """
+    table = np.asarray(interactions, dtype=np.float64)
+    n = n_players_of(table)
+    salient = normalised_strength(table) >= tau
+    salient[0] = False
+    order = orders(n)
+    positive = np.bincount(order[salient & (table > 0)], minlength=n + 1)
+    negative = np.bincount(order[salient & (table < 0)], minlength=n + 1)
+    return SalientCounts(tau=tau, positive=positive, negative=negative)
+
+
+def top_k(interactions: SubsetTable, k: int = 20) -> IntArray:
+    """Bitmasks of the ``k`` strongest interactions ``S ≠ ∅``, strongest first.
+
+    ``argpartition`` then a sort of the ``k`` kept: O(2^n + k log k).
+
+    Example:
+        >>> import numpy as np
+        >>> top_k(np.array([9.0, 1.0, -5.0, 2.0]), 2).tolist()
+        [2, 3]
+    """
+    strength = np.abs(np.asarray(interactions, dtype=np.float64))[1:]
+    k = min(k, strength.size)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    keep = np.argpartition(-strength, k - 1)[:k]
+    keep = keep[np.argsort(-strength[keep], kind="stable")]
+    return (keep + 1).astype(np.int64)
+
+
+def mask_players(mask: int, n: int) -> list[int]:
+    """The players of a bitmask, ascending.
+
+    Example:
+        >>> mask_players(0b1010, 4)
+        [1, 3]
+    """
+    return [i for i in range(n) if (mask >> i) & 1]
+
+
+def average_output_by_order(v: SubsetTable) -> FloatArray:
+    """``ū(m) = E_{|S|=m}[v(S) − v(∅)]`` for ``m = 0 … n``. O(2^n)."""
+    table = np.asarray(v, dtype=np.float64)
+    n = n_players_of(table)
+    order = orders(n)
+    sums = np.bincount(order, weights=table - table[0], minlength=n + 1)
+    return sums / np.bincount(order, minlength=n + 1)
+
+
+def monotonicity_exponent(u_bar: FloatArray) -> float:
+    """Smallest ``p ≥ 0`` with ``ū(m') ≥ (m'/m)^p ū(m)`` for all ``1 ≤ m' ≤ m`` where ``ū > 0``.
+
+    Each pair with ``ū(m') < ū(m)`` needs ``p ≥ log(ū(m')/ū(m)) / log(m'/m)``; orders with
+    ``ū ≤ 0`` are left out (the assumption is stated for positive outputs). ``m' = 0`` holds
+    for any ``p > 0``. Returns 0 when ``ū`` is non-decreasing; ``nan`` with fewer than two
+    positive orders.
+
+    Example:
+        >>> monotonicity_exponent(np.array([0.0, 1.0, 4.0]))   # ū(m) = m²: p = 2
+        2.0
+    """
+    u = np.asarray(u_bar, dtype=np.float64)
+    m = np.arange(u.size, dtype=np.float64)
+    ok = (u > 0) & (m >= 1)
+    if ok.sum() < 2:
+        return float("nan")
+    mm, uu = m[ok], u[ok]
+    lo, hi = np.triu_indices(mm.size, k=1)  # lo: m', hi: m, m' < m
+    need = np.log(uu[lo] / uu[hi]) / np.log(mm[lo] / mm[hi])
+    return float(max(0.0, need.max()))

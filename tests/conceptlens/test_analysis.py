@@ -1,0 +1,68 @@
+"""From a logit table to results, without forward passes; result files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conceptlens.analysis import FORMAT, interactions_from_logits
+from conceptlens.outputs import output_values
+from conceptlens.pairwise import multi_order
+from conceptlens.transforms import harsanyi
+
+
+@pytest.fixture
+def logits() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(1 << 6, 4)).astype(np.float32)
+
+
+def test_derived_results_match_their_definitions(logits: np.ndarray) -> None:
+    result = interactions_from_logits(logits, target=2, output="log-prob", tau=0.1, k=5)
+    v = output_values(logits, 2, "log-prob")
+    np.testing.assert_allclose(result.v, v)
+    np.testing.assert_allclose(result.interactions, harsanyi(v))
+    np.testing.assert_allclose(result.multi_order, multi_order(harsanyi(v)))
+    assert result.residual < 1e-9
+    assert result.J.shape == result.F.shape == (5,)
+    assert result.J.mean() == pytest.approx(1.0)
+    assert len(result.top_masks) == 5 and 0 not in result.top_masks.tolist()
+
+
+def test_predicted_target_is_the_class_with_all_players_present(logits: np.ndarray) -> None:
+    result = interactions_from_logits(logits)
+    assert result.target == int(np.argmax(logits[-1])) == result.prediction
+
+
+def test_changing_target_or_output_reuses_the_table(logits: np.ndarray) -> None:
+    a = interactions_from_logits(logits, target=0, output="logit")
+    b = interactions_from_logits(logits, target=1, output="prob")
+    np.testing.assert_allclose(a.v, logits[:, 0])
+    assert not np.allclose(a.interactions, b.interactions)
+
+
+def test_save_writes_npz_and_json_sidecar(tmp_path: Path, logits: np.ndarray) -> None:
+    result = interactions_from_logits(logits, and_or_steps=50)
+    npz, sidecar = result.save(tmp_path / "result.npz")
+    data = np.load(npz)
+    n = 6
+    assert data["logits"].shape == (1 << n, 4)
+    assert data["v"].shape == data["interactions"].shape == (1 << n,)
+    assert data["multi_order"].shape == (n - 1, n, n)
+    assert data["J"].shape == data["F"].shape == (n - 1,)
+    assert data["and_interactions"].shape == data["or_interactions"].shape == (1 << n,)
+    np.testing.assert_allclose(harsanyi(data["v"]), data["interactions"])
+    summary = json.loads(sidecar.read_text())
+    assert summary["format"] == FORMAT
+    assert summary["n_players"] == n
+    assert summary["and_or"]["residual"] < 1e-9
+    assert summary["top_sets"][0]["players"] == [
+        i for i in range(n) if (summary["top_sets"][0]["mask"] >> i) & 1
+    ]
+
+
+def test_rejects_a_table_that_is_not_over_subsets() -> None:
+    with pytest.raises(ValueError, match="2\\*\\*n"):
+        interactions_from_logits(np.zeros((12, 3)))

@@ -1,0 +1,151 @@
+"""The masked-model game: polynomial models give back their coefficients exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conceptlens.game import (
+    CallableGame,
+    Cancelled,
+    MaskedModelGame,
+    logit_table,
+    mask_range_coalitions,
+    value_table,
+)
+from conceptlens.models.loaders import load_model
+from conceptlens.players import PatchGrid, Players, make_baseline
+from conceptlens.transforms import harsanyi
+
+
+class PolynomialOfPatches(nn.Module):
+    """Logits ``[0, 3·p1·p2 + 2·p3 − 1.5·p0·p2·p3]`` where ``p_c`` is the mean of cell c.
+
+    On an all-ones image with a zero baseline, ``p_c = [c present]``, so the class-1 logit
+    is a known polynomial of patch presence: ``I({1,2}) = 3, I({3}) = 2,
+    I({0,2,3}) = −1.5``, everything else 0.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = F.avg_pool2d(x, kernel_size=4).flatten(1)  # 8x8 image, 2x2 grid of 4x4 cells
+        score = 3 * p[:, 1] * p[:, 2] + 2 * p[:, 3] - 1.5 * p[:, 0] * p[:, 2] * p[:, 3]
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+EXPECTED = {0b0110: 3.0, 0b1000: 2.0, 0b1101: -1.5}
+
+
+def polynomial_game(predict: Callable[[torch.Tensor], torch.Tensor]) -> MaskedModelGame:
+    x = torch.ones(1, 8, 8)
+    players = Players(PatchGrid(2, 2, 8, 8))
+    return MaskedModelGame(
+        predict,
+        x,
+        players,
+        make_baseline(x, "zero"),
+        device=torch.device("cpu"),
+        target=1,
+        output="logit",
+    )
+
+
+def assert_polynomial_coefficients(table: np.ndarray) -> None:
+    interactions = harsanyi(table[:, 1].astype(np.float64))
+    expected = np.zeros(16)
+    for mask, value in EXPECTED.items():
+        expected[mask] = value
+    np.testing.assert_allclose(interactions, expected, atol=1e-6)
+
+
+def test_python_model_returns_its_coefficients() -> None:
+    assert_polynomial_coefficients(logit_table(polynomial_game(PolynomialOfPatches())))
+
+
+def test_torchscript_model_returns_its_coefficients(tmp_path: Path) -> None:
+    path = tmp_path / "poly.pt"
+    torch.jit.save(torch.jit.script(PolynomialOfPatches()), str(path))
+    model = load_model(path, input_shape=(1, 8, 8))
+    assert model.format == "torchscript"
+    assert_polynomial_coefficients(logit_table(polynomial_game(model.predict)))
+
+
+def test_onnx_model_returns_its_coefficients(tmp_path: Path) -> None:
+    path = tmp_path / "poly.onnx"
+    torch.onnx.export(
+        PolynomialOfPatches(),
+        (torch.ones(1, 1, 8, 8),),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
+    model = load_model(path)
+    assert model.format == "onnx" and model.input_shape == (1, 8, 8)
+    assert_polynomial_coefficients(logit_table(polynomial_game(model.predict)))
+
+
+def test_output_function_applies_after_the_table() -> None:
+    game = polynomial_game(PolynomialOfPatches())
+    coal = mask_range_coalitions(0, 16, 4, torch.device("cpu")).numpy()
+    logits = game.logits(coal)
+    game.output = "prob"
+    probs = game(coal)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits[:, 1])), rtol=1e-6)
+
+
+def test_ranges_assemble_to_the_full_table() -> None:
+    game = polynomial_game(PolynomialOfPatches())
+    game.batch_size = 3
+    full = logit_table(game)
+    parts = [logit_table(game, start=a, stop=b) for a, b in [(0, 5), (5, 6), (6, 16)]]
+    np.testing.assert_array_equal(np.concatenate(parts), full)
+    with pytest.raises(ValueError, match="outside"):
+        logit_table(game, start=4, stop=17)
+
+
+def test_progress_counts_forward_passes_and_can_cancel() -> None:
+    game = polynomial_game(PolynomialOfPatches())
+    game.batch_size = 4
+    seen: list[tuple[int, int]] = []
+    logit_table(game, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(4, 16), (8, 16), (12, 16), (16, 16)]
+
+    def stop_after_first(done: int, total: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        logit_table(game, progress=stop_after_first)
+
+
+def test_batch_size_backs_off_on_out_of_memory() -> None:
+    inner = PolynomialOfPatches()
+    sizes: list[int] = []
+
+    def picky(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        if x.shape[0] > 3:
+            raise torch.OutOfMemoryError("simulated")
+        return inner(x)
+
+    game = polynomial_game(picky)
+    game.batch_size = 16
+    assert_polynomial_coefficients(logit_table(game))
+    assert game.batch_size == 2
+    # halving until it fits; a batch already in flight may fail at the old size too
+    assert sizes[0] == 16 and sizes == sorted(sizes, reverse=True)
+    assert {s for s in sizes if s > 3} == {16, 8, 4}
+
+
+def test_callable_game_and_value_table() -> None:
+    game = CallableGame(lambda c: 3.0 * (c[:, 1] & c[:, 2]) + 2.0 * c[:, 3], n_players=4)
+    interactions = harsanyi(value_table(game, 4))
+    expected = np.zeros(16)
+    expected[0b0110], expected[0b1000] = 3.0, 2.0
+    np.testing.assert_allclose(interactions, expected, atol=1e-12)

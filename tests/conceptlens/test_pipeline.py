@@ -1,0 +1,66 @@
+"""One analysis end to end on the demo model, in every format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conceptlens.pipeline import AnalysisRequest, run_analysis
+
+
+def request_for(demo_dir: Path, manifest: dict[str, Any], fmt: str, **kw: Any) -> AnalysisRequest:
+    return AnalysisRequest(
+        model=demo_dir / manifest["files"][fmt],
+        image=demo_dir / manifest["samples"][3]["file"],
+        grid=kw.pop("grid", "3x3"),
+        device="cpu",
+        **kw,
+    )
+
+
+def test_every_format_gives_the_same_interactions(
+    demo_dir: Path, demo_manifest: dict[str, Any]
+) -> None:
+    results = {
+        fmt: run_analysis(request_for(demo_dir, demo_manifest, fmt))
+        for fmt in ("onnx", "torchscript", "safetensors", "state_dict")
+    }
+    reference = results["state_dict"]
+    assert reference.prediction == demo_manifest["samples"][3]["label"]
+    for result in results.values():
+        assert result.residual < 1e-9
+        np.testing.assert_allclose(result.interactions, reference.interactions, atol=1e-3)
+    assert results["torchscript"].meta["input_shape"] == [1, 16, 16]
+
+
+def test_progress_counts_every_forward_pass(demo_dir: Path, demo_manifest: dict[str, Any]) -> None:
+    seen: list[tuple[int, int]] = []
+    request = request_for(demo_dir, demo_manifest, "onnx", batch_size=100)
+    result = run_analysis(request, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (512, 512) and len(seen) == 6
+    assert result.meta["forward_passes"] == 512
+
+
+def test_selected_players_and_absent_others(demo_dir: Path, demo_manifest: dict[str, Any]) -> None:
+    request = request_for(demo_dir, demo_manifest, "onnx", grid="4x4", players=[5, 6, 9, 10])
+    present = run_analysis(request)
+    request.others_present = False
+    absent = run_analysis(request)
+    assert present.n == absent.n == 4
+    assert present.meta["players"] == [5, 6, 9, 10]
+    assert not np.allclose(present.v, absent.v)
+
+
+def test_too_many_players_is_refused_before_any_pass(
+    demo_dir: Path, demo_manifest: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="at most 24 players"):
+        run_analysis(request_for(demo_dir, demo_manifest, "onnx", grid="5x5"))
+
+
+def test_shape_flags_must_come_together(demo_dir: Path, demo_manifest: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="both --input-size and --channels"):
+        run_analysis(request_for(demo_dir, demo_manifest, "onnx", channels=1))

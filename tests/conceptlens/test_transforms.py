@@ -1,0 +1,111 @@
+"""Harsanyi transform: SCIENCE.md §1 identities (faithfulness, naive definition)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from conceptlens.transforms import (
+    faithfulness_residual,
+    harsanyi,
+    harsanyi_adjoint,
+    n_players_of,
+    orders,
+    superset_sums,
+    zeta,
+)
+
+
+def naive_harsanyi(v: np.ndarray) -> np.ndarray:
+    """``I(S) = Σ_{T⊆S} (-1)^{|S|-|T|} v(T)`` by enumerating every submask: O(3^n)."""
+    out = np.zeros_like(v)
+    for s in range(len(v)):
+        t = s
+        while True:
+            out[s] += (-1) ** (bin(s).count("1") - bin(t).count("1")) * v[t]
+            if t == 0:
+                break
+            t = (t - 1) & s
+    return out
+
+
+@pytest.mark.parametrize("n", range(0, 9))
+def test_matches_naive_definition(n: int) -> None:
+    v = np.random.default_rng(n).normal(size=1 << n)
+    np.testing.assert_allclose(harsanyi(v), naive_harsanyi(v), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [1, 5, 9, 12])
+def test_faithfulness_on_random_tables(n: int) -> None:
+    v = np.random.default_rng(100 + n).normal(scale=10.0, size=1 << n)
+    interactions = harsanyi(v)
+    assert faithfulness_residual(v, interactions) < 1e-9
+    np.testing.assert_allclose(zeta(interactions), v, atol=1e-9, rtol=0)
+
+
+def test_faithfulness_at_n_22() -> None:
+    v = np.random.default_rng(22).random(1 << 22)
+    assert faithfulness_residual(v, harsanyi(v)) < 1e-9
+
+
+def test_does_not_modify_input_unless_inplace() -> None:
+    v = np.arange(8, dtype=np.float64)
+    before = v.copy()
+    harsanyi(v)
+    np.testing.assert_array_equal(v, before)
+    out = harsanyi(v, inplace=True)
+    assert out is v
+    assert not np.array_equal(v, before)
+
+
+def test_table_with_value_axis_is_transformed_per_column() -> None:
+    table = np.random.default_rng(1).normal(size=(1 << 6, 3))
+    out = harsanyi(table)
+    for k in range(3):
+        np.testing.assert_allclose(out[:, k], harsanyi(table[:, k]), atol=1e-12)
+
+
+def test_torch_tensors_work_like_arrays() -> None:
+    v = np.random.default_rng(2).normal(size=1 << 7)
+    out = harsanyi(torch.from_numpy(v.copy()))
+    assert isinstance(out, torch.Tensor)
+    np.testing.assert_allclose(out.numpy(), harsanyi(v), atol=1e-12)
+
+
+def test_integer_tables_are_promoted_to_float() -> None:
+    out = harsanyi(np.array([1, 2, 5, 11]))
+    assert out.dtype.kind == "f"
+    np.testing.assert_array_equal(out, [1, 1, 4, 5])
+
+
+@pytest.mark.parametrize("size", [0, 3, 6, 12])
+def test_rejects_tables_that_are_not_a_power_of_two(size: int) -> None:
+    with pytest.raises(ValueError, match="2\\*\\*n"):
+        n_players_of(np.zeros(size))
+
+
+@pytest.mark.parametrize("transform,adjoint", [(harsanyi, harsanyi_adjoint), (zeta, superset_sums)])
+def test_adjoints_satisfy_inner_product_identity(transform: Any, adjoint: Any) -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=1 << 9), rng.normal(size=1 << 9)
+    assert np.dot(transform(x), y) == pytest.approx(np.dot(x, adjoint(y)), rel=1e-10)
+
+
+def test_orders_are_popcounts() -> None:
+    n = 10
+    expected = [bin(s).count("1") for s in range(1 << n)]
+    assert orders(n).tolist() == expected
+
+
+def test_unanimity_game_has_one_dividend() -> None:
+    n = 5
+    v = np.array([float(all((s >> i) & 1 for i in (1, 3))) for s in range(1 << n)])
+    interactions = harsanyi(v)
+    expected = np.zeros(1 << n)
+    expected[0b01010] = 1.0
+    np.testing.assert_allclose(interactions, expected, atol=1e-12)
+    assert list(itertools.compress(range(1 << n), interactions != 0)) == [0b01010]
