@@ -31,15 +31,34 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(default=100 * 2**20, ge=1)
     max_image_bytes: int = Field(default=10 * 2**20, ge=1)
     max_image_pixels: int = Field(default=16_000_000, ge=1)
+    max_input_values: int = Field(default=3 * 1024 * 1024, ge=1)
+    """Most values C·H·W of one model input (a 1024×1024 RGB image): the size given with an
+    upload or fixed by an ONNX graph, checked before the model is stored or loaded."""
     max_images_per_upload: int = Field(default=32, ge=1)
     max_dataset_bytes: int = Field(default=200 * 2**20, ge=1)
     max_dataset_images: int = Field(default=5000, ge=1)
+    max_dataset_pixels: int = Field(default=300_000_000, ge=1)
+    """Pixels of all images of one image set together (each is decoded once when checked)."""
+    max_preview_pixels: int = Field(default=4_000_000, ge=1)
+    """Largest preview PNG: the scale is lowered (or the image shrunk) to stay within it."""
+    max_request_bytes: int = Field(default=2**20, ge=1024)
+    """Body of any request that is not an upload (JSON)."""
+    max_component_order: int = Field(default=16, ge=0)
+    max_component_width: int = Field(default=256, ge=4)
+    max_component_epochs: int = Field(default=500, ge=1)
+    max_component_samples: int = Field(default=20_000, ge=20)
+    trust_forwarded_headers: bool = False
+    """Behind a proxy: believe ``X-Forwarded-Proto`` (the workspace cookie gets ``Secure``)."""
     max_players: int = Field(default=20, ge=2, le=24)
     """Exact analysis costs 2^n forward passes per image."""
     chunk_size: int = Field(default=16_384, ge=64)
     """Masks per chunk task: an image with more masks is split across workers."""
     batch_size: int = Field(default=1024, ge=1)
     task_time_limit_s: int = Field(default=3600, ge=10)
+    sandbox_memory_mb: int = Field(default=8192, ge=0)
+    """Address space of a model sandbox process (0: no limit; not applied on CUDA)."""
+    sandbox_cpu_seconds: int = Field(default=3600, ge=0)
+    """CPU seconds a model sandbox may use per call (0: no limit)."""
     progress_interval_s: float = Field(default=0.5, gt=0)
     default_tau: float = Field(default=0.05, gt=0, le=1)
     device: str | None = None

@@ -18,18 +18,11 @@ from backend.datasets import read_manifest
 from backend.db.base import utcnow
 from backend.db.models import ComponentJob, DatasetRecord, ModelRecord
 from backend.db.session import session_scope
-from conceptlens.components.features import (
-    ComponentsError,
-    Network,
-    extract,
-    feature_extractor,
-    module_of,
-)
-from conceptlens.components.maps import image_maps
-from conceptlens.components.pipeline import TrainingPlan, analyze_components
+from conceptlens.components.pipeline import TrainingPlan
 from conceptlens.images import load_image, normalise
 from conceptlens.models.demo import load_digits_16, split_digits
 from worker import jobs
+from worker.sandbox import parent as sandbox
 
 log = logging.getLogger(__name__)
 
@@ -85,79 +78,25 @@ def _reuse(s: Session, job: ComponentJob) -> bool:
 
 
 def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read the job's rows and images here; train and measure in the model sandbox."""
     with session_scope() as s:
         job = s.get_one(ComponentJob, job_id)
         params, layer = dict(job.params), job.layer
         model_row = s.get_one(ModelRecord, job.model_id)
-        module = module_of(jobs.loaded_model(model_row))
+        model = jobs.model_ref(model_row)
         exemplars = []
         if job.compare_model_id:
-            exemplars.append(
-                module_of(jobs.loaded_model(s.get_one(ModelRecord, job.compare_model_id)))
-            )
+            exemplars.append(jobs.model_ref(s.get_one(ModelRecord, job.compare_model_id)))
         data, labelled = _data(s, s.get_one(DatasetRecord, job.dataset_id), model_row, params)
     plan = TrainingPlan(
         orders=tuple(params["orders"]), width=params["width"], epochs=params["epochs"],
         seed=params["seed"],
     )  # fmt: skip
-    progress = _reporter(job_id)
-    notes: dict[str, str] = {}
-    with_effects = labelled
-    if not labelled:
-        notes["effects"] = "effectiveness and over-fitting need labels; this image set has none"
-    try:
-        result = analyze_components(
-            module, layer, data, plan=plan, exemplars=exemplars, with_effects=with_effects,
-            device=jobs.device(), progress=progress,
-        )  # fmt: skip
-    except ComponentsError as error:
-        if not with_effects or "after the layer" not in str(error):
-            raise
-        notes["effects"] = str(error)
-        result = analyze_components(
-            module, layer, data, plan=plan, exemplars=exemplars, with_effects=False,
-            device=jobs.device(), progress=progress,
-        )  # fmt: skip
-    if not exemplars:
-        notes["reliability"] = "reliability needs a second model of the same task to compare with"
-    try:
-        maps = _maps(module, layer, result, data[2][:MAP_IMAGES])
-    except Exception as error:  # the metrics stand without the pictures
-        log.warning("component maps of job %s failed: %s", job_id, error)
-        maps, notes["maps"] = {}, f"the component maps could not be made ({error})"
-    if not maps and "maps" not in notes:
-        shape = "×".join(map(str, result.feature_shape))
-        notes["maps"] = f"this layer's feature ({shape}) is flat: it has no spatial maps"
-    metrics = {**result.to_dict(), "notes": notes, "n_train": len(data[0]), "n_test": len(data[2])}
-    return metrics, maps
-
-
-def _maps(module: Network, layer: str, result: Any, images: torch.Tensor) -> dict[str, np.ndarray]:
-    """Component maps of a few test images (conv layers only): every channel when they fit in
-    :data:`MAX_MAP_VALUES`, else the most activated channel of each image."""
-    features = extract(feature_extractor(module, layer), images)
-    if features.dim() != 4:
-        return {}
-    maps = image_maps(result.trained, images, features)
-    channels = np.array(maps.channels)
-    if maps.components.size <= MAX_MAP_VALUES:
-        stored = np.tile(np.arange(features.shape[1]), (len(channels), 1))
-        comps, feats, residuals = maps.components, maps.features, maps.residuals
-    else:  # one channel per image, kept on a channel axis of length 1
-        rows = np.arange(len(channels))
-        stored = channels[:, None]
-        comps = maps.components[rows, :, channels][:, :, None]
-        feats = maps.features[rows, channels][:, None]
-        residuals = maps.residuals[rows, channels][:, None]
-    return {
-        "orders": np.array(result.orders),
-        "channels": channels,
-        "stored_channels": stored,
-        "images": images[:, 0].numpy() if images.shape[1] == 1 else images.mean(1).numpy(),
-        "features": feats.astype(np.float32),
-        "components": comps.astype(np.float32),
-        "residuals": residuals.astype(np.float32),
-    }
+    return sandbox.current().components(
+        model, exemplars, layer=layer, data=[t.numpy() for t in data], labelled=labelled,
+        plan=plan, device=str(jobs.device()), progress=_reporter(job_id),
+        maps={"images": MAP_IMAGES, "max_values": MAX_MAP_VALUES},
+    )  # fmt: skip
 
 
 def _data(

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import io
 import logging
-import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,13 +22,15 @@ from backend.db.base import utcnow
 from backend.db.models import Analysis, AnalysisItem, Chunk, ImageRecord, LogitTable, ModelRecord
 from backend.db.session import session_scope
 from backend.storage import LocalBlobStore
+from conceptlens.aliases import ProgressFn
 from conceptlens.analysis import interactions_from_logits
-from conceptlens.components.features import Network, layer_names, layer_shapes, module_of
-from conceptlens.game import Cancelled, MaskedModelGame, default_device, logit_table
+from conceptlens.game import Cancelled, default_device
 from conceptlens.images import ImageError, load_image
-from conceptlens.models.loaders import LoadedModel, ModelLoadError, load_model
+from conceptlens.models.loaders import ModelLoadError
 from conceptlens.pairwise import relative_strength
-from conceptlens.players import PatchGrid, Players, make_baseline
+from conceptlens.players import make_baseline
+from worker.sandbox import parent as sandbox
+from worker.sandbox.parent import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -60,62 +59,21 @@ def describe(error: BaseException) -> str:
 # ---------------------------------------------------------------- models
 
 
-_MODEL_CACHE: OrderedDict[tuple[str, tuple[int, ...] | None, str | None, str], LoadedModel] = (
-    OrderedDict()
-)
-
-
-def loaded_model(row: ModelRecord) -> LoadedModel:
-    """Load (or reuse) a model in this worker process; a few are kept, least recent dropped."""
-    shape = tuple(row.input_shape) if row.input_shape else None
-    key = (row.blob_key, shape, row.architecture, str(device()))
-    if key in _MODEL_CACHE:
-        _MODEL_CACHE.move_to_end(key)
-        return _MODEL_CACHE[key]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model"
-        path.write_bytes(blobs().get(row.blob_key))
-        model = load_model(
-            path,
-            input_shape=shape,  # type: ignore[arg-type]
-            architecture=row.architecture,
-            device=device(),
-            max_bytes=get_settings().max_model_bytes,
-        )
-    _MODEL_CACHE[key] = model
-    while len(_MODEL_CACHE) > 4:
-        _MODEL_CACHE.popitem(last=False)
-    return model
-
-
-def seconds_per_pass(model: LoadedModel, batch: int = 256) -> float:
-    """Time per forward pass on this worker's device (best of three batches of zeros)."""
-    x = torch.zeros((batch, *model.input_shape), device=model.device)
-    model.predict(x)  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        model.predict(x)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize(model.device)
-        best = min(best, time.perf_counter() - t0)
-    return best / batch
-
-
-def _layer_shapes(network: Network, model: LoadedModel, layers: list[str]) -> dict[str, Any]:
-    """Shapes of ``layers`` for the layer picker; none (not a failed model) if they cannot be
-    read, since the model itself passed its test forward pass."""
-    try:
-        example = torch.zeros((1, *model.input_shape), device=model.device)
-        shapes = layer_shapes(network, example)
-    except Exception as error:
-        log.info("layer shapes unavailable: %s", error)
-        return {}
-    return {name: shapes[name] for name in layers if name in shapes}
+def model_ref(row: ModelRecord) -> ModelRef:
+    """How the sandbox gets and runs ``row``'s model (its bytes are read only when needed)."""
+    key = row.blob_key
+    return ModelRef(
+        blob_key=key,
+        read=lambda: blobs().get(key),
+        input_shape=tuple(row.input_shape) if row.input_shape else None,
+        architecture=row.architecture,
+        device=str(device()),
+        max_bytes=get_settings().max_model_bytes,
+    )
 
 
 def validate_model(model_id: str) -> None:
-    """Load the model in this worker, run a test pass, record format/shape/classes/layers."""
+    """Load the model in the sandbox, run a test pass, record format/shape/classes/layers."""
     with session_scope() as s:
         row = s.get(ModelRecord, model_id)
         if row is None:
@@ -124,19 +82,18 @@ def validate_model(model_id: str) -> None:
     try:
         with session_scope() as s:
             row = s.get_one(ModelRecord, model_id)
-            model = loaded_model(row)
-            row.format = model.format
-            row.input_shape = list(model.input_shape)
-            row.num_classes = model.num_classes
-            network = module_of(model)
-            row.layers = layer_names(network)[:500]  # layers usable as features
-            row.layer_shapes = _layer_shapes(network, model, row.layers)
-            row.architecture = model.architecture
-            row.seconds_per_pass = seconds_per_pass(model)
-            if row.labels and len(row.labels) != model.num_classes:
+            info = sandbox.current().validate(model_ref(row))
+            row.format = info["format"]
+            row.input_shape = list(info["input_shape"])
+            row.num_classes = int(info["num_classes"])
+            row.layers = list(info["layers"])
+            row.layer_shapes = dict(info["layer_shapes"])
+            row.architecture = info["architecture"]
+            row.seconds_per_pass = float(info["seconds_per_pass"])
+            if row.labels and len(row.labels) != row.num_classes:
                 raise ValueError(
                     f"{len(row.labels)} class labels were given but the model has "
-                    f"{model.num_classes} classes"
+                    f"{row.num_classes} classes"
                 )
             row.status = "ready"
             row.error = None
@@ -152,34 +109,54 @@ def validate_model(model_id: str) -> None:
 
 
 class ItemContext:
-    """Everything needed to run forward passes for one item (built in the worker)."""
+    """What the sandbox needs to run forward passes for one item (built in the worker: the
+    image as the model sees it, the baseline, the players; no model code runs here)."""
 
     def __init__(self, s: Session, item: AnalysisItem) -> None:
         analysis = item.analysis
-        self.params = analysis.params
+        self.params = params = analysis.params
+        self.n_players = analysis.n_players
         model_row = s.get_one(ModelRecord, analysis.model_id)
         image_row = s.get_one(ImageRecord, item.image_id)
-        self.model = loaded_model(model_row)
-        c, h, w = self.model.input_shape
+        self.model = model_ref(model_row)
+        if not model_row.input_shape:
+            raise ValueError("the model has not been validated yet")
+        c, h, w = model_row.input_shape
         x = load_image(
             blobs().get(image_row.blob_key), channels=c, size=(h, w),
             mean=model_row.mean, std=model_row.std,
         )  # fmt: skip
-        grid = PatchGrid(self.params["grid_rows"], self.params["grid_cols"], h, w)
-        players = Players(
-            grid, self.params.get("players"), others_present=self.params["others_present"]
-        )
-        baseline_key = self.params.get("baseline_image_key")
-        kind: Any = self.params["baseline"]
-        if baseline_key:
+        kind: Any = params["baseline"]
+        if params.get("baseline_image_key"):
             kind = load_image(
-                blobs().get(baseline_key), channels=c, size=(h, w),
+                blobs().get(params["baseline_image_key"]), channels=c, size=(h, w),
                 mean=model_row.mean, std=model_row.std,
             )  # fmt: skip
-        self.game = MaskedModelGame(
-            self.model.predict, x, players, make_baseline(x, kind),
-            device=self.model.device, batch_size=get_settings().batch_size,
+        self.x = x.numpy()
+        self.baseline = make_baseline(x, kind).numpy()
+
+    def logits(self, start: int, stop: int, progress: ProgressFn) -> tuple[np.ndarray, float]:
+        """Rows ``start … stop−1`` of the item's logit table, run in this thread's sandbox."""
+        table, seconds = sandbox.current().logits(
+            self.model, self.x, self.baseline,
+            grid=(self.params["grid_rows"], self.params["grid_cols"]),
+            players=self.params.get("players"), others_present=self.params["others_present"],
+            start=start, stop=stop, batch_size=get_settings().batch_size, progress=progress,
         )  # fmt: skip
+        check_finite(table, start)
+        return table, seconds
+
+
+def check_finite(table: np.ndarray, start: int = 0) -> None:
+    """Refuse a logit table with NaN or infinite values, saying on how many masked inputs."""
+    bad = ~np.isfinite(table).all(axis=1)
+    count = int(bad.sum())
+    if count:
+        first = start + int(np.argmax(bad))
+        raise ValueError(
+            f"the model gave NaN or infinite logits on {count:,} of {len(table):,} masked "
+            f"inputs (the first is the mask with bits {first:#x}); results would be undefined"
+        )
 
 
 def reporter(
@@ -263,9 +240,9 @@ def _forward_whole(item_id: str, analysis_id: str) -> None:
     def write(s: Session, done: int) -> None:
         s.execute(update(AnalysisItem).where(AnalysisItem.id == item_id).values(progress_done=done))
 
-    t0 = time.perf_counter()
-    table = logit_table(ctx.game, progress=reporter(write, _analysis_cancelled(analysis_id)))
-    _store_table(item_id, table, time.perf_counter() - t0)
+    progress = reporter(write, _analysis_cancelled(analysis_id))
+    table, seconds = ctx.logits(0, 1 << ctx.n_players, progress)
+    _store_table(item_id, table, seconds)
 
 
 def _store_table(item_id: str, table: np.ndarray, seconds: float) -> None:
@@ -301,12 +278,7 @@ def run_chunk(chunk_id: str) -> str | None:
         def write(s: Session, done: int) -> None:
             s.execute(update(Chunk).where(Chunk.id == chunk_id).values(done=done))
 
-        table = logit_table(
-            ctx.game,
-            start=start,
-            stop=stop,
-            progress=reporter(write, _analysis_cancelled(analysis_id)),
-        )
+        table, _ = ctx.logits(start, stop, reporter(write, _analysis_cancelled(analysis_id)))
     except Exception as error:
         _fail_item(item_id, error)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,15 +100,16 @@ def test_identical_requests_reuse_the_logit_table(client: TestClient, demo: str)
 
 
 def test_big_image_fans_out_into_chunks_and_matches_the_engine(
-    client: TestClient, demo: str, service: dict[str, Any]
+    client: TestClient, demo: str, service: dict[str, Any], tmp_path: Path
 ) -> None:
     from backend.db.models import AnalysisItem, ImageRecord, ModelRecord
     from backend.db.session import get_sessionmaker
     from conceptlens.analysis import interactions_from_logits
     from conceptlens.game import MaskedModelGame, logit_table
     from conceptlens.images import load_image
+    from conceptlens.models.loaders import load_model
     from conceptlens.players import PatchGrid, Players, make_baseline
-    from worker.jobs import blobs, loaded_model
+    from worker.jobs import blobs
 
     image = sample_image_id(client, "7")
     analysis = run(client, model_id=demo, image_ids=[image], grid="4x4", baseline="blur")
@@ -116,7 +118,10 @@ def test_big_image_fans_out_into_chunks_and_matches_the_engine(
     with get_sessionmaker()() as s:
         item = s.get_one(AnalysisItem, item_id)
         assert item.chunks_total == 16 == item.chunks_done
-        model = loaded_model(s.get_one(ModelRecord, demo))
+        model_row = s.get_one(ModelRecord, demo)
+        model_file = tmp_path / "model"
+        model_file.write_bytes(blobs().get(model_row.blob_key))
+        model = load_model(model_file)  # the demo ONNX file records its shape
         x = load_image(
             blobs().get(s.get_one(ImageRecord, image).blob_key), channels=1, size=(16, 16)
         )

@@ -1,0 +1,159 @@
+"""The model sandbox process: clean start, limits, results identical to in-process runs,
+and every way a call can end badly (cancel, time, CPU, crash) leaves a usable sandbox."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conceptlens.game import Cancelled, MaskedModelGame, logit_table
+from conceptlens.models.loaders import load_model
+from conceptlens.players import PatchGrid, Players
+from worker.sandbox.parent import Limits, ModelRef, Sandbox, SandboxError
+
+
+def ref(demo_dir: Path, name: str = "digit_cnn.onnx") -> ModelRef:
+    path = demo_dir / name
+    shape = (1, 16, 16) if "torchscript" in name else None
+    return ModelRef(
+        blob_key=name, read=path.read_bytes, input_shape=shape, architecture=None,
+        device="cpu", max_bytes=1 << 28,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(Limits(memory_bytes=6 << 30, cpu_seconds=600, wall_seconds=600))
+    yield box
+    box.kill()
+
+
+def limit_of(pid: int | None, what: str) -> int:
+    """The soft limit named ``what`` in ``/proc/<pid>/limits``."""
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines() if what in x)
+    return int(line[len("Max ") + len(what) :].split()[0])
+
+
+def image() -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(0).random((1, 16, 16), dtype=np.float32)
+    return x, np.zeros_like(x)
+
+
+def run_logits(box: Sandbox, model: ModelRef, stop: int = 1 << 12, **kw: object) -> np.ndarray:
+    x, base = image()
+    table, _ = box.logits(
+        model, x, base, grid=(4, 4), players=None, others_present=True, start=0, stop=stop,
+        batch_size=256, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return table
+
+
+def test_starts_clean_with_limits_and_no_settings(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONCEPTLENS_DATABASE_URL", "postgresql://secret@db/x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    sandbox.start()
+    pid = sandbox.pid
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=", 1)[0].decode() for entry in env if entry}
+    assert not any(n.startswith("CONCEPTLENS_") or "SECRET" in n for n in names), names
+    cwd = Path(os.readlink(f"/proc/{pid}/cwd"))  # a scratch folder of its own, made empty
+    assert cwd.name.startswith("conceptlens-sandbox-") and cwd.parent != Path.cwd()
+    assert f"HOME={cwd}".encode() in env and f"TMPDIR={cwd}".encode() in env
+    assert limit_of(pid, "address space") == 6 << 30
+    assert limit_of(pid, "core file size") == 0
+    sandbox.kill()
+    assert not cwd.exists()  # the scratch folder goes with it
+
+
+@pytest.mark.parametrize("name", ["digit_cnn.onnx", "digit_cnn.torchscript.pt"])
+def test_logits_match_the_engine_in_process(sandbox: Sandbox, demo_dir: Path, name: str) -> None:
+    model = ref(demo_dir, name)
+    info = sandbox.validate(model)
+    assert info["format"] in ("onnx", "torchscript") and info["num_classes"] == 10
+    assert info["input_shape"] == [1, 16, 16] and info["seconds_per_pass"] > 0
+    got = run_logits(sandbox, model, stop=1 << 16)
+    x, base = image()
+    local = load_model(demo_dir / name, input_shape=(1, 16, 16))
+    game = MaskedModelGame(
+        local.predict, torch.from_numpy(x), Players(PatchGrid(4, 4, 16, 16)),
+        torch.from_numpy(base), batch_size=256,
+    )  # fmt: skip
+    assert np.array_equal(got, logit_table(game))
+
+
+def test_a_cpu_budget_is_set_per_call(sandbox: Sandbox, demo_dir: Path) -> None:
+    sandbox.validate(ref(demo_dir))
+    soft = limit_of(sandbox.pid, "cpu time")
+    assert 600 <= soft <= 600 + 120  # what it used so far plus the budget
+
+
+def test_cancel_from_progress_kills_and_the_next_call_starts_fresh(
+    sandbox: Sandbox, demo_dir: Path
+) -> None:
+    model = ref(demo_dir)
+    sandbox.validate(model)
+    first = sandbox.pid
+
+    def cancel(done: int, total: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        run_logits(sandbox, model, stop=1 << 16, progress=cancel)
+    assert not sandbox.alive()
+    assert run_logits(sandbox, model).shape == (1 << 12, 10)  # loads the model again
+    assert sandbox.pid != first
+
+
+def test_a_call_over_the_wall_time_limit_is_stopped(demo_dir: Path) -> None:
+    box = Sandbox(Limits(wall_seconds=0.5))
+    try:
+        model = ref(demo_dir, "digit_cnn.torchscript.pt")
+        with pytest.raises(SandboxError, match="time limit"):
+            box.validate(model)
+            run_logits(box, model, stop=1 << 16)
+        assert not box.alive()
+    finally:
+        box.kill()
+
+
+def test_a_call_over_the_cpu_time_limit_is_stopped(demo_dir: Path) -> None:
+    box = Sandbox(Limits(cpu_seconds=1))
+    try:
+        model = ref(demo_dir, "digit_cnn.torchscript.pt")
+        with pytest.raises(SandboxError, match="CPU-time limit"):
+            box.validate(model)
+            for _ in range(20):  # some CPU seconds in all, whatever the machine's speed
+                run_logits(box, model, stop=1 << 16)
+    finally:
+        box.kill()
+
+
+def test_a_dead_sandbox_is_reported_and_replaced(sandbox: Sandbox, demo_dir: Path) -> None:
+    model = ref(demo_dir)
+    sandbox.validate(model)
+    assert sandbox.pid is not None
+    os.kill(sandbox.pid, 9)
+    with pytest.raises(SandboxError, match="killed"):
+        sandbox.call("ping")
+    assert sandbox.call("ping")[0] == {"pong": True}
+
+
+def test_model_errors_keep_the_process(sandbox: Sandbox, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"not a model at all")
+    bad = ModelRef(
+        blob_key="junk", read=junk.read_bytes, input_shape=None, architecture=None,
+        device="cpu", max_bytes=1 << 20,
+    )  # fmt: skip
+    sandbox.start()
+    pid = sandbox.pid
+    with pytest.raises(SandboxError, match="model"):
+        sandbox.validate(bad)
+    assert sandbox.pid == pid and sandbox.alive()

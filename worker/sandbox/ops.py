@@ -1,0 +1,189 @@
+"""What the model sandbox can be asked to do; runs only inside the sandbox process.
+
+Every operation takes a JSON header and arrays and returns a JSON-ready result and arrays:
+
+* ``have`` — whether a model (by key) is loaded here already;
+* ``load`` — load model bytes (``load_model``: format from the bytes, the TorchScript
+  operator check, one test pass) and keep it under its key (a few, least recent dropped);
+* ``validate`` — what the service records about a model: format, shape, classes, layers
+  with their shapes, seconds per forward pass;
+* ``logits`` — rows ``start … stop−1`` of the logit table of one image (the masked-model
+  game of :mod:`conceptlens.game`);
+* ``components`` — the §7 analysis of a layer (:mod:`worker.components_compute`).
+
+Long operations report ``{"progress": [done, total]}`` messages on the way.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from conceptlens.components.features import (
+    ComponentsError,
+    layer_names,
+    layer_shapes,
+    module_of,
+)
+from conceptlens.components.pipeline import TrainingPlan
+from conceptlens.game import MaskedModelGame, logit_table
+from conceptlens.images import ImageError
+from conceptlens.models.loaders import LoadedModel, ModelLoadError, load_model
+from conceptlens.players import PatchGrid, Players
+from worker.sandbox import wire
+
+#: Loaded models kept per sandbox.
+KEEP_MODELS = 4
+#: Seconds between progress messages (the last one is always sent).
+PROGRESS_EVERY_S = 0.2
+
+
+def kind_of(error: BaseException) -> str:
+    """``user`` (the message is for a person), ``memory`` or ``internal``."""
+    if isinstance(error, MemoryError | torch.OutOfMemoryError) or "can't allocate memory" in str(
+        error
+    ):
+        return "memory"
+    if isinstance(error, ModelLoadError | ImageError | ComponentsError | ValueError):
+        return "user"
+    return "internal"
+
+
+class Operations:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._table: dict[str, Callable[[dict[str, Any], wire.Arrays], Any]] = {
+            "ping": lambda h, a: ({"pong": True}, {}),
+            "have": self.have,
+            "load": self.load,
+            "validate": self.validate,
+            "logits": self.logits,
+            "components": self.components,
+        }
+
+    def run(self, header: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        op = self._table.get(str(header.get("op")))
+        if op is None:
+            raise ValueError(f"unknown sandbox operation {header.get('op')!r}")
+        result: tuple[Any, wire.Arrays] = op(header, arrays)
+        return result
+
+    # ---------------------------------------------------------------- models
+
+    def model(self, key: str) -> LoadedModel:
+        if key not in self.models:
+            raise KeyError(f"model {key} is not loaded in this sandbox")
+        self.models.move_to_end(key)
+        return self.models[key]
+
+    def have(self, h: dict[str, Any], _: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        return {"have": h["key"] in self.models}, {}
+
+    def load(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        shape = tuple(h["input_shape"]) if h.get("input_shape") else None
+        with tempfile.TemporaryDirectory(dir=".") as tmp:  # the scratch folder
+            path = Path(tmp) / "model"
+            path.write_bytes(arrays["model"].tobytes())
+            model = load_model(
+                path,
+                input_shape=shape,
+                architecture=h.get("architecture"),
+                device=h.get("device") or "cpu",
+                max_bytes=int(h["max_bytes"]),
+            )
+        self.models[h["key"]] = model
+        while len(self.models) > KEEP_MODELS:
+            self.models.popitem(last=False)
+        return _describe(model), {}
+
+    def validate(self, h: dict[str, Any], _: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        model = self.model(h["key"])
+        network = module_of(model)
+        layers = layer_names(network)[:500]  # layers usable as features
+        try:
+            example = torch.zeros((1, *model.input_shape), device=model.device)
+            shapes = layer_shapes(network, example)
+        except Exception:  # the picker shows no shapes; the model itself passed its test
+            shapes = {}
+        return {
+            **_describe(model),
+            "layers": layers,
+            "layer_shapes": {name: shapes[name] for name in layers if name in shapes},
+            "seconds_per_pass": seconds_per_pass(model),
+        }, {}
+
+    # ---------------------------------------------------------------- analyses
+
+    def logits(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        model = self.model(h["key"])
+        x = torch.from_numpy(arrays["x"])
+        rows, cols = h["grid"]
+        grid = PatchGrid(int(rows), int(cols), int(x.shape[1]), int(x.shape[2]))
+        players = Players(grid, h.get("players"), others_present=bool(h["others_present"]))
+        game = MaskedModelGame(
+            model.predict, x, players, torch.from_numpy(arrays["baseline"]),
+            device=model.device, batch_size=int(h["batch_size"]),
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        table = logit_table(
+            game, start=int(h["start"]), stop=int(h["stop"]), progress=self.progress
+        )
+        return {"seconds": time.perf_counter() - t0}, {"logits": table}
+
+    def components(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        from worker.components_compute import compute_components
+
+        module = module_of(self.model(h["key"]))
+        exemplars = [module_of(self.model(key)) for key in h.get("exemplars", [])]
+        data = tuple(
+            torch.from_numpy(arrays[k]) for k in ("x_train", "y_train", "x_test", "y_test")
+        )
+        metrics, maps = compute_components(
+            module, exemplars, h["layer"], data,  # type: ignore[arg-type]
+            labelled=bool(h["labelled"]), plan=TrainingPlan(**h["plan"]),
+            device=torch.device(h.get("device") or "cpu"), progress=self.progress,
+            map_images=int(h["maps"]["images"]), max_map_values=int(h["maps"]["max_values"]),
+        )  # fmt: skip
+        return metrics, maps
+
+    # ---------------------------------------------------------------- progress
+
+    _last = 0.0
+
+    def progress(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_EVERY_S and done < total:
+            return
+        self._last = now
+        wire.send(self.sock, {"progress": [int(done), int(total)]})
+
+
+def _describe(model: LoadedModel) -> dict[str, Any]:
+    return {
+        "format": model.format,
+        "input_shape": list(model.input_shape),
+        "num_classes": model.num_classes,
+        "architecture": model.architecture,
+    }
+
+
+def seconds_per_pass(model: LoadedModel, batch: int = 256) -> float:
+    """Time per forward pass on this device (best of three batches of zeros)."""
+    x = torch.zeros((batch, *model.input_shape), device=model.device)
+    model.predict(x)  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        model.predict(x)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        best = min(best, time.perf_counter() - t0)
+    return best / batch
