@@ -13,8 +13,11 @@ Safety, per format:
   are unpickled with ``torch.load(weights_only=True)``, which refuses anything but
   tensors and plain containers.
 * **TorchScript** — a *program*: ``torch.jit.load`` runs no Python, but the TorchScript
-  code it contains can do what TorchScript ops can do (including file I/O). Load it only
-  in worker processes, never in the web process.
+  code it contains could do what TorchScript ops can do (including file I/O). So code
+  that would run while loading (``__setstate__``) is refused before ``torch.jit.load``,
+  and every method and hook of every submodule must use only pure tensor operations
+  (:mod:`.torchscript_check`) before the model is called at all. Still load it only in
+  worker processes, never in the web process.
 * **Refused**: ``torch.export`` archives (``.pt2``; loading one ran a payload planted in
   its weights config), raw pickles and legacy (non-zip) ``torch.save`` files (unpickling
   can run arbitrary code).
@@ -40,6 +43,11 @@ import torch
 from torch import nn
 
 from .architectures import ARCHITECTURES
+from .torchscript_check import (
+    TorchScriptRefused,
+    check_torchscript_archive,
+    check_torchscript_module,
+)
 
 __all__ = [
     "FORMATS",
@@ -400,14 +408,21 @@ def _load_torchscript(data: bytes, input_shape: Shape | None, device: torch.devi
             "(C, H, W) the model was trained on."
         )
     try:
+        check_torchscript_archive(data)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
             module = torch.jit.load(io.BytesIO(data), map_location=device)
+    except TorchScriptRefused as error:
+        raise ModelLoadError(str(error)) from error
     except Exception as error:
         raise ModelLoadError(
             f"The TorchScript file could not be loaded; it may be truncated or damaged "
             f"({_last_line(error)}). Save it again with torch.jit.save."
         ) from error
+    try:
+        check_torchscript_module(module)
+    except TorchScriptRefused as error:
+        raise ModelLoadError(str(error)) from error
     module.eval()
     return _Prepared(
         format="torchscript",
