@@ -18,6 +18,8 @@ Safety, per format:
   and every method and hook of every submodule must use only pure tensor operations
   (:mod:`.torchscript_check`) before the model is called at all. Still load it only in
   worker processes, never in the web process.
+* **Input size**: ``C·H·W`` of one image, given or declared, is capped
+  (:data:`MAX_INPUT_VALUES` by default) before the test forward pass allocates anything.
 * **Refused**: ``torch.export`` archives (``.pt2``; loading one ran a payload planted in
   its weights config), raw pickles and legacy (non-zip) ``torch.save`` files (unpickling
   can run arbitrary code).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
 import warnings
 import zipfile
@@ -51,6 +54,7 @@ from .torchscript_check import (
 
 __all__ = [
     "FORMATS",
+    "MAX_INPUT_VALUES",
     "LoadedModel",
     "ModelLoadError",
     "detect_format",
@@ -82,6 +86,12 @@ _OLD_PICKLE_STARTS = b"(}])cNIFLSVGJKMUX"
 # ways to bring a model whose code ConceptLens does not have).
 _JIT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 _ONNX_FIRST_BYTE = 0x08  # ModelProto field 1 (ir_version), varint — always serialised first.
+
+
+MAX_INPUT_VALUES = 3 * 1024 * 1024
+"""Default cap on ``C·H·W`` of one input image (a 1024×1024 RGB image): every forward pass
+allocates at least this many floats per image, so a declared ``3×100000×100000`` is refused
+before anything is allocated. It equals the service's default ``max_input_values``."""
 
 
 class ModelLoadError(ValueError):
@@ -327,6 +337,17 @@ def _checked_shape(shape: tuple[int, ...]) -> Shape:
     return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
+def _check_input_values(shape: tuple[int, ...], max_values: int) -> None:
+    """Refuse an input shape whose ``C·H·W`` exceeds ``max_values``, before any allocation."""
+    values = math.prod(int(d) for d in shape)
+    if values > max_values:
+        raise ModelLoadError(
+            f"The input shape {_fmt_shape(tuple(shape))} (C×H×W) is {values:,} values per "
+            f"image; ConceptLens accepts at most {max_values:,} (3×1024×1024 by default). "
+            "Use a smaller input size."
+        )
+
+
 def onnx_session(data: bytes, device: torch.device) -> ort.InferenceSession:
     """An onnxruntime session on CPU (CUDA first when asked for and available)."""
     options = ort.SessionOptions()
@@ -378,10 +399,13 @@ def _run_padded(
     return run(np.concatenate([chunk, padding]))[: len(chunk)]
 
 
-def _load_onnx(data: bytes, input_shape: Shape | None, device: torch.device) -> _Prepared:
+def _load_onnx(
+    data: bytes, input_shape: Shape | None, device: torch.device, max_input_values: int
+) -> _Prepared:
     proto = _parse_onnx(data)
     dims = _static_dims(_onnx_input(proto))
     shape = _resolve_shape(tuple(dims[1:]), input_shape, "ONNX model")
+    _check_input_values(shape, max_input_values)  # before onnxruntime plans any memory
     session = onnx_session(data, device)
     return _Prepared(
         format="onnx",
@@ -407,6 +431,7 @@ def _load_torchscript(data: bytes, input_shape: Shape | None, device: torch.devi
             "TorchScript files do not record the input size; give the input shape "
             "(C, H, W) the model was trained on."
         )
+    shape = _checked_shape(input_shape)
     try:
         check_torchscript_archive(data)
         with warnings.catch_warnings():
@@ -427,7 +452,7 @@ def _load_torchscript(data: bytes, input_shape: Shape | None, device: torch.devi
     return _Prepared(
         format="torchscript",
         forward=module,
-        input_shape=_checked_shape(input_shape),
+        input_shape=shape,
         layers=[name for name, _ in module.named_modules() if name],
         module=module,
     )
@@ -581,10 +606,15 @@ def _read_bounded(path: Path, max_bytes: int) -> bytes:
 
 
 def _prepare(
-    data: bytes, fmt: str, input_shape: Shape | None, architecture: str | None, device: torch.device
+    data: bytes,
+    fmt: str,
+    input_shape: Shape | None,
+    architecture: str | None,
+    device: torch.device,
+    max_input_values: int,
 ) -> _Prepared:
     if fmt == "onnx":
-        return _load_onnx(data, input_shape, device)
+        return _load_onnx(data, input_shape, device, max_input_values)
     if fmt == "torchscript":
         return _load_torchscript(data, input_shape, device)
     if fmt == "safetensors":
@@ -641,6 +671,7 @@ def load_model(
     architecture: str | None = None,
     device: str | torch.device = "cpu",
     max_bytes: int = 200 * 2**20,
+    max_input_values: int = MAX_INPUT_VALUES,
 ) -> LoadedModel:
     """Load an image classifier from a file, safely, and check it with one forward pass.
 
@@ -654,6 +685,9 @@ def load_model(
             another architecture is refused. Ignored for ONNX and TorchScript.
         device: where :meth:`LoadedModel.predict` takes and returns tensors.
         max_bytes: larger files are refused before being read.
+        max_input_values: the most values ``C·H·W`` one input image may have, whether
+            given or declared by the file; checked before the model is loaded (given) or
+            run (declared), so no input-sized memory is allocated for a refused model.
 
     Cost: one read of the file (kept in memory while loading), one parse, and one
     forward pass on a single zero image. TorchScript is a program: call this for
@@ -664,9 +698,12 @@ def load_model(
     """
     file = Path(path)
     dev = torch.device(device)
+    if input_shape is not None:
+        _check_input_values(input_shape, max_input_values)
     data = _read_bounded(file, max_bytes)
     fmt = detect_format(data, name="The file")
-    prepared = _prepare(data, fmt, input_shape, architecture, dev)
+    prepared = _prepare(data, fmt, input_shape, architecture, dev, max_input_values)
+    _check_input_values(prepared.input_shape, max_input_values)
     return LoadedModel(
         format=prepared.format,
         input_shape=prepared.input_shape,

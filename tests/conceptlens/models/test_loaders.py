@@ -275,3 +275,19 @@ def test_zip_that_is_not_a_model_is_explained(tmp_path: Path) -> None:
         archive.writestr("readme.txt", "hello")
     with pytest.raises(ModelLoadError, match="not one written by torch"):
         load_model(_write(tmp_path, "model.pt", buffer.getvalue()))
+
+
+# --------------------------------------------------------------------------- input size cap
+
+
+def test_a_huge_given_input_size_is_refused_before_the_file_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"3×100000×100000 \(C×H×W\) is 30,000,000,000"):
+        load_model(tmp_path / "never-read.pt", input_shape=(3, 100_000, 100_000))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors", "state_dict", "torchscript"])
+def test_declared_input_size_is_capped_before_the_test_pass(fmt: str, demo_dir: Path) -> None:
+    shape = SHAPE if fmt == "torchscript" else None
+    with pytest.raises(ModelLoadError, match=r"1×16×16 \(C×H×W\) is 256 values .* at most 255"):
+        load_model(demo_dir / DEMO_FILES[fmt], input_shape=shape, max_input_values=255)
+    assert load_model(demo_dir / DEMO_FILES[fmt], input_shape=shape, max_input_values=256)
