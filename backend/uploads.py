@@ -2,21 +2,28 @@
 
 Uploads are hostile until proven otherwise. The API never unpickles and never loads a
 model: it only recognises the container (ONNX protobuf, zip archive, safetensors header)
-and refuses pickles and ``torch.export`` archives outright. The worker then loads the model
-in its own process and runs a test forward pass (``validate_model``); what fails there is
-shown as the model's status.
+and refuses pickles and ``torch.export`` archives outright. Inside a torch zip (state dict
+or TorchScript) it reads every pickle's opcodes without running them and refuses any that
+holds more than tensors (:mod:`backend.pickle_scan`). The declared input size — given with
+the upload, or fixed by an ONNX graph — is capped (``max_input_values``) before anything
+is stored, so no worker allocates for a ``3×100000×100000`` input. The worker then loads
+the model in its own process and runs a test forward pass (``validate_model``); what fails
+there is shown as the model's status.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 import zipfile
+from collections.abc import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
 from backend.errors import ClientError
+from backend.pickle_scan import PickleRefused, check_torch_zip_pickles
 
 MODEL_KINDS = ("onnx", "torchscript", "state_dict", "safetensors")
 _SAFE_FORMATS = "Upload ONNX, TorchScript, or weights as safetensors / a torch state_dict."
@@ -36,8 +43,30 @@ def check_size(data: bytes, limit: int, what: str) -> None:
         )
 
 
-def sniff_model(data: bytes) -> str:
-    """Which container the bytes are, or an :class:`UploadError` saying why they are refused."""
+def check_input_values(shape: Sequence[int], max_values: int, *, source: str = "given") -> None:
+    """Refuse an input shape ``(C, H, W)`` whose ``C·H·W`` exceeds ``max_values`` (413).
+
+    Every forward pass allocates at least this many floats per image (and the preview
+    resizes images to it), so the cap applies before a worker sees the model.
+    """
+    values = math.prod(shape)
+    if values > max_values:
+        dims = "×".join(map(str, shape))
+        raise UploadError(
+            f"The {source} input size {dims} (C×H×W) is {values:,} values per image; "
+            f"ConceptLens accepts at most {max_values:,} (a 1024×1024 RGB image is "
+            f"{3 * 1024 * 1024:,}). Use a smaller input size.",
+            status=413,
+        )
+
+
+def sniff_model(data: bytes, *, max_input_values: int | None = None) -> str:
+    """Which container the bytes are, or an :class:`UploadError` saying why they are refused.
+
+    Beyond recognising the container: a torch zip's pickles must hold only tensors
+    (:func:`~backend.pickle_scan.check_torch_zip_pickles`), and an ONNX graph must pass
+    ``onnx.checker`` and, with ``max_input_values``, declare no larger image input.
+    """
     if data[:1] == b"\x80" or (data[:1] in (b"(", b"}", b"]") and data[-1:] == b"."):
         raise UploadError(
             "This file is a Python pickle. Loading a pickle can run code hidden in the file, "
@@ -49,7 +78,7 @@ def sniff_model(data: bytes) -> str:
     if _looks_like_safetensors(data):
         return "safetensors"
     if data[:1] == b"\x08":
-        _check_onnx(data)
+        _check_onnx(data, max_input_values)
         return "onnx"
     raise UploadError(f"This file is not a model format ConceptLens reads. {_SAFE_FORMATS}", 415)
 
@@ -74,10 +103,19 @@ def _sniff_zip(data: bytes) -> str:
             status=415,
         )
     if any(n.startswith("code/") for n in inner) and "constants.pkl" in inner:
-        return "torchscript"
-    if "data.pkl" in inner:
-        return "state_dict"
-    raise UploadError(f"This zip archive is not a model ConceptLens reads. {_SAFE_FORMATS}", 415)
+        kind = "torchscript"
+    elif "data.pkl" in inner:
+        kind = "state_dict"
+    else:
+        raise UploadError(
+            f"This zip archive is not a model ConceptLens reads. {_SAFE_FORMATS}", 415
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_torch_zip_pickles(archive, torchscript=kind == "torchscript")
+    except PickleRefused as exc:
+        raise UploadError(str(exc), exc.status) from None
+    return kind
 
 
 def _looks_like_safetensors(data: bytes) -> bool:
@@ -93,15 +131,35 @@ def _looks_like_safetensors(data: bytes) -> bool:
     return isinstance(header, dict)
 
 
-def _check_onnx(data: bytes) -> None:
+def _check_onnx(data: bytes, max_input_values: int | None = None) -> None:
     import onnx  # protobuf only; it cannot run code from the file
 
     try:
-        onnx.checker.check_model(onnx.load_model_from_string(data))
+        proto = onnx.load_model_from_string(data)
+        onnx.checker.check_model(proto)
     except Exception as exc:
         raise UploadError(
             f"This ONNX file is damaged or invalid ({str(exc).splitlines()[0]})."
         ) from None
+    if max_input_values is not None:
+        declared = _onnx_image_dims(proto)
+        if declared:
+            check_input_values(declared, max_input_values, source="ONNX model's")
+
+
+def _onnx_image_dims(proto: object) -> list[int]:
+    """The fixed dims among C, H, W of the graph's single rank-4 input (dynamic ones left
+    out: their product is a lower bound of the input size). Empty for any other graph — the
+    worker explains those."""
+    graph = proto.graph  # type: ignore[attr-defined]
+    weights = {tensor.name for tensor in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    if len(inputs) != 1:
+        return []
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        return []
+    return [int(d.dim_value) for d in list(dims)[1:] if d.dim_value > 0]
 
 
 def check_image(data: bytes, *, max_pixels: int) -> tuple[str, int, int, str]:

@@ -1,4 +1,10 @@
-"""Models: upload, list, get, delete. Validation runs in a worker (``validate_model``)."""
+"""Models: upload, list, get, delete. Validation runs in a worker (``validate_model``).
+
+Before anything is stored, an upload must pass what the API can check without loading
+the model (:mod:`backend.uploads`): size, container, pickles that hold only tensors, and
+an input size — given in the form or fixed by an ONNX graph — within
+``max_input_values``. A refused upload leaves no row and no blob.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.uploading import read_capped
@@ -13,7 +20,7 @@ from backend.db.models import ModelRecord
 from backend.queue import TASK_VALIDATE_MODEL, enqueue
 from backend.schemas import ModelPublic, ModelsPublic
 from backend.services import resources
-from backend.uploads import UploadError, check_size, sniff_model
+from backend.uploads import UploadError, check_input_values, check_size, sniff_model
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -56,16 +63,20 @@ async def upload_model(
         str | None, Form(description="for weights-only files, e.g. digit_cnn")
     ] = None,
 ) -> ModelRecord:
+    shape = _input_shape(input_size, channels)
+    if shape is not None:
+        check_input_values(shape, settings.max_input_values)
     data = await read_capped(file, settings.max_model_bytes, "model file")
     check_size(data, settings.max_model_bytes, "model file")
-    sniff_model(data)
+    # Parsing ONNX and walking pickles takes up to seconds: not on the event loop.
+    await run_in_threadpool(sniff_model, data, max_input_values=settings.max_input_values)
     row = ModelRecord(
         workspace_id=workspace.id,
         name=(name or file.filename or "model").strip()[:200],
         filename=(file.filename or "model")[:255],
         blob_key="",
         size_bytes=len(data),
-        input_shape=_input_shape(input_size, channels),
+        input_shape=shape,
         mean=_floats(mean, "mean"),
         std=_floats(std, "std"),
         labels=_labels(labels),

@@ -167,3 +167,150 @@ def test_models_recorded_before_layer_shapes_are_validated_again(
     assert after["status"] == "ready"
     assert after["layers"] == before["layers"] and after["layer_shapes"] == before["layer_shapes"]
     assert revalidate_stale_models() == []  # once only
+
+
+# --------------------------------------------------------------------------- input size cap
+
+
+def onnx_bytes(dims: list[int | str]) -> bytes:
+    """A valid ONNX classifier whose image input has ``dims`` (a str is a dynamic dim)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["logits"]),
+        ],
+        "big",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [dims[0], dims[1]])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_a_huge_declared_input_size_is_refused_and_leaves_nothing(
+    client: TestClient, service: dict[str, Any], files: dict[str, Path]
+) -> None:
+    before = count_rows_and_blobs(client, service)
+    data = files["torchscript"].read_bytes()
+    response = upload(client, "ts.pt", data, input_size="100000x100000", channels="3")
+    assert response.status_code == 413, response.text
+    detail = response.json()["detail"]
+    assert "3×100000×100000" in detail and "at most 3,145,728" in detail
+    assert count_rows_and_blobs(client, service) == before
+
+
+@pytest.mark.parametrize(
+    ("dims", "form"),
+    [
+        ([1, 3, 100000, 100000], {}),  # the file fixes it
+        (["batch", 3, "height", 100_000_000], {}),  # the fixed dims alone are too many
+        (["batch", 3, "height", "width"], {"input_size": "100000x100000", "channels": "3"}),
+    ],
+    ids=["static", "partly-dynamic", "dynamic-given"],
+)
+def test_onnx_declaring_a_huge_input_is_refused_at_upload(
+    client: TestClient, service: dict[str, Any], dims: list[int | str], form: dict[str, str]
+) -> None:
+    before = count_rows_and_blobs(client, service)
+    response = upload(client, "big.onnx", onnx_bytes(dims), **form)
+    assert response.status_code == 413, response.text
+    assert "at most 3,145,728" in response.json()["detail"]
+    assert count_rows_and_blobs(client, service) == before
+
+
+def test_onnx_with_dynamic_image_size_and_a_fair_given_size_is_accepted(
+    client: TestClient,
+) -> None:
+    data = onnx_bytes(["batch", 3, "height", "width"])
+    response = upload(client, "dyn.onnx", data, input_size="1024x1024", channels="3")
+    assert response.status_code == 201, response.text
+
+
+def test_the_input_cap_is_a_setting(
+    client: TestClient, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "max_input_values", 255)  # the demo takes 1×16×16
+    response = upload(client, "m.onnx", files["onnx"].read_bytes())
+    assert response.status_code == 413 and "1×16×16" in response.json()["detail"]
+
+
+# --------------------------------------------------------------------------- pickles in zips
+
+
+class SystemPayload:
+    """Pickles as a call of os.system; building the bytes runs nothing."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def torch_save_bytes(obj: object) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_a_torch_zip_with_a_planted_payload_is_refused_and_leaves_nothing(
+    client: TestClient, service: dict[str, Any], tmp_path: Path
+) -> None:
+    import torch
+
+    marker = tmp_path / "pwned"
+    state = {"conv1.weight": torch.zeros(16, 1, 3, 3), "evil": SystemPayload(marker)}
+    data = torch_save_bytes({"architecture": "digit_cnn", "state_dict": state})
+    before = count_rows_and_blobs(client, service)
+    response = upload(client, "weights.pt", data, architecture="digit_cnn")
+    assert response.status_code == 415, response.text
+    detail = response.json()["detail"]
+    assert "data.pkl refers to posix.system" in detail and "only accepts tensors" in detail
+    assert count_rows_and_blobs(client, service) == before
+    assert not marker.exists()
+
+
+def test_a_whole_pickled_module_is_refused_naming_its_class(
+    client: TestClient, service: dict[str, Any]
+) -> None:
+    from conceptlens.models import DigitCNN
+
+    before = count_rows_and_blobs(client, service)
+    response = upload(client, "model.pt", torch_save_bytes(DigitCNN()))
+    assert response.status_code == 415
+    assert "conceptlens.models.architectures.DigitCNN" in response.json()["detail"]
+    assert count_rows_and_blobs(client, service) == before
+
+
+def test_torchscript_archive_with_a_payload_in_its_pickle_is_refused(
+    client: TestClient, service: dict[str, Any], files: dict[str, Path]
+) -> None:
+    """TorchScript archives carry data.pkl too; a planted global is refused there as well."""
+    import io
+
+    source = zipfile.ZipFile(files["torchscript"])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename.endswith("/constants.pkl"):
+                content = b"\x80\x02cbuiltins\neval\nX\x03\x00\x00\x001+1\x85R."
+            archive.writestr(info, content)
+    before = count_rows_and_blobs(client, service)
+    response = upload(client, "ts.pt", buffer.getvalue(), input_size="16x16", channels="1")
+    assert response.status_code == 415, response.text
+    assert "constants.pkl refers to builtins.eval" in response.json()["detail"]
+    assert count_rows_and_blobs(client, service) == before
