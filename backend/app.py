@@ -11,13 +11,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from backend.api.main import api_router
+from backend.api.middleware import BodyLimit, CatchAll, SecurityHeaders
+from backend.api.problems import allowed_methods, readable
 from backend.api.routes import health
+from backend.api.uploading import body_cap
 from backend.errors import ClientError
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -49,16 +53,14 @@ def create_app(*, on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] =
     app.include_router(health.router)
     app.include_router(api_router, prefix="/api")
 
+    app.add_middleware(BodyLimit, cap=body_cap)
+    app.add_middleware(CatchAll)
+    app.add_middleware(SecurityHeaders)
+
     @app.exception_handler(RequestValidationError)
     async def readable_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors():
-            where = ".".join(
-                str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")
-            )
-            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         errors = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]
-        return JSONResponse({"detail": "; ".join(parts), "errors": errors}, status_code=422)
+        return JSONResponse({"detail": readable(exc.errors()), "errors": errors}, 422)
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_bundle() -> FileResponse:
@@ -85,7 +87,11 @@ def create_app(*, on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] =
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            methods = allowed_methods(request)
+            detail = f"This address does not accept {request.method}; use {', '.join(methods)}."
+            return JSONResponse({"detail": detail}, 405, headers={"Allow": ", ".join(methods)})
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
 
 from backend.uploads import UploadError, check_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -85,13 +89,74 @@ def _layout(names: list[str]) -> Manifest:
     return Manifest(files=names, labels=[index[p[0]] for p in parts], class_names=classes)
 
 
-def check_images(data: bytes, manifest: Manifest, *, max_pixels: int) -> None:
-    """Decode every image (PNG/JPEG, within the pixel cap); the first failure names its file."""
+@dataclass(frozen=True)
+class ImageLimits:
+    """Caps applied while an image set is checked, one member at a time."""
+
+    max_bytes: int
+    """Unpacked bytes of one image."""
+    max_pixels: int
+    """Pixels of one image."""
+    max_total_pixels: int
+    """Pixels of all images together."""
+
+
+def check_images(data: bytes, manifest: Manifest, limits: ImageLimits) -> None:
+    """Decode every image (PNG/JPEG) within ``limits``; the first failure names its file.
+
+    Memory stays within one image: each member is read in chunks and dropped at its cap, and
+    its declared size and its dimensions (from the image header) are checked before it is
+    unpacked or decoded.
+    """
+    total = 0
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for name in manifest.files:
             try:
-                check_image(archive.read(name), max_pixels=max_pixels)
+                total += _check_member(archive, name, limits, room=limits.max_total_pixels - total)
             except UploadError as error:
                 raise UploadError(f"{name}: {error}", error.status) from None
-            except (zipfile.BadZipFile, OSError) as error:
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
                 raise UploadError(f"{name}: the archive is damaged ({error}).") from None
+
+
+def _check_member(archive: zipfile.ZipFile, name: str, limits: ImageLimits, room: int) -> int:
+    """The member's pixel count, once it is read within the caps and decoded."""
+    info = archive.getinfo(name)
+    if info.file_size > limits.max_bytes:
+        raise UploadError(_too_big(limits.max_bytes), 413)
+    data = _read_member(archive, info, limits.max_bytes)
+    pixels = _header_pixels(data)
+    if pixels > room:
+        raise UploadError(
+            f"the set's images hold more than {limits.max_total_pixels:,} pixels together, "
+            "the limit for one image set.",
+            413,
+        )
+    check_image(data, max_pixels=limits.max_pixels)
+    return pixels
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    with archive.open(info) as member:
+        while chunk := member.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise UploadError(_too_big(limit), 413)
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_big(limit: int) -> str:
+    return f"it unpacks to more than {limit / 2**20:.0f} MB, the limit for one image."
+
+
+def _header_pixels(data: bytes) -> int:
+    """Width × height from the image header alone (0 when Pillow cannot tell: then
+    :func:`check_image` says why)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.width * img.height)
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 0

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from backend.errors import ClientError
+
 Arrays = Mapping[str, np.ndarray]
 
 
@@ -26,6 +28,12 @@ def n_players(arrays: Arrays) -> int:
 
 def popcounts(size: int) -> np.ndarray:
     return np.bitwise_count(np.arange(size, dtype=np.uint64)).astype(np.int64)
+
+
+def check_player(player: int, n: int, what: str) -> None:
+    """A :class:`ClientError` (400) unless ``player`` is one of the ``n`` players."""
+    if not 0 <= player < n:
+        raise ClientError(f"{what} must be a player in 0–{n - 1}; {player} is not.")
 
 
 def players_of(mask: int, n: int) -> list[int]:
@@ -45,6 +53,10 @@ def interactions(
     normalised strength ≥ τ and by sign; strongest first, at most ``top_k``."""
     table = np.asarray(arrays["interactions"], dtype=np.float64)
     n = n_players(arrays)
+    if order is not None and not 0 <= order <= n:
+        raise ClientError(f"order must be in 0–{n}; {order} is not.")
+    for player in contains or ():
+        check_player(player, n, "contains")
     masks = np.arange(1, table.size, dtype=np.int64)
     values = table[1:]
     peak = float(np.abs(values).max()) if values.size else 0.0
@@ -82,7 +94,7 @@ def interactions(
 def pair(arrays: Arrays, i: int, j: int) -> dict[str, Any]:
     n = n_players(arrays)
     if not (0 <= i < n and 0 <= j < n) or i == j:
-        raise ValueError(f"a pair needs two different players in 0–{n - 1}")
+        raise ClientError(f"A pair needs two different players in 0–{n - 1}.")
     return {
         "i": i,
         "j": j,
@@ -93,9 +105,7 @@ def pair(arrays: Arrays, i: int, j: int) -> dict[str, Any]:
 
 
 def shapley_row(arrays: Arrays, i: int) -> list[float]:
-    n = n_players(arrays)
-    if not 0 <= i < n:
-        raise ValueError(f"player must be in 0–{n - 1}")
+    check_player(i, n_players(arrays), "i")
     return arrays["shapley"][i].tolist()
 
 
@@ -108,7 +118,7 @@ def component_map(arrays: Arrays, index: int, channel: int | None = None) -> dic
     """
     count = len(arrays["images"])
     if not 0 <= index < count:
-        raise ValueError(f"index must be in 0–{count - 1}")
+        raise ClientError(f"index must be in 0–{count - 1}; {index} is not.")
     comps, feats, residuals = arrays["components"], arrays["features"], arrays["residuals"]
     most = int(arrays["channels"][index])
     old_layout = comps.ndim == 4  # one channel per image, without a channel axis
@@ -125,7 +135,7 @@ def component_map(arrays: Arrays, index: int, channel: int | None = None) -> dic
             why = f"this result predates other channels: only the most activated ({most}) was kept"
         else:
             why = f"this layer is large, so only its most activated channel ({most}) was kept"
-        raise ValueError(f"channel {want} is not stored for this image; {why}")
+        raise ClientError(f"Channel {want} is not stored for this image; {why}.")
     k = stored.index(want)
     return {
         "count": count,

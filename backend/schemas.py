@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they were written in UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+"""A UTC time, always serialised with its offset (``…Z``)."""
 
 
 class WorkspacePublic(BaseModel):
@@ -38,7 +47,7 @@ class ModelPublic(BaseModel):
     layer_shapes: dict[str, list[int]] | None = None
     seconds_per_pass: float | None
     builtin: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ModelsPublic(BaseModel):
@@ -58,7 +67,7 @@ class ImagePublic(BaseModel):
     mode: str
     label: str | None
     builtin: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ImagesPublic(BaseModel):
@@ -78,7 +87,7 @@ class DatasetPublic(BaseModel):
     class_names: list[str] | None
     class_counts: list[int] | None
     builtin: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 class DatasetsPublic(BaseModel):
@@ -141,9 +150,9 @@ class AnalysisPublic(BaseModel):
         default=False,
         description="queued work was lost (e.g. the embedded worker restarted): retry",
     )
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     summary: dict[str, Any] | None
     items: list[ItemPublic]
 
@@ -160,11 +169,20 @@ class ComponentJobCreate(BaseModel):
     compare_model_id: str | None = Field(
         default=None, description="a second model of the same task: enables reliability"
     )
-    orders: list[int] = Field(default=[0, 1, 2, 4, 8], min_length=1, max_length=6)
-    width: int = Field(default=32, ge=4, le=256)
-    epochs: int = Field(default=30, ge=1, le=500)
-    max_samples: int = Field(default=600, ge=20, le=20_000, description="images used (train+test)")
-    seed: int = 0
+    orders: list[Annotated[int, Field(ge=0)]] = Field(
+        default=[0, 1, 2, 4, 8],
+        min_length=1,
+        max_length=6,
+        description="numbers of ReLU layers, each at most CONCEPTLENS_MAX_COMPONENT_ORDER",
+    )
+    width: int = Field(default=32, ge=4, description="at most CONCEPTLENS_MAX_COMPONENT_WIDTH")
+    epochs: int = Field(default=30, ge=1, description="at most CONCEPTLENS_MAX_COMPONENT_EPOCHS")
+    max_samples: int = Field(
+        default=600,
+        ge=20,
+        description="images used (train+test), at most CONCEPTLENS_MAX_COMPONENT_SAMPLES",
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
 class ComponentJobPublic(BaseModel):
@@ -181,9 +199,9 @@ class ComponentJobPublic(BaseModel):
     progress_total: int
     error: str | None
     metrics: dict[str, Any] | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     model_name: str | None = None
     compare_model_name: str | None = None
     dataset_name: str | None = None
@@ -201,7 +219,7 @@ class SharePublic(BaseModel):
     component_job_id: str | None
     token: str
     url: str
-    created_at: datetime
+    created_at: Timestamp
     revoked: bool
 
 
@@ -210,5 +228,19 @@ class SharesPublic(BaseModel):
     count: int
 
 
-class Message(BaseModel):
+class ErrorPublic(BaseModel):
+    """Every refusal: a sentence for a person."""
+
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorPublic(ErrorPublic):
+    """A request parameter out of range: ``detail`` as sentences, ``errors`` for programs."""
+
+    errors: list[ValidationIssue]

@@ -164,6 +164,8 @@ def _onnx_image_dims(proto: object) -> list[int]:
 
 def check_image(data: bytes, *, max_pixels: int) -> tuple[str, int, int, str]:
     """PNG or JPEG only, decodable, within the pixel cap → (content type, width, height, mode)."""
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow must not refuse what the cap allows
     try:
         with Image.open(io.BytesIO(data)) as img:
             kind = img.format
@@ -182,6 +184,10 @@ def check_image(data: bytes, *, max_pixels: int) -> tuple[str, int, int, str]:
         raise UploadError(
             "This file is not an image ConceptLens can read (PNG or JPEG).", 415
         ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise UploadError(
+            f"The image has too many pixels; at most {max_pixels:,} are accepted.", status=413
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise UploadError(f"The image is damaged or truncated ({exc}).") from None
     return ("image/png" if kind == "PNG" else "image/jpeg"), width, height, mode

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from backend.api.deps import SessionDep
+from backend.api.deps import SessionDep, owned_analysis
 from backend.api.present import present_analysis
+from backend.api.problems import ERROR_RESPONSES
 from backend.api.routes import (
     analyses,
     components,
@@ -21,19 +22,25 @@ from backend.api.routes import (
 from backend.db.models import Analysis
 from backend.schemas import AnalysisPublic
 
-api_router = APIRouter()
+api_router = APIRouter(responses=ERROR_RESPONSES)
 api_router.include_router(workspace.router)
 api_router.include_router(models.router)
 api_router.include_router(images.router)
 api_router.include_router(datasets.router)
 api_router.include_router(components.router)
-api_router.include_router(components.component_results_router("/components/{job_id}", "components"))
-api_router.include_router(analyses.router)
-api_router.include_router(results.results_router("/analyses/{analysis_id}", "results"))
-api_router.include_router(shares.router)
-api_router.include_router(results.results_router("/shared/{token}", "shared"))
 api_router.include_router(
-    components.component_results_router("/shared-components/{token}", "shared")
+    components.component_results_router("/components/{job_id}", "components", shares.owned_job)
+)
+api_router.include_router(analyses.router)
+api_router.include_router(
+    results.results_router("/analyses/{analysis_id}", "results", owned_analysis)
+)
+api_router.include_router(shares.router)
+api_router.include_router(
+    results.results_router("/shared/{token}", "shared", shares.shared_analysis)
+)
+api_router.include_router(
+    components.component_results_router("/shared-components/{token}", "shared", shares.shared_job)
 )
 
 

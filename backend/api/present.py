@@ -1,6 +1,11 @@
-"""Turning rows into response bodies (progress and ETA are derived on read)."""
+"""Turning rows into response bodies (progress and ETA are derived on read).
+
+Bodies never carry internal blob keys (``…_key``): share links show these bodies to anyone.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -24,7 +29,7 @@ def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
                 progress_total=item.progress_total,
                 cached=bool(item.summary and item.summary.get("cached")),
                 error=item.error,
-                summary=item.summary,
+                summary=public(item.summary),
             )
         )
     total = sum(item.progress_total for item in analysis.items)
@@ -35,7 +40,7 @@ def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
         model_name=model.name,
         labels=model.labels,
         input_shape=model.input_shape,
-        params=analysis.params,
+        params=public(analysis.params) or {},
         n_players=analysis.n_players,
         status=analysis.status,  # type: ignore[arg-type]
         progress_done=done,
@@ -47,7 +52,7 @@ def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
         created_at=analysis.created_at,
         started_at=analysis.started_at,
         finished_at=analysis.finished_at,
-        summary=analysis.summary,
+        summary=public(analysis.summary),
         items=items,
     )
 
@@ -62,5 +67,14 @@ def present_job(session: Session, job: ComponentJob) -> ComponentJobPublic:
             "compare_model_name": compare.name if compare else None,
             "dataset_name": dataset.name if dataset else None,
             "eta_seconds": service.eta_seconds(job, job.progress_done, job.progress_total),
+            "params": public(job.params) or {},
+            "metrics": public(job.metrics),
         }
     )
+
+
+def public(fields: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``fields`` without internal blob keys (names ending in ``_key``)."""
+    if fields is None:
+        return None
+    return {k: v for k, v in fields.items() if not k.endswith("_key")}

@@ -3,36 +3,53 @@
 The owner's routes live under ``/components``; the read-only result routes are built by
 :func:`component_results_router` for the owner (``/components/{job_id}``) and for a share
 link (``/shared-components/{token}``), each with its own way to find the job.
+
+No ``from __future__ import annotations`` here: the result routes' signatures use ``JobDep``,
+an alias local to :func:`component_results_router`, which FastAPI must see as an object.
 """
 
-from __future__ import annotations
-
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
 from backend import figures, results
-from backend.api.deps import BlobsDep, SessionDep, WorkspaceDep
+from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.present import present_job
-from backend.api.routes.shares import readable_job
+from backend.config import Settings
 from backend.db.models import ComponentJob, ModelRecord
 from backend.errors import ClientError
 from backend.queue import TASK_RUN_COMPONENTS, enqueue
 from backend.schemas import ComponentJobCreate, ComponentJobPublic, ComponentJobsPublic
 from backend.services import components as service
 
-ReadableJobDep = Annotated[ComponentJob, Depends(readable_job)]
-
 router = APIRouter(prefix="/components", tags=["components"])
 
 
 @router.post("", response_model=ComponentJobPublic, status_code=201)
 def create_job(
-    body: ComponentJobCreate, session: SessionDep, workspace: WorkspaceDep
+    body: ComponentJobCreate, session: SessionDep, workspace: WorkspaceDep, settings: SettingsDep
 ) -> ComponentJobPublic:
+    """Queue a component analysis; ``orders``, ``width``, ``epochs`` and ``max_samples`` are
+    capped by the ``CONCEPTLENS_MAX_COMPONENT_*`` settings (422 past them)."""
+    check_limits(body, settings)
     job = service.create(session, workspace=workspace, body=body)
     enqueue(TASK_RUN_COMPONENTS, job.id)
     return present_job(session, job)
+
+
+def check_limits(body: ComponentJobCreate, settings: Settings) -> None:
+    """A 422 naming the first parameter past its configured cap."""
+    caps = {
+        "width": (body.width, settings.max_component_width),
+        "epochs": (body.epochs, settings.max_component_epochs),
+        "max_samples": (body.max_samples, settings.max_component_samples),
+        "orders": (max(body.orders), settings.max_component_order),
+    }
+    for name, (value, cap) in caps.items():
+        if value > cap:
+            what = "every order" if name == "orders" else name
+            raise ClientError(f"{what} must be at most {cap}; {value} is too large.", 422)
 
 
 @router.get("", response_model=ComponentJobsPublic)
@@ -86,16 +103,18 @@ def compare(ids: str, session: SessionDep, workspace: WorkspaceDep) -> dict[str,
     return figures.compare_significance(series)
 
 
-def component_results_router(prefix: str, tag: str) -> APIRouter:
-    """The read-only routes of one component analysis under ``prefix``."""
+def component_results_router(prefix: str, tag: str, find: Callable[..., ComponentJob]) -> APIRouter:
+    """The read-only routes of one component analysis under ``prefix``; ``find`` is the
+    dependency that resolves the job from the path's parameter."""
     results_router = APIRouter(prefix=prefix, tags=[tag])
+    JobDep = Annotated[ComponentJob, Depends(find)]
 
     @results_router.get("", response_model=ComponentJobPublic)
-    def get_job(job: ReadableJobDep, session: SessionDep) -> ComponentJobPublic:
+    def get_job(job: JobDep, session: SessionDep) -> ComponentJobPublic:
         return present_job(session, job)
 
     @results_router.get("/figures")
-    def job_figures(job: ReadableJobDep) -> dict[str, Any]:
+    def job_figures(job: JobDep) -> dict[str, Any]:
         """Plotly JSON: significance by order (with fit quality), reliability, effects."""
         if job.metrics is None:
             raise ClientError(f"The component analysis has no results yet ({job.status}).", 409)
@@ -103,7 +122,7 @@ def component_results_router(prefix: str, tag: str) -> APIRouter:
 
     @results_router.get("/maps")
     def component_maps(
-        job: ReadableJobDep, blobs: BlobsDep, index: int = 0, channel: int | None = None
+        job: JobDep, blobs: BlobsDep, index: int = 0, channel: int | None = None
     ) -> dict[str, Any]:
         """Component maps of the ``index``-th stored test image at ``channel`` (default: the
         most activated), with a Plotly figure."""
@@ -112,10 +131,7 @@ def component_results_router(prefix: str, tag: str) -> APIRouter:
         if job.result_key is None:
             note = ((job.metrics or {}).get("notes") or {}).get("maps")
             raise ClientError(f"No component maps: {note or 'none were stored'}.")
-        try:
-            out = results.component_map(results.load(blobs.get(job.result_key)), index, channel)
-        except ValueError as error:
-            raise ClientError(str(error)) from None
+        out = results.component_map(results.load(blobs.get(job.result_key)), index, channel)
         out["figure"] = figures.component_maps_figure(
             out["image"], out["feature"], out["components"], out["residual"], out["orders"],
             out["channel"], most_activated=out["channel"] == out["most_activated"],

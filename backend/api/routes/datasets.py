@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
-from backend.api.uploading import read_capped
-from backend.datasets import check_images, read_manifest
+from backend.api.uploading import read_capped_sync
+from backend.datasets import ImageLimits, check_images, read_manifest
 from backend.db.models import DatasetRecord
 from backend.schemas import DatasetPublic, DatasetsPublic
 from backend.services import resources
@@ -29,7 +29,7 @@ def get_dataset(dataset_id: str, session: SessionDep, workspace: WorkspaceDep) -
 
 
 @router.post("", response_model=DatasetPublic, status_code=201)
-async def upload_dataset(
+def upload_dataset(
     session: SessionDep,
     workspace: WorkspaceDep,
     settings: SettingsDep,
@@ -37,15 +37,21 @@ async def upload_dataset(
     file: Annotated[UploadFile, File(description="a .zip: class/image.png (labelled) or flat")],
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> DatasetRecord:
-    """Checked whole before anything is stored: layout, limits, every image decodable."""
-    data = await read_capped(file, settings.max_dataset_bytes, "image set")
+    """Checked whole before anything is stored: layout, limits, every image decodable. A
+    plain ``def``: the check runs in a worker thread, never on the event loop."""
+    data = read_capped_sync(file.file, settings.max_dataset_bytes, "image set")
     check_size(data, settings.max_dataset_bytes, "image set")
     manifest = read_manifest(
         data,
         max_images=settings.max_dataset_images,
         max_uncompressed=4 * settings.max_dataset_bytes,
     )
-    check_images(data, manifest, max_pixels=settings.max_image_pixels)
+    limits = ImageLimits(
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_total_pixels=settings.max_dataset_pixels,
+    )
+    check_images(data, manifest, limits)
     row = DatasetRecord(
         workspace_id=workspace.id,
         name=(name or file.filename or "image set").strip()[:200],

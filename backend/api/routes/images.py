@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
-from backend.api.uploading import read_capped
+from backend.api.routes.results import PNG
+from backend.api.uploading import read_capped_sync
 from backend.db.models import ImageRecord, ModelRecord
 from backend.previews import preview_png
 from backend.schemas import ImagePublic, ImagesPublic
@@ -16,6 +17,10 @@ from backend.services import resources
 from backend.uploads import UploadError, check_image, check_size
 
 router = APIRouter(prefix="/images", tags=["images"])
+
+IMAGE_FILE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "the uploaded bytes"}
+}
 
 
 @router.get("", response_model=ImagesPublic)
@@ -25,20 +30,21 @@ def list_images(session: SessionDep, workspace: WorkspaceDep) -> ImagesPublic:
 
 
 @router.post("", response_model=ImagesPublic, status_code=201)
-async def upload_images(
+def upload_images(
     session: SessionDep,
     workspace: WorkspaceDep,
     settings: SettingsDep,
     blobs: BlobsDep,
     files: Annotated[list[UploadFile], File(description="PNG or JPEG files")],
 ) -> ImagesPublic:
-    """All or nothing: if one file is refused, none is stored."""
+    """All or nothing: if one file is refused, none is stored. A plain ``def``: decoding
+    runs in a worker thread, never on the event loop."""
     if len(files) > settings.max_images_per_upload:
         raise HTTPException(400, f"At most {settings.max_images_per_upload} images per upload.")
     checked = []
     for file in files:
         name = file.filename or "image"
-        data = await read_capped(file, settings.max_image_bytes, f"image {name}")
+        data = read_capped_sync(file.file, settings.max_image_bytes, f"image {name}")
         try:
             check_size(data, settings.max_image_bytes, f"image {name}")
             kind, width, height, mode = check_image(data, max_pixels=settings.max_image_pixels)
@@ -62,7 +68,7 @@ def get_image(image_id: str, session: SessionDep, workspace: WorkspaceDep) -> Im
     return _get(session, workspace, image_id)
 
 
-@router.get("/{image_id}/file")
+@router.get("/{image_id}/file", response_class=Response, responses=IMAGE_FILE)
 def image_file(
     image_id: str, session: SessionDep, workspace: WorkspaceDep, blobs: BlobsDep
 ) -> Response:
@@ -71,21 +77,24 @@ def image_file(
     return Response(blobs.get(row.blob_key), media_type=row.content_type)
 
 
-@router.get("/{image_id}/preview")
+@router.get("/{image_id}/preview", response_class=Response, responses=PNG)
 def image_preview(
     image_id: str,
     session: SessionDep,
     workspace: WorkspaceDep,
     blobs: BlobsDep,
+    settings: SettingsDep,
     model_id: Annotated[str | None, Query(description="preprocess for this model's input")] = None,
     scale: Annotated[int, Query(ge=1, le=32)] = 1,
 ) -> Response:
-    """The image as the model sees it (channels, size), as a PNG, optionally enlarged."""
+    """The image as the model sees it (channels, size), as a PNG, optionally enlarged; the
+    scale is lowered to keep the PNG within ``CONCEPTLENS_MAX_PREVIEW_PIXELS``."""
     row = _get(session, workspace, image_id)
     shape = None
     if model_id is not None:
         shape = resources.get(session, ModelRecord, workspace=workspace, id=model_id).input_shape
-    return Response(preview_png(blobs.get(row.blob_key), shape, scale), media_type="image/png")
+    png = preview_png(blobs.get(row.blob_key), shape, scale, settings.max_preview_pixels)
+    return Response(png, media_type="image/png")
 
 
 @router.delete("/{image_id}", status_code=204)

@@ -1,27 +1,43 @@
 """Results of an analysis, read-only: the same routes serve the owner (``/analyses/{id}``)
-and a share link (``/shared/{token}``), each with its own way to find the analysis."""
+and a share link (``/shared/{token}``), each with its own way to find the analysis.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: the route signatures use ``AnalysisDep``, an
+alias local to :func:`results_router`, which FastAPI must see as an object, not a string.
+"""
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 
 from backend import figures, results
-from backend.api.deps import BlobsDep, SessionDep
-from backend.api.routes.shares import readable_analysis
+from backend.api.deps import BlobsDep, SessionDep, SettingsDep
 from backend.db.models import Analysis, AnalysisItem, ImageRecord, ModelRecord
 from backend.previews import preview_png
 
-AnalysisDep = Annotated[Analysis, Depends(readable_analysis)]
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "a PNG image"}
+}
+EXPORTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/octet-stream": {},
+            "application/json": {"schema": {"type": "object"}},
+            "text/csv": {},
+        },
+        "description": "the stored result as npz, JSON or CSV",
+    }
+}
 
 
-def results_router(prefix: str, tag: str) -> APIRouter:
-    """The result routes under ``prefix`` (``/analyses/{analysis_id}`` or ``/shared/{token}``)."""
+def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIRouter:
+    """The result routes under ``prefix`` (``/analyses/{analysis_id}`` or ``/shared/{token}``);
+    ``find`` is the dependency that resolves the analysis from the path's parameter."""
     router = APIRouter(prefix=prefix, tags=[tag])
+    AnalysisDep = Annotated[Analysis, Depends(find)]
 
     def item_arrays(
         analysis: Analysis, item_id: str, blobs: BlobsDep
@@ -56,20 +72,14 @@ def results_router(prefix: str, tag: str) -> APIRouter:
         *, item_id: str, analysis: AnalysisDep, blobs: BlobsDep, i: int, j: int
     ) -> dict[str, Any]:
         _, arrays = item_arrays(analysis, item_id, blobs)
-        try:
-            out = results.pair(arrays, i, j)
-        except ValueError as error:
-            raise HTTPException(400, str(error)) from None
+        out = results.pair(arrays, i, j)
         out["figure"] = figures.pair_curve(out["values"], results.n_players(arrays), i, j)
         return out
 
     @router.get("/items/{item_id}/shapley")
     def shapley(*, item_id: str, analysis: AnalysisDep, blobs: BlobsDep, i: int) -> dict[str, Any]:
         _, arrays = item_arrays(analysis, item_id, blobs)
-        try:
-            row = results.shapley_row(arrays, i)
-        except ValueError as error:
-            raise HTTPException(400, str(error)) from None
+        row = results.shapley_row(arrays, i)
         return {"i": i, "values": row}
 
     @router.get("/items/{item_id}/sparsity")
@@ -109,10 +119,7 @@ def results_router(prefix: str, tag: str) -> APIRouter:
         """Heat map over the grid of the Shapley interaction between player ``i`` and each
         other player (cells that are not players stay blank)."""
         _, arrays = item_arrays(analysis, item_id, blobs)
-        try:
-            row = results.shapley_row(arrays, i)
-        except ValueError as error:
-            raise HTTPException(400, str(error)) from None
+        row = results.shapley_row(arrays, i)
         params = analysis.params
         rows, cols = params["grid_rows"], params["grid_cols"]
         cells = params.get("players") or list(range(rows * cols))
@@ -125,22 +132,26 @@ def results_router(prefix: str, tag: str) -> APIRouter:
             colorbar_title="I(i, j)",
         )  # fmt: skip
 
-    @router.get("/items/{item_id}/image")
+    @router.get("/items/{item_id}/image", response_class=Response, responses=PNG)
     def item_image(
         *,
         item_id: str,
         analysis: AnalysisDep,
         session: SessionDep,
         blobs: BlobsDep,
+        settings: SettingsDep,
         scale: Annotated[int, Query(ge=1, le=64)] = 1,
     ) -> Response:
-        """The analysed image as the model saw it (PNG), for drawing patches over."""
+        """The analysed image as the model saw it (PNG), for drawing patches over; ``scale``
+        is lowered to keep the PNG within ``CONCEPTLENS_MAX_PREVIEW_PIXELS``."""
         item = next((i for i in analysis.items if i.id == item_id), None)
         if item is None:
             raise HTTPException(404, "No such image in this analysis.")
         image = session.get_one(ImageRecord, item.image_id)
         model = session.get_one(ModelRecord, analysis.model_id)
-        png = preview_png(blobs.get(image.blob_key), model.input_shape, scale)
+        png = preview_png(
+            blobs.get(image.blob_key), model.input_shape, scale, settings.max_preview_pixels
+        )
         return Response(png, media_type="image/png")
 
     @router.get("/figures/curve")
@@ -157,8 +168,14 @@ def results_router(prefix: str, tag: str) -> APIRouter:
             per_image=per_image if len(per_image) > 1 else None,
         )
 
-    @router.get("/items/{item_id}/export.{fmt}")
-    def export(*, item_id: str, fmt: str, analysis: AnalysisDep, blobs: BlobsDep) -> Response:
+    @router.get("/items/{item_id}/export.{fmt}", response_class=Response, responses=EXPORTS)
+    def export(
+        *,
+        item_id: str,
+        fmt: Annotated[str, Path(description="npz, json or csv")],
+        analysis: AnalysisDep,
+        blobs: BlobsDep,
+    ) -> Response:
         item, arrays = item_arrays(analysis, item_id, blobs)
         name = f"conceptlens-{analysis.id[:8]}-{item.position}"
         if fmt == "npz":

@@ -16,8 +16,6 @@ from backend.api.deps import (
     OwnedAnalysisDep,
     SessionDep,
     WorkspaceDep,
-    current_workspace,
-    owned_analysis,
 )
 from backend.db.base import utcnow
 from backend.db.models import Analysis, ComponentJob, ShareLink
@@ -117,22 +115,3 @@ def shared_job(token: str, session: SessionDep) -> ComponentJob:
     if link.component_job_id is None:
         raise HTTPException(404, "This share link opens an analysis, not a component analysis.")
     return session.get_one(ComponentJob, link.component_job_id)
-
-
-def readable_analysis(request: Request, session: SessionDep) -> Analysis:
-    """The analysis of a result route: by share token (no workspace needed), or by id within
-    the caller's workspace."""
-    token = request.path_params.get("token")
-    if token is not None:
-        return shared_analysis(token, session)
-    workspace = current_workspace(request, session)
-    return owned_analysis(request.path_params["analysis_id"], session, workspace)
-
-
-def readable_job(request: Request, session: SessionDep) -> ComponentJob:
-    """The component analysis of a result route: by share token, or by id in the workspace."""
-    token = request.path_params.get("token")
-    if token is not None:
-        return shared_job(token, session)
-    workspace = current_workspace(request, session)
-    return owned_job(request.path_params["job_id"], session, workspace)
