@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     """Masks per chunk task: an image with more masks is split across workers."""
     batch_size: int = Field(default=1024, ge=1)
     task_time_limit_s: int = Field(default=3600, ge=10)
+    lease_s: float = Field(default=60.0, gt=0)
+    """A running job renews its lease every third of this; a lease this old is expired."""
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+    """How often each worker looks for expired leases (and once at its start)."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Times a job whose worker vanished is re-queued before it is failed."""
+    visibility_timeout_s: int = Field(default=7200, ge=60)
+    """Redis: an unacknowledged task is delivered again after this long (duplicates are
+    harmless: a job is claimed through its lease)."""
     sandbox_memory_mb: int = Field(default=8192, ge=0)
     """Address space of a model sandbox process (0: no limit; not applied on CUDA)."""
     sandbox_cpu_seconds: int = Field(default=3600, ge=0)

@@ -33,6 +33,8 @@ def make_celery(settings: Settings) -> Celery:
     )
     if settings.broker_url.startswith("memory://"):
         app.conf.broker_transport_options = {"polling_interval": 0.05}
+    else:  # Redis: an unacknowledged task comes back after this (a claim makes it harmless)
+        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s}
     return app
 
 

@@ -21,7 +21,7 @@ from backend.db.session import session_scope
 from conceptlens.components.pipeline import TrainingPlan
 from conceptlens.images import load_image, normalise
 from conceptlens.models.demo import load_digits_16, split_digits
-from worker import jobs
+from worker import jobs, leases
 from worker.sandbox import parent as sandbox
 
 log = logging.getLogger(__name__)
@@ -34,28 +34,40 @@ TEST_SHARE = 6  # one image in six is held out (uploaded sets; the digits keep t
 
 
 def run_component_job(job_id: str) -> None:
-    with session_scope() as s:
-        job = s.get(ComponentJob, job_id)
-        if job is None or job.cancel_requested:
-            return
-        job.status = "running"
-        job.started_at = utcnow()
-        job.error = None
-        if _reuse(s, job):
-            return
-    try:
-        metrics, maps = _compute(job_id)
-        key = jobs.blobs().put(_npz(maps)) if maps else None
-    except Exception as error:
-        _finish(job_id, error=error)
+    """Claim the job's lease, train and measure in the sandbox, store the results.
+
+    A duplicate delivery does nothing while the lease is held; results are written only by
+    the lease holder, so a job cancelled meanwhile stays cancelled."""
+    owner = leases.new_owner()
+    claimed = leases.claim(
+        ComponentJob, job_id, owner, ComponentJob.status.in_(("queued", "running")),
+        ComponentJob.cancel_requested.is_(False),
+        status="running", started_at=utcnow(), error=None,
+    )  # fmt: skip
+    if not claimed:
         return
     with session_scope() as s:
         job = s.get_one(ComponentJob, job_id)
-        job.metrics = metrics
-        job.result_key = key
-        job.status = "done"
-        job.progress_done = job.progress_total
-        job.finished_at = utcnow()
+        if _reuse(s, job):
+            job.lease_owner = job.lease_expires_at = None
+            return
+    with leases.Heartbeat(ComponentJob, job_id, owner):
+        try:
+            metrics, maps = _compute(job_id)
+            key = jobs.blobs().put(_npz(maps)) if maps else None
+        except Exception as error:
+            _finish(job_id, owner, error=error)
+            return
+        with session_scope() as s:
+            job = s.get_one(ComponentJob, job_id)
+            if job.lease_owner != owner:
+                return
+            job.metrics = metrics
+            job.result_key = key
+            job.status = "done"
+            job.progress_done = job.progress_total
+            job.finished_at = utcnow()
+            job.lease_owner = job.lease_expires_at = None
 
 
 def _reuse(s: Session, job: ComponentJob) -> bool:
@@ -157,12 +169,15 @@ def _reporter(job_id: str) -> Callable[[int, int], None]:
     return jobs.reporter(write, cancelled)
 
 
-def _finish(job_id: str, *, error: BaseException) -> None:
+def _finish(job_id: str, owner: str, *, error: BaseException) -> None:
     status, message = jobs.outcome(error, f"component job {job_id}")
     with session_scope() as s:
         job = s.get_one(ComponentJob, job_id)
+        if job.lease_owner != owner:
+            return
         job.status, job.error = status, message
         job.finished_at = utcnow()
+        job.lease_owner = job.lease_expires_at = None
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:

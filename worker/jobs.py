@@ -29,6 +29,7 @@ from conceptlens.images import ImageError, load_image
 from conceptlens.models.loaders import ModelLoadError
 from conceptlens.pairwise import relative_strength
 from conceptlens.players import make_baseline
+from worker import leases
 from worker.sandbox import parent as sandbox
 from worker.sandbox.parent import ModelRef
 
@@ -73,36 +74,50 @@ def model_ref(row: ModelRecord) -> ModelRef:
 
 
 def validate_model(model_id: str) -> None:
-    """Load the model in the sandbox, run a test pass, record format/shape/classes/layers."""
-    with session_scope() as s:
-        row = s.get(ModelRecord, model_id)
-        if row is None:
-            return
-        row.status = "validating"
-    try:
-        with session_scope() as s:
-            row = s.get_one(ModelRecord, model_id)
-            info = sandbox.current().validate(model_ref(row))
-            row.format = info["format"]
-            row.input_shape = list(info["input_shape"])
-            row.num_classes = int(info["num_classes"])
-            row.layers = list(info["layers"])
-            row.layer_shapes = dict(info["layer_shapes"])
-            row.architecture = info["architecture"]
-            row.seconds_per_pass = float(info["seconds_per_pass"])
-            if row.labels and len(row.labels) != row.num_classes:
-                raise ValueError(
-                    f"{len(row.labels)} class labels were given but the model has "
-                    f"{row.num_classes} classes"
+    """Load the model in the sandbox, run a test pass, record format/shape/classes/layers.
+
+    Claims the model's lease first: a duplicate delivery while another worker validates it
+    does nothing; a worker killed mid-validation leaves a lease the sweep re-queues."""
+    owner = leases.new_owner()
+    if not leases.claim(ModelRecord, model_id, owner, status="validating"):
+        return
+    with leases.Heartbeat(ModelRecord, model_id, owner):
+        try:
+            with session_scope() as s:
+                row = s.get_one(ModelRecord, model_id)
+                info = sandbox.current().validate(model_ref(row))
+                _record_validation(row, info)
+                row.status = "ready"
+                row.error = None
+        except Exception as error:  # recorded for the user; the task itself succeeds
+            log.info("model %s failed validation: %s", model_id, error)
+            with session_scope() as s:
+                s.execute(
+                    update(ModelRecord)
+                    .where(ModelRecord.id == model_id, ModelRecord.lease_owner == owner)
+                    .values(status="failed", error=describe(error))
                 )
-            row.status = "ready"
-            row.error = None
-    except Exception as error:  # recorded for the user; the task itself succeeds
-        log.info("model %s failed validation: %s", model_id, error)
-        with session_scope() as s:
-            row = s.get_one(ModelRecord, model_id)
-            row.status = "failed"
-            row.error = describe(error)
+        finally:
+            with session_scope() as s:
+                s.execute(
+                    update(ModelRecord)
+                    .where(ModelRecord.id == model_id, ModelRecord.lease_owner == owner)
+                    .values(**leases.release_values())
+                )
+
+
+def _record_validation(row: ModelRecord, info: dict[str, Any]) -> None:
+    row.format = info["format"]
+    row.input_shape = list(info["input_shape"])
+    row.num_classes = int(info["num_classes"])
+    row.layers = list(info["layers"])
+    row.layer_shapes = dict(info["layer_shapes"])
+    row.architecture = info["architecture"]
+    row.seconds_per_pass = float(info["seconds_per_pass"])
+    if row.labels and len(row.labels) != row.num_classes:
+        raise ValueError(
+            f"{len(row.labels)} class labels were given but the model has {row.num_classes} classes"
+        )
 
 
 # ---------------------------------------------------------------- analyses
@@ -198,39 +213,73 @@ def start_analysis(analysis_id: str) -> list[str]:
         return [item.id for item in analysis.items if item.status in ("queued", "running")]
 
 
-def run_item(item_id: str) -> list[str]:
-    """Run one image: from the cache, in this task, or as chunk tasks (returned ids)."""
+#: What :func:`run_item` leaves to do: chunk tasks to send, or the assembly of the item.
+Next = tuple[str, list[str]]
+
+
+def run_item(item_id: str) -> Next:
+    """Run one image: from the cache, in this task, or as chunk tasks. Returns
+    ``("chunks", ids)`` to send, ``("assemble", [item_id])`` when every chunk is done
+    already (a retry after an interrupted assembly), or ``("", [])``."""
+    owner = leases.new_owner()
+    claimed = leases.claim(
+        AnalysisItem, item_id, owner, AnalysisItem.status.in_(("queued", "running")),
+        status="running", started_at=utcnow(),
+    )  # fmt: skip
+    if not claimed:
+        return "", []
     with session_scope() as s:
-        item = s.get(AnalysisItem, item_id)
-        if item is None or item.analysis.cancel_requested:
-            return []
-        item.status = "running"
-        item.started_at = utcnow()
-        cached = s.get(LogitTable, item.cache_key)
-        total = 1 << item.analysis.n_players
-        item.progress_total = total
-        analysis_id = item.analysis_id
-        if cached is None and total > get_settings().chunk_size:
-            return _make_chunks(s, item, total)
-    if cached is None:
-        try:
-            _forward_whole(item_id, analysis_id)
-        except Exception as error:
-            _fail_item(item_id, error)
-            return []
-    finish_item(item_id, cached=cached is not None)
-    return []
+        item = s.get_one(AnalysisItem, item_id)
+        analysis = item.analysis
+        if analysis.cancel_requested:
+            item.status = "cancelled"
+            item.lease_owner = item.lease_expires_at = None
+            s.flush()
+            analysis_id = item.analysis_id
+            cancelled = True
+        else:
+            cancelled = False
+            if analysis.status == "queued":  # started by a sweep or a retry, not start_analysis
+                analysis.status = "running"
+                analysis.started_at = analysis.started_at or utcnow()
+            cached = s.get(LogitTable, item.cache_key)
+            total = 1 << analysis.n_players
+            item.progress_total = total
+            analysis_id = item.analysis_id
+            if cached is None and total > get_settings().chunk_size:
+                return _make_chunks(s, item, total)
+    if cancelled:
+        roll_up(analysis_id)
+        return "", []
+    with leases.Heartbeat(AnalysisItem, item_id, owner):
+        if cached is None:
+            try:
+                _forward_whole(item_id, analysis_id)
+            except Exception as error:
+                _fail_item(item_id, error, owner)
+                return "", []
+        finish_item(item_id, owner, cached=cached is not None)
+    return "", []
 
 
-def _make_chunks(s: Session, item: AnalysisItem, total: int) -> list[str]:
+def _make_chunks(s: Session, item: AnalysisItem, total: int) -> Next:
+    """Chunk rows (once) and the ids still to run; the item's own lease ends here (each
+    chunk holds one), unless every chunk is done and the item goes straight to assembly."""
     size = get_settings().chunk_size
     if not item.chunks:
         for start in range(0, total, size):
             item.chunks.append(Chunk(start=start, stop=min(start + size, total)))
         item.chunks_total = len(item.chunks)
         item.chunks_done = 0
-        s.flush()
-    return [c.id for c in item.chunks if c.status != "done"]
+    for chunk in item.chunks:
+        if chunk.status not in ("done", "running"):
+            chunk.status = "queued"
+    item.chunks_done = sum(c.status == "done" for c in item.chunks)
+    item.lease_owner = item.lease_expires_at = None
+    s.flush()
+    if item.chunks_done == item.chunks_total:
+        return "assemble", [item.id]
+    return "chunks", [c.id for c in item.chunks if c.status != "done"]
 
 
 def _forward_whole(item_id: str, analysis_id: str) -> None:
@@ -260,64 +309,97 @@ def _store_table(item_id: str, table: np.ndarray, seconds: float) -> None:
 
 
 def run_chunk(chunk_id: str) -> str | None:
-    """Forward passes for one mask range; the last chunk of an item returns the item id."""
+    """Forward passes for one mask range; the last chunk of an item returns the item id.
+
+    The chunk is claimed through its lease and marked done only by its lease holder, so a
+    chunk delivered twice is computed once and counted once."""
+    owner = leases.new_owner()
+    if not leases.claim(Chunk, chunk_id, owner, Chunk.status.in_(("queued", "running"))):
+        return None
     with session_scope() as s:
-        chunk = s.get(Chunk, chunk_id)
-        if chunk is None or chunk.status == "done":
-            return None
+        chunk = s.get_one(Chunk, chunk_id)
         item = s.get_one(AnalysisItem, chunk.item_id)
-        if item.analysis.cancel_requested:
-            return None
         item_id, analysis_id = item.id, item.analysis_id
         start, stop = chunk.start, chunk.stop
-        chunk.status = "running"
-    try:
-        with session_scope() as s:
-            ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
+        stop_now = item.analysis.cancel_requested or item.status != "running"
+        chunk.status = "queued" if stop_now else "running"
+        if stop_now:
+            chunk.lease_owner = chunk.lease_expires_at = None
+            return None
+    with leases.Heartbeat(Chunk, chunk_id, owner):
+        try:
+            with session_scope() as s:
+                ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
 
-        def write(s: Session, done: int) -> None:
-            s.execute(update(Chunk).where(Chunk.id == chunk_id).values(done=done))
+            def write(s: Session, done: int) -> None:
+                s.execute(update(Chunk).where(Chunk.id == chunk_id).values(done=done))
 
-        table, _ = ctx.logits(start, stop, reporter(write, _analysis_cancelled(analysis_id)))
-    except Exception as error:
-        _fail_item(item_id, error)
-        return None
-    key = blobs().put(_npy_bytes(table))
+            table, _ = ctx.logits(start, stop, reporter(write, _analysis_cancelled(analysis_id)))
+        except Cancelled:  # the cancel itself ended the item
+            _release(Chunk, chunk_id, owner, status="queued")
+            return None
+        except Exception as error:  # fails the item, if this chunk still belonged to it
+            if _release(Chunk, chunk_id, owner, status="queued"):
+                _fail_item(item_id, error, None)
+            return None
+        key = blobs().put(_npy_bytes(table))
     with session_scope() as s:
-        s.execute(
+        marked = s.execute(
             update(Chunk)
-            .where(Chunk.id == chunk_id)
-            .values(status="done", done=stop - start, blob_key=key)
-        )
+            .where(Chunk.id == chunk_id, Chunk.lease_owner == owner)
+            .values(status="done", done=stop - start, blob_key=key, **leases.release_values())
+        ).rowcount  # type: ignore[attr-defined]
+        if not marked:  # the lease was lost and someone else ran it
+            return None
         done, total = s.execute(
             update(AnalysisItem)
             .where(AnalysisItem.id == item_id)
-            .values(chunks_done=AnalysisItem.chunks_done + 1)
+            .values(
+                chunks_done=AnalysisItem.chunks_done + 1,
+                # the assembly should start by then, or the sweep sends it again
+                lease_expires_at=leases.until(10 * get_settings().lease_s),
+            )
             .returning(AnalysisItem.chunks_done, AnalysisItem.chunks_total)
         ).one()
     return item_id if done == total else None
 
 
 def assemble_item(item_id: str) -> None:
-    """Concatenate the chunks' logits in mask order, store the table, then finish."""
-    with session_scope() as s:
-        item = s.get_one(AnalysisItem, item_id)
-        keys = [c.blob_key for c in item.chunks]
-        seconds = 0.0
-    store = blobs()
-    table = np.concatenate([np.load(io.BytesIO(store.get(k))) for k in keys if k])
-    _store_table(item_id, table, seconds)
-    for key in keys:
-        if key:
-            store.delete(key)
-    finish_item(item_id)
+    """Concatenate the chunks' logits in mask order, store the table, then finish.
+
+    Chunk blobs are content-addressed and may be shared with other items or analyses, so
+    none is deleted here: ``conceptlens gc`` frees them once no row refers to them."""
+    owner = leases.new_owner()
+    claimed = leases.claim(
+        AnalysisItem, item_id, owner, AnalysisItem.status == "running",
+        AnalysisItem.chunks_total > 0, AnalysisItem.chunks_done >= AnalysisItem.chunks_total,
+    )  # fmt: skip
+    if not claimed:
+        return
+    with leases.Heartbeat(AnalysisItem, item_id, owner):
+        try:
+            with session_scope() as s:
+                item = s.get_one(AnalysisItem, item_id)
+                keys = [c.blob_key for c in item.chunks]
+            if not all(keys):
+                raise RuntimeError("a chunk marked done has no stored logits")
+            store = blobs()
+            table = np.concatenate([np.load(io.BytesIO(store.get(k))) for k in keys if k])
+            _store_table(item_id, table, 0.0)
+        except Exception as error:
+            _fail_item(item_id, error, owner)
+            return
+        finish_item(item_id, owner)
 
 
-def finish_item(item_id: str, *, cached: bool = False) -> None:
-    """Transforms from the stored table (no forward pass), results saved, analysis rolled up."""
+def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> None:
+    """Transforms from the stored table (no forward pass), results saved, analysis rolled up.
+    Written only while ``owner`` holds the item's lease (a cancel or a takeover ends it)."""
     try:
         with session_scope() as s:
             item = s.get_one(AnalysisItem, item_id)
+            if owner is not None and item.lease_owner != owner:
+                return
             params = item.analysis.params
             table_row = s.get_one(LogitTable, item.cache_key)
             table = np.load(io.BytesIO(blobs().get(table_row.blob_key)))
@@ -339,11 +421,23 @@ def finish_item(item_id: str, *, cached: bool = False) -> None:
             item.status = "done"
             item.error = None
             item.finished_at = utcnow()
+            item.lease_owner = item.lease_expires_at = None
             analysis_id = item.analysis_id
     except Exception as error:
-        _fail_item(item_id, error)
+        _fail_item(item_id, error, owner)
         return
     roll_up(analysis_id)
+
+
+def _release(table: Any, row_id: str, owner: str, **values: Any) -> bool:
+    """End ``owner``'s lease with ``values``; False if it was not (or no longer) theirs."""
+    with session_scope() as s:
+        result = s.execute(
+            update(table)
+            .where(table.id == row_id, table.lease_owner == owner)
+            .values(**leases.release_values(), **values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def outcome(error: BaseException, what: str) -> tuple[str, str | None]:
@@ -355,12 +449,19 @@ def outcome(error: BaseException, what: str) -> tuple[str, str | None]:
     return "failed", describe(error)
 
 
-def _fail_item(item_id: str, error: BaseException) -> None:
+def _fail_item(item_id: str, error: BaseException, owner: str | None) -> None:
+    """End the item as failed or cancelled — unless it has ended already, or ``owner``
+    (when given) no longer holds its lease."""
     status, message = outcome(error, f"analysis item {item_id}")
     with session_scope() as s:
         item = s.get_one(AnalysisItem, item_id)
+        if item.status not in ("queued", "running") or (
+            owner is not None and item.lease_owner != owner
+        ):
+            return
         item.status, item.error = status, message
         item.finished_at = utcnow()
+        item.lease_owner = item.lease_expires_at = None
         analysis_id = item.analysis_id
     roll_up(analysis_id)
 

@@ -7,9 +7,8 @@ from collections.abc import Callable
 
 from backend.config import get_settings
 from backend.db.migrate import upgrade
-from backend.db.session import get_sessionmaker
 from backend.queue import TASK_ENSURE_BUILTINS, enqueue
-from backend.services.analyses import mark_interrupted
+from worker.sweep import recover_after_restart
 
 log = logging.getLogger(__name__)
 
@@ -17,9 +16,9 @@ log = logging.getLogger(__name__)
 def lifecycle_hooks() -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
     """``(on_startup, on_shutdown)`` for :func:`backend.app.create_app`.
 
-    Migrations run first. In embedded mode the worker thread starts, work that a previous
-    run had queued in memory is marked interrupted (retry offers it again), and the
-    built-in demo model and samples are created by a task if missing.
+    Migrations run first. In embedded mode, work that a previous run had queued in memory
+    or was running is made stale (the worker's first sweep sends it again), then the worker
+    thread starts; the built-in demo model and samples are created by a task if missing.
     """
     settings = get_settings()
     start: list[Callable[[], None]] = [upgrade]
@@ -28,14 +27,7 @@ def lifecycle_hooks() -> tuple[list[Callable[[], None]], list[Callable[[], None]
         from worker.embedded import EmbeddedWorker
 
         worker = EmbeddedWorker(settings.worker_concurrency)
-        start += [_mark_interrupted, worker.start]
+        start += [recover_after_restart, worker.start]
         stop.append(worker.stop)
     start.append(lambda: enqueue(TASK_ENSURE_BUILTINS))
     return start, stop
-
-
-def _mark_interrupted() -> None:
-    with get_sessionmaker()() as session:
-        count = mark_interrupted(session)
-    if count:
-        log.warning("%d analyses were interrupted by the restart; they can be retried", count)

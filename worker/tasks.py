@@ -8,7 +8,10 @@ counter in the database) enqueues the assembly, a chord that needs no result bac
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import group
+from celery.signals import worker_ready
 
 from backend.queue import (
     TASK_ENSURE_BUILTINS,
@@ -18,6 +21,7 @@ from backend.queue import (
     celery_app,
 )
 from worker import builtins, components_job, jobs
+from worker.sweep import Sweeper
 
 
 @celery_app.task(name=TASK_VALIDATE_MODEL)
@@ -34,9 +38,11 @@ def start_analysis(analysis_id: str) -> None:
 
 @celery_app.task(name="conceptlens.run_item")
 def run_item(item_id: str) -> None:
-    chunk_ids = jobs.run_item(item_id)
-    if chunk_ids:
-        group(run_chunk.s(chunk_id) for chunk_id in chunk_ids).apply_async()
+    step, ids = jobs.run_item(item_id)
+    if step == "chunks":
+        group(run_chunk.s(chunk_id) for chunk_id in ids).apply_async()
+    elif step == "assemble":
+        assemble_item.delay(item_id)
 
 
 @celery_app.task(name="conceptlens.run_chunk")
@@ -59,3 +65,9 @@ def run_components(job_id: str) -> None:
 @celery_app.task(name=TASK_ENSURE_BUILTINS)
 def ensure_builtins() -> None:
     builtins.ensure_builtins()
+
+
+@worker_ready.connect
+def start_sweeper(**_: Any) -> None:
+    """Every worker (embedded or not) sweeps expired leases at start and periodically."""
+    Sweeper().start()

@@ -25,6 +25,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from backend.db.base import Base, TimestampMixin, new_id, utcnow
 
 
+class LeaseMixin:
+    """A job row's lease (migration 0008): the worker holding it renews ``lease_expires_at``;
+    without an owner, that is the time by which a queued task should have started. A sweep
+    re-queues (``attempts`` + 1) or fails a row whose lease has expired."""
+
+    lease_owner: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 class Workspace(TimestampMixin, Base):
     __tablename__ = "workspaces"
 
@@ -32,7 +42,7 @@ class Workspace(TimestampMixin, Base):
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
 
 
-class ModelRecord(TimestampMixin, Base):
+class ModelRecord(LeaseMixin, TimestampMixin, Base):
     """An uploaded (or built-in) model file and what validation found out about it."""
 
     __tablename__ = "models"
@@ -133,7 +143,7 @@ class Analysis(TimestampMixin, Base):
     )
 
 
-class AnalysisItem(Base):
+class AnalysisItem(LeaseMixin, Base):
     """The analysis of one image: its own task (or chunk tasks), progress and results."""
 
     __tablename__ = "analysis_items"
@@ -162,7 +172,7 @@ class AnalysisItem(Base):
     )
 
 
-class Chunk(Base):
+class Chunk(LeaseMixin, Base):
     """A range of masks ``[start, stop)`` of one item's logit table, computed by one task."""
 
     __tablename__ = "chunks"
@@ -191,7 +201,7 @@ class LogitTable(TimestampMixin, Base):
     forward_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
-class ComponentJob(TimestampMixin, Base):
+class ComponentJob(LeaseMixin, TimestampMixin, Base):
     """Feature components of different complexity at one layer (SCIENCE.md §7)."""
 
     __tablename__ = "component_jobs"

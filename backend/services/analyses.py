@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.config import Settings
@@ -173,56 +173,37 @@ def eta_seconds(job: Analysis | ComponentJob, done: int, total: int) -> float | 
 
 
 def cancel(session: Session, analysis: Analysis) -> None:
+    """End the analysis now, in whatever state: unfinished images are cancelled and their
+    leases released (a worker still on one stops at its next batch and writes nothing)."""
     if analysis.status in ("done", "failed", "cancelled"):
         raise AnalysisError(f"The analysis has already ended ({analysis.status}).", 409)
     analysis.cancel_requested = True
-    if analysis.status == "queued":
-        analysis.status = "cancelled"
-        analysis.finished_at = utcnow()
-        for item in analysis.items:
-            if item.status == "queued":
-                item.status = "cancelled"
+    for item in analysis.items:
+        if item.status in ("queued", "running"):
+            item.status = "cancelled"
+            item.finished_at = utcnow()
+            item.lease_owner = item.lease_expires_at = None
+    analysis.status = "failed" if any(i.status == "failed" for i in analysis.items) else "cancelled"
+    analysis.finished_at = utcnow()
     session.commit()
 
 
 def retry(session: Session, analysis: Analysis) -> None:
-    if analysis.status not in ("failed", "cancelled"):
-        raise AnalysisError(
-            f"Only failed or cancelled analyses can be retried (this one is {analysis.status}).",
-            409,
-        )
+    """Run again every image that is not done — failed, cancelled, interrupted, or stuck —
+    keeping finished chunks. An image a live worker still holds is left to it (its lease)."""
+    if analysis.status == "done":
+        raise AnalysisError("The analysis is done; there is nothing to retry.", 409)
     analysis.status = "queued"
     analysis.cancel_requested = False
     analysis.error = None
     analysis.finished_at = None
     for item in analysis.items:
-        if item.status != "done":
-            item.status = "queued"
-            item.error = None
-            item.progress_done = 0
-            for chunk in item.chunks:
-                if chunk.status != "done":
-                    chunk.status = "queued"
-                    chunk.done = 0
+        if item.status == "done":
+            continue
+        item.status, item.error = "queued", None
+        item.attempts = 0
+        item.progress_done = sum(c.stop - c.start for c in item.chunks if c.status == "done")
+        for chunk in item.chunks:
+            if chunk.status != "done":
+                chunk.status, chunk.done, chunk.attempts = "queued", 0, 0
     session.commit()
-
-
-def mark_interrupted(session: Session) -> int:
-    """At start-up of the embedded worker: work queued in memory is gone; say so."""
-    message = "interrupted: the server restarted before this finished; retry it"
-    ids = list(
-        session.scalars(select(Analysis.id).where(Analysis.status.in_(("queued", "running"))))
-    )
-    if ids:
-        session.execute(
-            update(AnalysisItem)
-            .where(
-                AnalysisItem.analysis_id.in_(ids), AnalysisItem.status.in_(("queued", "running"))
-            )
-            .values(status="failed", error=message)
-        )
-        session.execute(
-            update(Analysis).where(Analysis.id.in_(ids)).values(status="failed", error=message)
-        )
-        session.commit()
-    return len(ids)

@@ -100,21 +100,24 @@ def get(session: Session, *, workspace: Workspace, job_id: str) -> ComponentJob:
 
 
 def cancel(session: Session, job: ComponentJob) -> None:
+    """End the job now, in whatever state (a worker still on it stops at its next epoch)."""
     if job.status in ("done", "failed", "cancelled"):
         raise ClientError(f"The component analysis has already ended ({job.status}).", 409)
     job.cancel_requested = True
-    if job.status == "queued":
-        job.status = "cancelled"
-        job.finished_at = utcnow()
+    job.status = "cancelled"
+    job.finished_at = utcnow()
+    job.lease_owner = job.lease_expires_at = None
     session.commit()
 
 
 def retry(session: Session, job: ComponentJob) -> None:
-    if job.status not in ("failed", "cancelled"):
-        raise ClientError(f"Only failed or cancelled analyses can be retried ({job.status}).", 409)
+    """Run again a job that is not done (failed, cancelled, interrupted or stuck)."""
+    if job.status == "done":
+        raise ClientError("The component analysis is done; there is nothing to retry.", 409)
     job.status = "queued"
     job.cancel_requested = False
     job.error = None
     job.progress_done = 0
     job.finished_at = None
+    job.attempts = 0
     session.commit()
