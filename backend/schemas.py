@@ -241,6 +241,9 @@ class ValidationIssue(BaseModel):
 
 
 class ValidationErrorPublic(ErrorPublic):
-    """A request parameter out of range: ``detail`` as sentences, ``errors`` for programs."""
+    """A parameter out of range: ``detail`` as sentences, ``errors`` (for programs) when the
+    request schema refused it, absent for a configured cap."""
 
-    errors: list[ValidationIssue]
+    errors: list[ValidationIssue] = Field(
+        default_factory=list, description="one per parameter, when the schema refused it"
+    )
