@@ -12,6 +12,7 @@ from typing import Any
 
 from backend.queue import celery_app
 from worker import tasks  # noqa: F401  (registers the tasks)
+from worker.sweep import start_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class EmbeddedWorker:
             target=self._worker.start, name="conceptlens-worker", daemon=True
         )
         self._thread.start()
+        start_sweeper()
         log.info("embedded worker started (%d threads)", self.concurrency)
 
     def stop(self) -> None:

@@ -70,6 +70,7 @@ def model_ref(row: ModelRecord) -> ModelRef:
         architecture=row.architecture,
         device=str(device()),
         max_bytes=get_settings().max_model_bytes,
+        max_input_values=get_settings().max_input_values,
     )
 
 

@@ -200,3 +200,15 @@ class Sweeper:
                 log.warning("lease sweep failed: %s", error)
             if self._stop.wait(every):
                 return
+
+
+_STARTED: list[Sweeper] = []
+_START_LOCK = threading.Lock()
+
+
+def start_sweeper() -> None:
+    """Start this process's :class:`Sweeper` (once, however many times it is called)."""
+    with _START_LOCK:
+        if not _STARTED:
+            _STARTED.append(Sweeper())
+            _STARTED[0].start()

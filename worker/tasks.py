@@ -19,9 +19,10 @@ from backend.queue import (
     TASK_START_ANALYSIS,
     TASK_VALIDATE_MODEL,
     celery_app,
+    enqueue,
 )
 from worker import builtins, components_job, jobs
-from worker.sweep import Sweeper
+from worker.sweep import start_sweeper
 
 
 @celery_app.task(name=TASK_VALIDATE_MODEL)
@@ -68,6 +69,9 @@ def ensure_builtins() -> None:
 
 
 @worker_ready.connect
-def start_sweeper(**_: Any) -> None:
-    """Every worker (embedded or not) sweeps expired leases at start and periodically."""
-    Sweeper().start()
+def on_worker_ready(**_: Any) -> None:
+    """A ``celery worker`` sweeps expired leases at start and periodically, and asks for the
+    built-ins (idempotent), in case a worker died while making them. (The embedded worker
+    gets no such signal: :class:`worker.embedded.EmbeddedWorker` starts its sweeper.)"""
+    start_sweeper()
+    enqueue(TASK_ENSURE_BUILTINS)

@@ -98,6 +98,7 @@ class Operations:
                 architecture=h.get("architecture"),
                 device=h.get("device") or "cpu",
                 max_bytes=int(h["max_bytes"]),
+                max_input_values=int(h["max_input_values"]),
             )
         self.models[h["key"]] = model
         while len(self.models) > KEEP_MODELS:

@@ -90,6 +90,7 @@ class ModelRef:
     architecture: str | None
     device: str
     max_bytes: int
+    max_input_values: int
 
     @property
     def key(self) -> str:
@@ -274,6 +275,7 @@ class Sandbox:
             "architecture": model.architecture,
             "device": model.device,
             "max_bytes": model.max_bytes,
+            "max_input_values": model.max_input_values,
         }
         info, _ = self.call("load", header, {"model": data})
         return dict(info)

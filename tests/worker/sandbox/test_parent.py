@@ -22,7 +22,7 @@ def ref(demo_dir: Path, name: str = "digit_cnn.onnx") -> ModelRef:
     shape = (1, 16, 16) if "torchscript" in name else None
     return ModelRef(
         blob_key=name, read=path.read_bytes, input_shape=shape, architecture=None,
-        device="cpu", max_bytes=1 << 28,
+        device="cpu", max_bytes=1 << 28, max_input_values=1 << 20,
     )  # fmt: skip
 
 
@@ -150,10 +150,20 @@ def test_model_errors_keep_the_process(sandbox: Sandbox, tmp_path: Path) -> None
     junk.write_bytes(b"not a model at all")
     bad = ModelRef(
         blob_key="junk", read=junk.read_bytes, input_shape=None, architecture=None,
-        device="cpu", max_bytes=1 << 20,
+        device="cpu", max_bytes=1 << 20, max_input_values=1 << 20,
     )  # fmt: skip
     sandbox.start()
     pid = sandbox.pid
     with pytest.raises(SandboxError, match="model"):
         sandbox.validate(bad)
     assert sandbox.pid == pid and sandbox.alive()
+
+
+def test_the_input_size_cap_reaches_the_loader(sandbox: Sandbox, demo_dir: Path) -> None:
+    path = demo_dir / "digit_cnn.onnx"
+    small = ModelRef(
+        blob_key="capped", read=path.read_bytes, input_shape=None, architecture=None,
+        device="cpu", max_bytes=1 << 28, max_input_values=255,
+    )  # fmt: skip
+    with pytest.raises(SandboxError, match="255"):
+        sandbox.validate(small)
