@@ -468,20 +468,13 @@ def _fail_item(item_id: str, error: BaseException, owner: str | None) -> None:
 
 
 def roll_up(analysis_id: str) -> None:
-    """When every item has ended: the analysis's status, and J^(m) over its sample set."""
+    """After an item ends: J^(m) over the images finished so far (so a page can show them
+    while others run, or after a failure or cancel), and, once every item has ended, the
+    analysis's status."""
     with session_scope() as s:
         analysis = s.get_one(Analysis, analysis_id)
         statuses = {item.status for item in analysis.items}
-        if statuses & {"queued", "running"}:
-            return
-        done = [item for item in analysis.items if item.status == "done"]
-        if "failed" in statuses:
-            analysis.status = "failed"
-            analysis.error = next(i.error for i in analysis.items if i.status == "failed")
-        elif "cancelled" in statuses or analysis.cancel_requested:
-            analysis.status = "cancelled"
-        else:
-            analysis.status = "done"
+        done = [item for item in analysis.items if item.status == "done" and item.summary]
         if done:
             strengths = np.array([item.summary["strength"] for item in done if item.summary])
             analysis.summary = {
@@ -489,6 +482,15 @@ def roll_up(analysis_id: str) -> None:
                 "F": done[0].summary["F"] if done[0].summary else [],
                 "images": len(done),
             }
+        if statuses & {"queued", "running"}:
+            return
+        if "failed" in statuses:
+            analysis.status = "failed"
+            analysis.error = next(i.error for i in analysis.items if i.status == "failed")
+        elif "cancelled" in statuses or analysis.cancel_requested:
+            analysis.status = "cancelled"
+        else:
+            analysis.status = "done"
         analysis.finished_at = utcnow()
 
 

@@ -159,17 +159,23 @@ def test_the_sweep_requeues_an_item_whose_worker_died(
 def test_the_sweep_gives_up_after_max_attempts_with_a_message(
     client: TestClient, demo: str, db: Any
 ) -> None:
-    created = analyse(client, demo, upload_images(client, digit_png(7)), grid="3x3")
+    images = upload_images(client, digit_png(7), digit_png(9))
+    created = analyse(client, demo, images, grid="3x3")
     path = f"/api/analyses/{created['id']}"
-    item_id = wait_for(client, path, finished)["items"][0]["id"]
+    item_id = wait_for(client, path, finished)["items"][1]["id"]
     attempts = get_settings().max_attempts - 1
     expire(db, AnalysisItem, item_id, status="running", attempts=attempts)
-    db.execute(update(Analysis).where(Analysis.id == created["id"]).values(status="running"))
+    db.execute(
+        update(Analysis).where(Analysis.id == created["id"]).values(status="running", summary=None)
+    )
     db.commit()
     sweep.sweep()
     failed = client.get(path).json()
     assert failed["status"] == "failed"
     assert "stopped before it finished" in failed["error"] and "Retry" in failed["error"]
+    # the page shows what did finish: the first image's results and the set's curve
+    assert [i["status"] for i in failed["items"]] == ["done", "failed"]
+    assert client.get(f"{path}/figures/curve").status_code == 200
 
 
 def test_the_sweep_recovers_a_model_stuck_validating(
