@@ -39,7 +39,9 @@ export async function api(path, { method = "GET", body, form, signal } = {}) {
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new ApiError(data.detail || `${response.status} ${response.statusText}`, response.status);
+    // the server's sentence; never a raw object (e.g. a proxy's or a framework's error body)
+    const detail = typeof data.detail === "string" ? data.detail : "";
+    throw new ApiError(detail || `${response.status} ${response.statusText}`, response.status);
   }
   return data;
 }

@@ -40,9 +40,8 @@ def test_upload_analyse_explore_share(browser: Any, server: str, demo: dict[str,
     page.set_input_files("#model-file", str(demo["dir"] / demo["files"]["onnx"]))
     page.get_by_label(re.compile("name", re.I)).first.fill("my digits")
     page.click("#model-upload")
-    page.wait_for_function(
-        "document.querySelector('#model-status')?.textContent.includes('ready')", timeout=60_000
-    )
+    # selectors, not wait_for_function: its string predicates are eval'd, which the CSP forbids
+    page.wait_for_selector("#model-status:has-text('ready')", timeout=60_000)
     assert "onnx" in page.inner_text("#model-status").lower()
     shot(page, "models")
 
@@ -63,7 +62,7 @@ def test_upload_analyse_explore_share(browser: Any, server: str, demo: dict[str,
     page.fill("#grid-rows", "3")
     page.fill("#grid-cols", "3")
     page.dispatch_event("#grid-cols", "input")
-    page.wait_for_function("document.querySelector('#cost')?.textContent.includes('512')")
+    page.wait_for_selector("#cost:has-text('512')")
     shot(page, "new-analysis")
     page.click("#run")
 
@@ -89,7 +88,7 @@ def test_upload_analyse_explore_share(browser: Any, server: str, demo: dict[str,
     page.eval_on_selector(
         "#tau-slider", "el => { el.value = '0.3'; el.dispatchEvent(new Event('input')); }"
     )
-    page.wait_for_function("document.querySelector('#gallery-title').textContent.includes('0.3')")
+    page.wait_for_selector("#gallery-title:has-text('0.3')")
     shot(page, "result")
 
     # reload keeps the page
@@ -170,8 +169,17 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     seed1 = page.locator("#comp-compare option", has_text="seed 1").get_attribute("value")
     page.select_option("#comp-compare", value=seed1)
     assert page.eval_on_selector("#comp-layer", "s => s.value") == "relu2"
-    page.fill("#comp-orders", "0, 1")
+    page.fill("#comp-epochs", "5000")  # past the server's cap: its sentence is shown
+    page.click("#comp-run")
+    page.wait_for_selector(".comp-form >> text=epochs must be at most 500; 5000 is too large.")
+    page.fill("#comp-orders", "0, one")
     page.fill("#comp-epochs", "2")
+    page.click("#comp-run")
+    page.wait_for_selector(".comp-form >> text=orders[1] must be a whole number.")
+    refused = [e for e in console.errors if "status of 422" in e]  # the two refusals above
+    assert len(refused) == 2
+    console.errors = [e for e in console.errors if e not in refused]
+    page.fill("#comp-orders", "0, 1")
     page.fill("#comp-samples", "120")
     page.click("#comp-run")
     page.wait_for_url(re.compile(r"#/components/[0-9a-f]+"))
@@ -238,3 +246,32 @@ def test_a_first_start_shows_the_demo_without_a_reload(browser: Any, tmp_path: P
         page.wait_for_selector("#try-demo", timeout=120_000)  # needs a ready built-in model
         context.close()
     assert console.errors == []
+
+
+CSP_WATCH = """window.__csp = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));"""
+
+
+def test_pages_keep_to_the_content_security_policy(browser: Any, server: str) -> None:
+    """Every page works under the CSP: no violation event, no console error."""
+    console = Console()
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.add_init_script(CSP_WATCH)
+    page = console.watch(context.new_page())
+    response = page.goto(f"{server}/")
+    assert response is not None
+    assert "script-src 'self';" in response.headers["content-security-policy"]
+    for route, ready in [
+        ("#/", "text=Demo digits CNN"),
+        ("#/models", "text=Demo digits CNN"),
+        ("#/images", "img"),
+        ("#/new", "canvas"),
+        ("#/components", "#comp-model"),
+    ]:
+        page.goto(f"{server}/{route}")
+        page.wait_for_selector(ready)
+        page.wait_for_timeout(300)  # let late styles and images load
+        assert page.evaluate("window.__csp") == [], route
+    assert console.errors == []
+    context.close()

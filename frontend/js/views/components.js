@@ -12,6 +12,13 @@ export async function mount(root, params, ctx) {
   return params.id ? mountJob(root, `/components/${params.id}`) : mountList(root, ctx);
 }
 
+/** "0, 1, 2" → [0, 1, 2]; anything that is not a whole number is sent as typed, so the
+ * server's refusal names it ("orders[2] must be a whole number."). */
+function parseOrders(text) {
+  return text.split(",").map((t) => t.trim()).filter(Boolean)
+    .map((t) => (/^-?\d+$/.test(t) ? Number(t) : t));
+}
+
 function field(label, control) {
   return h("label.field", {}, h("span", {}, label), control);
 }
@@ -29,8 +36,9 @@ async function mountList(root, ctx) {
   const layer = h("select#comp-layer");
   const dataset = h("select#comp-dataset", {}, datasets.data.map((d) => option(d.id, `${d.name} (${d.n_images} images)`)));
   const orders = h("input#comp-orders", { value: "0, 1, 2, 4, 8" });
-  const epochs = h("input#comp-epochs", { type: "number", min: 1, max: 500, value: 30 });
-  const samples = h("input#comp-samples", { type: "number", min: 20, max: 20000, value: 600 });
+  // no max here: the server's caps are settings, and its refusal names them
+  const epochs = h("input#comp-epochs", { type: "number", min: 1, value: 30 });
+  const samples = h("input#comp-samples", { type: "number", min: 20, value: 600 });
   const error = h("div", { "aria-live": "assertive" });
 
   const fillLayers = () => {
@@ -58,7 +66,7 @@ async function mountList(root, ctx) {
           compare_model_id: compare.value || null,
           dataset_id: dataset.value,
           layer: layer.value,
-          orders: orders.value.split(",").map((t) => Number(t.trim())).filter((n) => Number.isInteger(n)),
+          orders: parseOrders(orders.value),
           epochs: Number(epochs.value),
           max_samples: Number(samples.value),
         },
