@@ -15,6 +15,7 @@ from backend.schemas import ErrorPublic, ValidationErrorPublic
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorPublic, "description": "The request is refused; `detail` says why."},
     401: {"model": ErrorPublic, "description": "No workspace, or an unknown secret."},
+    403: {"model": ErrorPublic, "description": "Built-in resources cannot be changed."},
     404: {"model": ErrorPublic, "description": "No such resource in this workspace."},
     409: {"model": ErrorPublic, "description": "Not possible in the resource's state."},
     413: {"model": ErrorPublic, "description": "Too large (bytes, pixels or images)."},

@@ -17,7 +17,10 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "the database or the broker does not answer"}},
+)
 def readyz(session: SessionDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
