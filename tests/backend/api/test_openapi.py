@@ -27,7 +27,7 @@ def test_every_api_operation_documents_its_errors(app: Any) -> None:
     for path, method, op in operations(app):
         if not path.startswith("/api/"):
             continue
-        for code in ("400", "401", "404", "413", "422"):
+        for code in ("400", "401", "403", "404", "409", "413", "415", "422"):
             schema = op["responses"][code]["content"]["application/json"]["schema"]
             assert schema["$ref"].endswith("ErrorPublic"), (method, path, code)
 
