@@ -89,7 +89,7 @@ def create_app(*, on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] =
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 405:
-            methods = allowed_methods(request)
+            methods = allowed_methods(request, (exc.headers or {}).get("Allow", ""))
             detail = f"This address does not accept {request.method}; use {', '.join(methods)}."
             return JSONResponse({"detail": detail}, 405, headers={"Allow": ", ".join(methods)})
         return JSONResponse(

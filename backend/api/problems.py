@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from backend.schemas import ErrorPublic, ValidationErrorPublic
 
@@ -84,16 +84,17 @@ def readable(errors: Sequence[Mapping[str, Any]]) -> str:
 METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
-def allowed_methods(request: Request) -> list[str]:
+def allowed_methods(request: Request, fallback: str) -> list[str]:
     """Every method some route at this path accepts (Starlette names only the first route's).
 
-    Each method is tried against the app's routes, included routers too.
+    Each method is tried against the app's routes, included routers too; mounts (the static
+    files) match any method, so their own answer (``fallback``) stands.
     """
-    routes = request.app.router.routes
-    return [
-        method
-        for method in METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
-        )
-    ]
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+
+    def accepts(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    methods = [method for method in METHODS if accepts(method)]
+    return methods or [m.strip() for m in fallback.split(",") if m.strip()]

@@ -99,3 +99,5 @@ def test_405_lists_every_method_of_the_address(client: TestClient) -> None:
     assert "DELETE" in response.json()["detail"]
     one = client.put("/api/models/abc")
     assert one.status_code == 405 and one.headers["allow"] == "DELETE, GET"
+    static = client.post("/static/style.css")
+    assert static.status_code == 405 and static.headers["allow"] == "GET, HEAD"
