@@ -248,3 +248,28 @@ def test_nan_logits_fail_the_item_saying_how_many(client: TestClient, tmp_path: 
     assert failed["status"] == "failed"
     # masks with 2, 3 or 4 of the 4 quarters present: 6 + 4 + 1 = 11 of 16
     assert "NaN or infinite logits on 11 of 16 masked inputs" in failed["error"]
+
+
+def test_duplicate_deliveries_change_nothing(client: TestClient, demo: str, db: Any) -> None:
+    """A broker may deliver a task twice (Redis after its visibility timeout): every step
+    finds its job claimed or done and does nothing — no chunk counted twice."""
+    from worker import jobs
+
+    created = analyse(client, demo, upload_images(client, digit_png(10)))
+    path = f"/api/analyses/{created['id']}"
+    first = wait_for(client, path, finished, timeout=300)
+    assert first["status"] == "done", first["error"]
+    item_id = first["items"][0]["id"]
+    item = db.get(AnalysisItem, item_id)
+    chunk_ids = [c.id for c in item.chunks]
+    assert len(chunk_ids) == 16
+    for chunk_id in chunk_ids:
+        assert jobs.run_chunk(chunk_id) is None
+    jobs.assemble_item(item_id)
+    assert jobs.run_item(item_id) == ("", [])
+    db.expire_all()
+    item = db.get(AnalysisItem, item_id)
+    assert (item.status, item.chunks_done, item.chunks_total) == ("done", 16, 16)
+    assert np.array_equal(
+        interactions(client, client.get(path).json()), interactions(client, first)
+    )
