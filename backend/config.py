@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     blob_dir: Path | None = None
     """Content-addressed blob store folder; default ``<data_dir>/blobs``."""
     broker_url: str = "memory://"
+    queue: str = "conceptlens"
+    """Broker queue the API sends tasks to; workers must consume it (``celery … -Q``)."""
     embedded_worker: bool | None = None
     """Run a Celery worker in a thread of the web process; default: when the broker is memory://."""
     worker_concurrency: int = Field(default=2, ge=1)

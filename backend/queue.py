@@ -26,7 +26,7 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_time_limit=settings.task_time_limit_s + 60,
         task_soft_time_limit=settings.task_time_limit_s,
-        task_default_queue="conceptlens",
+        task_default_queue=settings.queue,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,10 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
             kill_group(proc)
 
 
-def worker_args() -> list[str]:
+def worker_args(queue: str) -> list[str]:
     return [
         "-m", "celery", "-A", "worker.celery_app", "worker", "--concurrency", "2",
-        "--pool", "prefork", "-Q", "conceptlens", "--loglevel", "WARNING",
+        "--pool", "prefork", "-Q", queue, "--loglevel", "WARNING",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
 
@@ -120,13 +121,12 @@ def forget_tables(db_url: str) -> None:
 @pytest.fixture
 def production(tmp_path: Path) -> Iterator[dict[str, Any]]:
     broker = redis_url(db=8)
-    import redis
-
-    redis.Redis.from_url(broker).flushdb()
+    queue = f"faults-{uuid.uuid4().hex[:12]}"  # its own queue: other runs may share Redis
     with fresh_postgres_database() as db_url:
         env = {
             **os.environ, **FAST_LEASES, "CONCEPTLENS_DATABASE_URL": db_url,
             "CONCEPTLENS_BROKER_URL": broker, "CONCEPTLENS_DATA_DIR": str(tmp_path),
+            "CONCEPTLENS_QUEUE": queue,
         }  # fmt: skip
         subprocess.run([sys.executable, "-m", "backend.db.migrate"], env=env, cwd=ROOT, check=True)
         port = free_port()
@@ -136,7 +136,7 @@ def production(tmp_path: Path) -> Iterator[dict[str, Any]]:
         ]  # fmt: skip
 
         def new_worker() -> subprocess.Popen[bytes]:
-            procs.append(start(worker_args(), env, tmp_path / "worker.log"))
+            procs.append(start(worker_args(queue), env, tmp_path / "worker.log"))
             return procs[-1]
 
         base = f"http://127.0.0.1:{port}"
