@@ -26,7 +26,8 @@ async function route() {
   const match = ROUTES.map(([re, load]) => [path.match(re), load]).find(([m]) => m);
   if (unmount) unmount();
   unmount = null;
-  for (const note of document.querySelectorAll("#toasts .toast:not(.error)")) note.remove();
+  // a page's messages, errors too, belong to that page: a new page starts without them
+  for (const note of document.querySelectorAll("#toasts .toast")) note.remove();
   for (const link of document.querySelectorAll("nav a")) {
     link.toggleAttribute("aria-current", link.getAttribute("href") === (path || "#/"));
   }

@@ -10,9 +10,12 @@ const CANVAS_PX = 384;
 const THUMB_PX = 120;
 
 export async function mount(root, params) {
-  const state = { timer: null, analysis: null, itemId: params.query.get("image"), i: null, j: null };
+  const state = { timer: null, analysis: null, itemId: params.query.get("image"), i: null, j: null, alive: true };
   const prefix = isShared() ? "" : `/analyses/${params.id}`;
-  const stop = () => clearTimeout(state.timer);
+  const stop = () => {
+    state.alive = false; // answers that arrive after the page is left are dropped
+    clearTimeout(state.timer);
+  };
 
   async function refresh() {
     let analysis;
@@ -201,6 +204,14 @@ async function renderItem(body, analysis, item, prefix, state) {
     clear(body.querySelector("#gallery-title"), `Strongest interactions (${formatCount(top.total)} salient at τ = ${state2.tau})`);
   }
 
+  // An error toast only for what is still on screen: not for a superseded selection's
+  // requests nor for a page that was left.
+  const fail = (error) => {
+    if (state.alive && error.name !== "AbortError") toast(error.message, "error");
+  };
+  let selectionRequest = 0;
+  let inFlight = null;
+
   async function select(cell) {
     const q = playerOf(cell);
     if (q < 0) {
@@ -216,19 +227,30 @@ async function renderItem(body, analysis, item, prefix, state) {
     await showSelection();
   }
 
+  /** Show the selection (state.i, state.j). Each call supersedes the previous one: its
+   * requests are aborted and whatever answers late is ignored (a double click used to let
+   * the first click's answers draw over the cleared selection). */
   async function showSelection() {
-    grid.selected = [state.i, state.j].filter((x) => x !== null).map((x) => cells[x]);
+    const ticket = ++selectionRequest;
+    inFlight?.abort();
+    const controller = new AbortController();
+    inFlight = controller;
+    const { signal } = controller;
+    const current = () => ticket === selectionRequest && state.alive;
+    const { i, j } = state;
+    grid.selected = [i, j].filter((x) => x !== null).map((x) => cells[x]);
     grid.highlights = [];
     grid.draw();
-    if (state.i === null) {
+    if (i === null) {
       clear(selection, h("p.muted", {}, "No patch selected."));
-      clear(heat);
+      clear(heat, h("p.muted", {}, "Select a patch: its Shapley interaction with every other patch appears here."));
       clear(pairFig);
       return;
     }
-    const list = await api(`${base}/interactions?contains=${state.i}&tau=${state2.tau}&top_k=${state2.k}`);
+    const list = await api(`${base}/interactions?contains=${i}&tau=${state2.tau}&top_k=${state2.k}`, { signal });
+    if (!current()) return;
     clear(selection,
-      h("h3", {}, `Patch ${cells[state.i]}: ${formatCount(list.total)} salient interactions contain it`),
+      h("h3", {}, `Patch ${cells[i]}: ${formatCount(list.total)} salient interactions contain it`),
       h("ol.sets", {}, list.data.map((row) => {
         const set = toCells(row.players);
         const li = h("li", { tabindex: 0 }, `{${set.join(", ")}} `,
@@ -242,10 +264,13 @@ async function renderItem(body, analysis, item, prefix, state) {
         li.addEventListener("focus", show);
         return li;
       })));
+    const shapley = await api(`${base}/figures/shapley?i=${i}`, { signal });
+    if (!current()) return;
     heat.querySelector("p.muted")?.remove();
-    plot(heat, await api(`${base}/figures/shapley?i=${state.i}`), { name: "shapley" });
-    if (state.j !== null) {
-      const pair = await api(`${base}/pair?i=${state.i}&j=${state.j}`);
+    plot(heat, shapley, { name: "shapley" });
+    if (j !== null) {
+      const pair = await api(`${base}/pair?i=${i}&j=${j}`, { signal });
+      if (!current()) return;
       plot(pairFig, pair.figure, { name: "pair" });
     } else {
       clear(pairFig, h("p.muted", {}, "Click a second patch to see I(m)(i, j) against the order m."));
@@ -254,11 +279,11 @@ async function renderItem(body, analysis, item, prefix, state) {
 
   canvas.addEventListener("click", (event) => {
     const cell = grid.cellAt(event);
-    if (cell !== null) select(cell).catch((error) => toast(error.message, "error"));
+    if (cell !== null) select(cell).catch(fail);
   });
   patchInput.addEventListener("change", () => {
     const cell = Number(patchInput.value);
-    if (Number.isInteger(cell)) select(cell).catch((error) => toast(error.message, "error"));
+    if (Number.isInteger(cell)) select(cell).catch(fail);
   });
   let debounce = null;
   const onSlide = () => {
@@ -268,8 +293,7 @@ async function renderItem(body, analysis, item, prefix, state) {
     topkOut.value = topk.value;
     clearTimeout(debounce);
     debounce = setTimeout(() => {
-      Promise.all([drawFigures(), drawGallery(), showSelection()])
-        .catch((error) => toast(error.message, "error"));
+      Promise.all([drawFigures(), drawGallery(), showSelection()]).catch(fail);
     }, 150);
   };
   tau.addEventListener("input", onSlide);

@@ -1,0 +1,77 @@
+"""What a new user hit on the results page (issue 13 §3): a double click on a patch, the
+keyboard on the patch canvas, toasts that outlived their page, deleting an analysis."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.frontend.conftest import Console
+
+CREATE = """async () => {
+  const models = (await (await fetch('/api/models')).json()).data;
+  const model = models.find((m) => m.builtin && m.status === 'ready' && m.format === 'onnx')
+    || models.find((m) => m.status === 'ready');
+  const images = (await (await fetch('/api/images')).json()).data;
+  const response = await fetch('/api/analyses', {
+    method: 'POST', headers: {'content-type': 'application/json'},
+    body: JSON.stringify({model_id: model.id, image_ids: [images[0].id], grid: '3x3'}),
+  });
+  return (await response.json()).id;
+}"""
+
+
+@pytest.fixture()
+def result_page(browser: Any, server: str) -> Iterator[tuple[Any, Console]]:
+    """A page on a finished 3×3 analysis of the demo model (created through the API)."""
+    console = Console()
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = console.watch(context.new_page())
+    page.goto(f"{server}/#/")
+    page.wait_for_selector("text=Demo digits CNN")  # the workspace cookie is set
+    analysis_id = page.evaluate(CREATE)
+    page.goto(f"{server}/#/analyses/{analysis_id}")
+    page.wait_for_selector("#patch-canvas", timeout=120_000)
+    page.wait_for_selector("#curve-figure .main-svg")
+    yield page, console
+    context.close()
+
+
+def centre_of_cell(page: Any, row: int, col: int, rows: int = 3) -> tuple[float, float]:
+    box = page.locator("#patch-canvas").bounding_box()
+    assert box is not None
+    x = box["x"] + box["width"] * (col + 0.5) / rows
+    return x, box["y"] + box["height"] * (row + 0.5) / rows
+
+
+def test_a_double_click_on_a_patch_leaves_a_clean_state(result_page: tuple[Any, Console]) -> None:
+    page, console = result_page
+    x, y = centre_of_cell(page, 1, 1)
+    page.mouse.dblclick(x, y)  # select, then deselect before the first answers arrive
+    page.wait_for_timeout(1500)  # the first click's answers have arrived by now
+    assert "undefined" not in page.inner_text("#selection")
+    assert "No patch selected" in page.inner_text("#selection")
+    assert page.locator("#shapley-figure .main-svg").count() == 0
+    assert page.locator("#toasts .toast").count() == 0
+    # a single click afterwards still works
+    page.mouse.click(x, y)
+    page.wait_for_selector("#selection h3:has-text('Patch 4')")
+    page.wait_for_selector("#shapley-figure .main-svg")
+    assert console.errors == []
+
+
+def test_toasts_clear_on_navigation(result_page: tuple[Any, Console], server: str) -> None:
+    page, _ = result_page
+    page.route(
+        re.compile(r".*/figures/shapley.*"),
+        lambda route: route.fulfill(status=500, json={"detail": "The heat map broke."}),
+    )
+    x, y = centre_of_cell(page, 0, 0)
+    page.mouse.click(x, y)
+    page.wait_for_selector("#toasts .toast.error:has-text('The heat map broke.')")
+    page.goto(f"{server}/#/models")
+    page.wait_for_selector("text=Demo digits CNN")
+    assert page.locator("#toasts .toast").count() == 0
