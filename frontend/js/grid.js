@@ -5,6 +5,28 @@ export function edges(size, parts) {
   return Array.from({ length: parts + 1 }, (_, k) => Math.round((k * size) / parts));
 }
 
+const MOVES = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+
+/**
+ * Keyboard over a patch grid, shared by every canvas that shows one: the arrow keys move a
+ * cursor cell, Space or Enter acts on it. Returns {cursor, activate} (and takes the key from
+ * the page) or null for any other key.
+ */
+export function cursorKey(event, cursor, { rows, cols }) {
+  const r = Math.floor(cursor / cols);
+  const c = cursor % cols;
+  let result = null;
+  if (MOVES[event.key]) {
+    const [dr, dc] = MOVES[event.key];
+    const clampTo = (n, hi) => Math.min(Math.max(n, 0), hi);
+    result = { cursor: clampTo(r + dr, rows - 1) * cols + clampTo(c + dc, cols - 1), activate: false };
+  } else if (event.key === " " || event.key === "Enter") {
+    result = { cursor, activate: true };
+  }
+  if (result) event.preventDefault();
+  return result;
+}
+
 export class GridCanvas {
   /**
    * @param {HTMLCanvasElement} canvas
@@ -17,6 +39,7 @@ export class GridCanvas {
     this.players = null; // null = every cell
     this.highlights = []; // [{cells:[…], color, label}]
     this.selected = [];
+    this.cursor = null; // the keyboard's cell, outlined dashed
   }
 
   async load(src) {
@@ -79,6 +102,12 @@ export class GridCanvas {
     ctx.strokeStyle = "#00e0ff";
     ctx.lineWidth = Math.max(2, W / 120);
     for (const cell of this.selected) ctx.strokeRect(...this.cellRect(cell));
+    if (this.cursor !== null) {
+      ctx.strokeStyle = "#ffffff";
+      ctx.setLineDash([Math.max(3, W / 60), Math.max(2, W / 120)]);
+      ctx.strokeRect(...this.cellRect(this.cursor));
+      ctx.setLineDash([]);
+    }
   }
 }
 

@@ -75,3 +75,54 @@ def test_toasts_clear_on_navigation(result_page: tuple[Any, Console], server: st
     page.goto(f"{server}/#/models")
     page.wait_for_selector("text=Demo digits CNN")
     assert page.locator("#toasts .toast").count() == 0
+
+
+def test_the_results_canvas_answers_the_keyboard(result_page: tuple[Any, Console]) -> None:
+    page, console = result_page
+    page.focus("#patch-canvas")
+    for key in ("ArrowRight", "ArrowDown", "Enter"):  # from patch 0 to patch 4, select it
+        page.keyboard.press(key)
+    page.wait_for_selector("#selection h3:has-text('Patch 4')")
+    page.wait_for_selector("#shapley-figure .main-svg")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")  # a second patch: the pair figure
+    page.wait_for_selector("#pair-figure .main-svg")
+    assert page.evaluate("window.scrollY") == 0  # Space did not scroll the page
+    assert console.errors == []
+
+
+def test_an_analysis_is_deleted_from_its_page_after_asking(
+    result_page: tuple[Any, Console], server: str
+) -> None:
+    page, console = result_page
+    path = page.url.split("#")[1]
+    analysis_id = path.rsplit("/", 1)[1]
+    status = f"fetch('/api/analyses/{analysis_id}').then((r) => r.status)"
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#delete-analysis")
+    assert page.evaluate(status) == 200  # dismissed: nothing happens
+    assert page.url.endswith(path)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-analysis")
+    page.wait_for_url(re.compile(r"#/$"))
+    assert page.evaluate(status) == 404
+    page.wait_for_selector("text=Demo digits CNN")
+    assert [e for e in console.errors if "404" not in e] == []
+
+
+def test_the_new_analysis_canvas_still_answers_the_keyboard(browser: Any, server: str) -> None:
+    """The same keyboard code drives the New-analysis canvas (it toggles players there)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.goto(f"{server}/#/new")
+    page.wait_for_selector("#grid-canvas")
+    page.wait_for_selector("#players-summary:not(:empty)")
+    before = page.input_value("#players-input")
+    page.focus("#grid-canvas")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")  # patch 1 is no player now
+    assert before == "0-15"  # the default 4×4 grid, every patch a player
+    assert page.input_value("#players-input") == "0, 2-15"
+    page.keyboard.press("Enter")  # and a player again
+    assert page.input_value("#players-input") == before
+    context.close()

@@ -2,15 +2,16 @@
 // Owner: #/analyses/{id}. Share link: the same view, read-only (api.js in share mode).
 import { api, isShared, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } from "../dom.js";
-import { GridCanvas, NEGATIVE, POSITIVE } from "../grid.js";
+import { GridCanvas, NEGATIVE, POSITIVE, cursorKey } from "../grid.js";
 import { button, sharePanel } from "./styles.js";
 
 const POLL_MS = 500;
 const CANVAS_PX = 384;
 const THUMB_PX = 120;
 
-export async function mount(root, params) {
+export async function mount(root, params, ctx) {
   const state = { timer: null, analysis: null, itemId: params.query.get("image"), i: null, j: null, alive: true };
+  state.leave = () => ctx?.navigate("#/");
   const prefix = isShared() ? "" : `/analyses/${params.id}`;
   const stop = () => {
     state.alive = false; // answers that arrive after the page is left are dropped
@@ -21,14 +22,16 @@ export async function mount(root, params) {
     let analysis;
     try {
       analysis = await api(prefix);
+      if (!state.alive) return; // the page was left while the answer travelled
     } catch (error) {
+      if (!state.alive) return;
       clear(root, errorBox(error.message));
       return;
     }
     const wasRunning = state.analysis && isActive(state.analysis);
     state.analysis = analysis;
     if (isActive(analysis)) {
-      renderProgress(root, analysis, prefix, refresh);
+      renderProgress(root, analysis, prefix, state, refresh);
       state.timer = setTimeout(refresh, POLL_MS);
     } else if (!state.rendered || wasRunning) {
       state.rendered = true;
@@ -43,7 +46,7 @@ function isActive(analysis) {
   return analysis.status === "queued" || analysis.status === "running";
 }
 
-function header(analysis, prefix, refresh) {
+function header(analysis, prefix, state, refresh) {
   const p = analysis.params;
   const target = p.target === "predicted" ? "the predicted class" : `class ${label(analysis, p.target)}`;
   const actions = h("div.actions");
@@ -60,6 +63,18 @@ function header(analysis, prefix, refresh) {
         refresh();
       }));
     }
+    actions.append(button("Delete", "#delete-analysis", async () => {
+      const what = `${analysis.model_name} · ${p.grid} grid`;
+      if (!window.confirm(`Delete the analysis “${what}”? Its results are deleted too; a running one is cancelled.`)) return;
+      clearTimeout(state.timer); // no poll while it goes
+      try {
+        await api(prefix, { method: "DELETE" });
+      } catch (error) {
+        refresh(); // polls again while it runs
+        throw error;
+      }
+      state.leave();
+    }));
   }
   return h("section.card.analysis-head", {},
     h("div.head-line", {},
@@ -76,10 +91,10 @@ function label(analysis, cls) {
   return analysis.labels && analysis.labels[cls] !== undefined ? `${cls} (${analysis.labels[cls]})` : `${cls}`;
 }
 
-function renderProgress(root, analysis, prefix, refresh) {
+function renderProgress(root, analysis, prefix, state, refresh) {
   const pct = analysis.progress_total ? (100 * analysis.progress_done) / analysis.progress_total : 0;
   clear(root,
-    header(analysis, prefix, refresh),
+    header(analysis, prefix, state, refresh),
     h("section.card", { "aria-labelledby": "progress-title" },
       h("h2#progress-title", {}, analysis.status === "queued" ? "Queued" : "Computing forward passes"),
       h("progress#progress", { max: 100, value: pct, "aria-label": "forward passes done" }),
@@ -90,7 +105,7 @@ function renderProgress(root, analysis, prefix, refresh) {
 
 async function renderResults(root, analysis, prefix, state, refresh) {
   const done = analysis.items.filter((item) => item.status === "done");
-  const parts = [header(analysis, prefix, refresh)];
+  const parts = [header(analysis, prefix, state, refresh)];
   if (!done.length) {
     clear(root, ...parts, analysis.status === "done" ? null : errorBox("No image of this analysis finished."));
     return;
@@ -125,7 +140,7 @@ async function renderItem(body, analysis, item, prefix, state) {
 
   const canvas = h("canvas#patch-canvas", {
     width: width * scale, height: height * scale, tabindex: 0,
-    "aria-label": "The image with its patch grid; click a patch to see its interactions",
+    "aria-label": "The image with its patch grid: click a patch, or move with the arrow keys and press Enter or Space, to see its interactions",
   });
   const grid = new GridCanvas(canvas, { rows: p.grid_rows, cols: p.grid_cols, width, height });
   grid.players = p.players;
@@ -277,9 +292,30 @@ async function renderItem(body, analysis, item, prefix, state) {
     }
   }
 
+  // the keyboard, as on the New-analysis canvas: arrows move a cursor, Enter or Space selects
+  let cursor = 0;
   canvas.addEventListener("click", (event) => {
     const cell = grid.cellAt(event);
-    if (cell !== null) select(cell).catch(fail);
+    if (cell === null) return;
+    cursor = cell;
+    if (grid.cursor !== null) grid.cursor = cell;
+    select(cell).catch(fail);
+  });
+  canvas.addEventListener("keydown", (event) => {
+    const key = cursorKey(event, cursor, grid.grid);
+    if (!key) return;
+    cursor = key.cursor;
+    grid.cursor = cursor;
+    if (key.activate) select(cursor).catch(fail);
+    else grid.draw();
+  });
+  canvas.addEventListener("focus", () => {
+    grid.cursor = cursor;
+    grid.draw();
+  });
+  canvas.addEventListener("blur", () => {
+    grid.cursor = null;
+    grid.draw();
   });
   patchInput.addEventListener("change", () => {
     const cell = Number(patchInput.value);

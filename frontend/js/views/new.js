@@ -3,7 +3,7 @@
 // lives in the URL query (history.replaceState), so a reload or a shared link keeps it.
 import { api, url } from "../api.js";
 import { clear, errorBox, formatCount, formatSeconds, h } from "../dom.js";
-import { GridCanvas } from "../grid.js";
+import { GridCanvas, cursorKey } from "../grid.js";
 import { crispScale, ensureStyles, intValue, loadPicture, newestFirst, thumbPath } from "./styles.js";
 
 const MAX_PLAYERS = 20; // the server's default CONCEPTLENS_MAX_PLAYERS; it checks again
@@ -425,18 +425,11 @@ class NewAnalysisForm {
   }
 
   onCanvasKey(event) {
-    const { rows, cols } = this.state;
-    const r = Math.floor(this.cursor / cols);
-    const c = this.cursor % cols;
-    const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
-    if (moves[event.key]) {
-      const [dr, dc] = moves[event.key];
-      this.cursor = clamp(r + dr, 0, rows - 1) * cols + clamp(c + dc, 0, cols - 1);
-      this.showCursor(true);
-    } else if (event.key === " " || event.key === "Enter") {
-      this.toggle(this.cursor);
-    } else return;
-    event.preventDefault();
+    const key = cursorKey(event, this.cursor, this.state);
+    if (!key) return;
+    this.cursor = key.cursor;
+    if (key.activate) this.toggle(this.cursor);
+    else this.showCursor(true);
   }
 
   showCursor(on) {
