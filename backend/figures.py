@@ -114,6 +114,18 @@ def _layout(title: str, x_title: str, y_title: str, **extra: Any) -> dict[str, A
     return layout
 
 
+def _integer_axis(span: float) -> dict[str, Any]:
+    """An axis of whole numbers (orders, counts, ranks) spanning ``span`` units: ticks only
+    on whole numbers — every one up to 10 units, every other one up to 20, Plotly's own
+    steps (whole above 20 units) beyond — and labels without decimals."""
+    axis: dict[str, Any] = {"tickformat": ",d"}
+    if span <= 10:
+        axis.update(tick0=0, dtick=1)
+    elif span <= 20:
+        axis.update(tick0=0, dtick=2)
+    return axis
+
+
 def _zero_line() -> dict[str, Any]:
     return {"zeroline": True, "zerolinecolor": REFERENCE, "zerolinewidth": 1}
 
@@ -157,11 +169,13 @@ def _signed_bars(
     title: str,
     y_title: str,
     value: str,
+    whole: bool = False,
 ) -> Figure:
     """Per-order bars: ``positive`` upward in red, ``negative`` drawn downward in blue.
 
     Both inputs are non-negative amounts (counts, summed strengths) per order ``k = 0 … n``;
     the negative trace plots ``−negative`` and keeps the amount itself for the hover text.
+    ``whole``: the amounts are counts (whole-number ticks on the value axis too).
     """
     pos, neg = _vector(positive, "positive"), _vector(negative, "negative")
     _same_length(pos, neg, "negative")
@@ -183,8 +197,17 @@ def _signed_bars(
             ("negative", -1.0, neg, NEGATIVE),
         )
     ]
+    yaxis = _zero_line()
+    if whole:
+        yaxis.update(_integer_axis(float(pos.max(initial=0) + neg.max(initial=0))))
     layout = _layout(
-        title, "order k = |S|", y_title, yaxis=_zero_line(), barmode="relative", bargap=0.15
+        title,
+        "order k = |S|",
+        y_title,
+        xaxis=_integer_axis(k.size - 1),
+        yaxis=yaxis,
+        barmode="relative",
+        bargap=0.15,
     )
     return _figure(traces, layout)
 
@@ -296,8 +319,9 @@ def salient_by_order(positive: npt.ArrayLike, negative: npt.ArrayLike, tau: floa
         positive,
         negative,
         title=f"Salient interactions per order (τ = {tau:g})",
-        y_title="count R<sup>(k)</sup> (negative: downward)",
+        y_title="count R<sup>(k)</sup>",
         value="count",
+        whole=True,
     )
 
 
@@ -312,7 +336,7 @@ def interaction_strength_by_order(
         strength_by_order_pos,
         strength_by_order_neg,
         title="Interaction strength per order",
-        y_title="Σ<sub>|S|=k</sub> |I(S)| (negative: downward)",
+        y_title="Σ<sub>|S|=k</sub> |I(S)|",
         value="strength",
     )
 
@@ -354,9 +378,10 @@ def sparsity_curve(sorted_strength: npt.ArrayLike, tau: float, *, max_points: in
         width=1.5,
     )
     layout = _layout(
-        f"Sparsity: {salient:,} of {total:,} interactions salient (τ = {tau:g})",
+        f"Sparsity: {salient:,} of {total:,} salient (τ = {tau:g})",
         "rank",
-        "normalised strength |I(S)| / max |I|",
+        "|I(S)| / max |I|",
+        xaxis=_integer_axis(total - 1),
         yaxis={"type": "log", "exponentformat": "power"},
     )
     return _figure([curve, threshold], layout)
@@ -415,6 +440,7 @@ def pair_curve(
         f"Multi-order interaction of players i = {i}, j = {j} (n = {n})",
         "order m = |S|",
         f"I<sup>(m)</sup>({i}, {j})",
+        xaxis=_integer_axis(float(m.max(initial=0) - m.min(initial=0))),
         yaxis=_zero_line(),
         showlegend=False,
     )
@@ -509,12 +535,14 @@ def average_output_curve(u_bar: npt.ArrayLike, p: float | None) -> Figure:
         u,
         name="ū(m)",
         colour=MEASURED,
-        hover=f"m = %{{x}}<br>ū(m) = %{{y:{_NUMBER}}}<extra></extra>",
+        hover=f"m = %{{x}}<br>ū(m) = E<sub>|S|=m</sub>[v(S) − v(∅)] = %{{y:{_NUMBER}}}"
+        "<extra></extra>",
     )
     layout = _layout(
         title,
         "order m = |S|",
-        "ū(m) = E<sub>|S|=m</sub>[v(S) − v(∅)]",
+        "ū(m)",
+        xaxis=_integer_axis(u.size - 1),
         yaxis=_zero_line(),
         showlegend=False,
     )

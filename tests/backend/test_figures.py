@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,48 @@ def test_average_output_curve_plots_u_bar_with_p_in_title() -> None:
 def test_backend_figures_does_not_import_torch() -> None:
     code = "import backend.figures, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+# axes of whole numbers: (figure, axis) for orders, counts and ranks
+INTEGER_AXES = [
+    ("salient", "xaxis"), ("salient", "yaxis"), ("sparsity", "xaxis"), ("average_output", "xaxis"),
+    ("pair", "xaxis"), ("strength", "xaxis"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "axis"), INTEGER_AXES)
+def test_integer_axes_tick_only_on_whole_numbers(name: str, axis: str) -> None:
+    """No "0.5" on an axis of orders, counts or ranks: whole-number labels, and on a short
+    axis (where Plotly would step by 0.5 or 0.2) an explicit whole step from 0."""
+    layout = _all_figures()[name]["layout"][axis]
+    assert layout["tickformat"] == ",d"
+    assert layout.get("dtick") in (None, 1, 2)  # none: over 20 units, Plotly's whole steps
+    if "dtick" in layout:
+        assert layout["tick0"] == 0
+
+
+def test_integer_axes_step_by_whole_numbers_at_every_length() -> None:
+    for n in (1, 2, 5, 10, 11, 20, 21, 24):
+        fig = figures.salient_by_order(np.ones(n + 1), np.zeros(n + 1), 0.05)
+        dtick = fig["layout"]["xaxis"].get("dtick")
+        assert dtick is None if n > 20 else dtick == (1 if n <= 10 else 2), (n, dtick)
+    tiny = figures.sparsity_curve(np.array([1.0, 0.5, 0.1]), 0.05)  # 3 ranks: 1, 2, 3
+    assert tiny["layout"]["xaxis"]["dtick"] == 1
+    counts = figures.salient_by_order([0, 40, 3], [0, 0, 1], 0.05)["layout"]["yaxis"]
+    assert counts["tickformat"] == ",d" and "dtick" not in counts  # 41 units: Plotly's steps
+
+
+def _visible(text: str) -> str:
+    """The characters Plotly draws for a title (tags such as <sup> draw nothing)."""
+    return re.sub(r"<[^>]+>", "", text)
+
+
+@pytest.mark.parametrize("name", [*figures.FIGURE_NAMES, "pair", "strength"])
+def test_axis_titles_fit_beside_a_small_chart(name: str) -> None:
+    """A vertical y-axis title longer than the plot is tall ran up into the chart's title
+    (sparsity, salient per order): at 13 px, 22 characters fit the ~200 px plot of a 300 px
+    card. The chart title stays above the plot, clear of the legend, within the top margin."""
+    layout = _all_figures()[name]["layout"]
+    assert len(_visible(layout["yaxis"]["title"]["text"])) <= 22, layout["yaxis"]["title"]
+    assert layout["margin"]["t"] >= 64
+    assert layout["legend"]["yanchor"] == "bottom" and layout["legend"]["y"] >= 1.0
