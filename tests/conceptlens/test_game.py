@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conceptlens import game as game_module
 from conceptlens.game import (
     CallableGame,
     Cancelled,
@@ -124,7 +125,12 @@ def test_progress_counts_forward_passes_and_can_cancel() -> None:
         logit_table(game, progress=stop_after_first)
 
 
-def test_batch_size_backs_off_on_out_of_memory() -> None:
+@pytest.mark.parametrize("inline_batches", [0, 2])
+def test_batch_size_backs_off_on_out_of_memory(
+    inline_batches: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threaded (0) and inline (one batch of 16 ≤ 2 batches): the same back-off."""
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", inline_batches)
     inner = PolynomialOfPatches()
     sizes: list[int] = []
 
@@ -141,6 +147,90 @@ def test_batch_size_backs_off_on_out_of_memory() -> None:
     # halving until it fits; a batch already in flight may fail at the old size too
     assert sizes[0] == 16 and sizes == sorted(sizes, reverse=True)
     assert {s for s in sizes if s > 3} == {16, 8, 4}
+
+
+class RandomConv(nn.Module):
+    """A small random CNN: float32 arithmetic whose rounding would show any difference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x[:, None] if x.ndim == 3 else x)).flatten(1))
+
+
+def random_game(batch_size: int) -> MaskedModelGame:
+    x = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(1))
+    players = Players(PatchGrid(2, 3, 8, 8))  # n = 6, 64 rows
+    game = MaskedModelGame(
+        RandomConv().eval(), x, players, make_baseline(x, "zero"), device=torch.device("cpu")
+    )
+    game.batch_size = batch_size
+    return game
+
+
+@pytest.mark.parametrize("batch_size", [64, 40, 32, 21, 7])
+def test_inline_and_threaded_tables_are_bit_identical(
+    batch_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1–2 batches run inline, more in the second thread; forcing either way, for the whole
+    table and for a range, the table is the same to the bit (same batches, same kernels; a
+    range's batch boundaries differ from the whole table's, so only like is compared)."""
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", 0)
+    threaded = logit_table(random_game(batch_size))
+    threaded_part = logit_table(random_game(batch_size), start=10, stop=50)
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", 1 << 30)
+    inline = logit_table(random_game(batch_size))
+    inline_part = logit_table(random_game(batch_size), start=10, stop=50)
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", 2)
+    default = logit_table(random_game(batch_size))
+    assert threaded.dtype == inline.dtype == np.float32 and threaded.shape == (64, 5)
+    np.testing.assert_array_equal(inline, threaded)
+    np.testing.assert_array_equal(default, threaded)
+    np.testing.assert_array_equal(inline_part, threaded_part)
+
+
+def test_few_batches_start_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+
+    class Spy(game_module.ThreadPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            started.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(game_module, "ThreadPoolExecutor", Spy)
+    logit_table(random_game(32))  # 2 batches
+    logit_table(random_game(64))  # 1 batch
+    assert started == []
+    logit_table(random_game(16))  # 4 batches: overlapped in a second thread
+    assert started == [1]
+
+
+def test_inline_progress_and_cancel_stop_after_the_batch() -> None:
+    game = polynomial_game(PolynomialOfPatches())
+    game.batch_size = 8  # 2 batches: inline
+    seen: list[tuple[int, int]] = []
+    logit_table(game, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(8, 16), (16, 16)]
+    calls: list[int] = []
+    inner = PolynomialOfPatches()
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return inner(x)
+
+    game = polynomial_game(counting)
+    game.batch_size = 8
+
+    def stop_after_first(done: int, total: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        logit_table(game, progress=stop_after_first)
+    assert calls == [8]  # the second batch never ran
 
 
 def test_callable_game_and_value_table() -> None:
