@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,3 +106,56 @@ def test_gc_without_a_migrated_database_says_so(
 ) -> None:
     assert main(["gc", "--dry-run"]) == 2
     assert "is it migrated?" in capsys.readouterr().err
+
+
+HEAVY = ("torch", "onnx", "onnxruntime", "safetensors", "sklearn")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def heavy_imports(code: str, **env: str) -> set[str]:
+    """Which heavy packages a fresh interpreter has imported after running ``code``."""
+    script = (
+        f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_help_and_gc_import_no_model_runtime(tmp_path: Path) -> None:
+    help_code = (
+        "from worker.cli import main\n"
+        "for argv in (['--help'], ['gc', '--help'], ['analyze', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass"
+    )
+    assert heavy_imports(help_code) == set()
+    gc_code = (
+        "from backend.db.migrate import upgrade\n"
+        "from worker.cli import main\n"
+        "upgrade()\n"
+        "assert main(['gc', '--min-age-hours', '0', '--dry-run']) == 0"
+    )
+    assert heavy_imports(gc_code, CONCEPTLENS_DATA_DIR=str(tmp_path)) == set()
+
+
+def test_model_runtimes_are_imported_per_format(demo_dir: Path) -> None:
+    """``analyze`` needs torch; onnx/onnxruntime only for ONNX, safetensors only for its
+    files, scikit-learn only for the demo's training digits."""
+    assert heavy_imports("import conceptlens.pipeline, conceptlens.models") == {"torch"}
+    load = "from conceptlens.models.loaders import load_model\nload_model({!r})"
+    onnx_file = str(demo_dir / "digit_cnn.onnx")
+    assert heavy_imports(load.format(onnx_file)) == {"torch", "onnx", "onnxruntime"}
+    weights = str(demo_dir / "digit_cnn.safetensors")
+    assert heavy_imports(load.format(weights)) == {"torch", "safetensors"}
+    demo = "from conceptlens.models import load_digits_16\nload_digits_16()"
+    assert "sklearn" in heavy_imports(demo)

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from sklearn.datasets import load_digits
 
 from .architectures import ARCHITECTURES, DigitCNN
 
@@ -81,6 +79,8 @@ def load_digits_16() -> tuple[torch.Tensor, torch.Tensor]:
         >>> images.shape, labels.dtype
         (torch.Size([1797, 1, 16, 16]), torch.int64)
     """
+    from sklearn.datasets import load_digits  # here: scikit-learn takes seconds to import
+
     digits = load_digits()
     small = torch.from_numpy(digits.images.astype(np.float32) / 16).unsqueeze(1)
     large = F.interpolate(small, size=(16, 16), mode="bilinear", align_corners=False)
@@ -223,6 +223,8 @@ def export_onnx(model: torch.nn.Module, path: Path, *, dynamic_batch: bool = Tru
 
 def safetensors_bytes(model: torch.nn.Module) -> bytes:
     """The model's weights as a safetensors file that records the architecture (in memory)."""
+    import safetensors.torch
+
     spec = ARCHITECTURES[ARCHITECTURE]
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     metadata = {

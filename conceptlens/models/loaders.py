@@ -36,12 +36,9 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -51,6 +48,10 @@ from .torchscript_check import (
     check_torchscript_archive,
     check_torchscript_module,
 )
+
+if TYPE_CHECKING:  # onnx, onnxruntime and safetensors are imported by the format that uses them
+    import onnx
+    import onnxruntime as ort
 
 __all__ = [
     "FORMATS",
@@ -266,6 +267,8 @@ def _classify_zip(data: bytes, name: str) -> str:
 
 def _parse_onnx(data: bytes) -> onnx.ModelProto:
     """Parse and check an ONNX model held in memory; refuse external weight files."""
+    import onnx
+
     try:
         proto = onnx.load_model_from_string(data)
         onnx.checker.check_model(proto)
@@ -284,6 +287,8 @@ def _parse_onnx(data: bytes) -> onnx.ModelProto:
 
 def _onnx_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
     """The single float32 rank-4 image input (initialisers listed as inputs are skipped)."""
+    import onnx
+
     weights = {tensor.name for tensor in proto.graph.initializer}
     inputs = [value for value in proto.graph.input if value.name not in weights]
     if len(inputs) != 1:
@@ -350,6 +355,8 @@ def _check_input_values(shape: tuple[int, ...], max_values: int) -> None:
 
 def onnx_session(data: bytes, device: torch.device) -> ort.InferenceSession:
     """An onnxruntime session on CPU (CUDA first when asked for and available)."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     options.intra_op_num_threads = torch.get_num_threads()
@@ -474,6 +481,8 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
 
 def _read_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], str | None]:
     """Tensors and the architecture name recorded in the header, if any."""
+    import safetensors.torch
+
     metadata = _safetensors_metadata(data)
     try:
         tensors = safetensors.torch.load(data)
