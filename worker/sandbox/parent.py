@@ -223,7 +223,8 @@ class Sandbox:
                 message = wire.receive(self._sock)
             except TimeoutError:
                 continue
-            except wire.WireError as error:
+            except wire.WireError as error:  # out of step with it: start afresh next time
+                self.kill()
                 raise SandboxInternalError(
                     f"the model process sent a malformed reply: {error}"
                 ) from None

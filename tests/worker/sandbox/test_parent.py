@@ -167,3 +167,20 @@ def test_the_input_size_cap_reaches_the_loader(sandbox: Sandbox, demo_dir: Path)
     )  # fmt: skip
     with pytest.raises(SandboxError, match="255"):
         sandbox.validate(small)
+
+
+def test_a_malformed_reply_ends_the_process(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.sandbox import wire
+    from worker.sandbox.parent import SandboxInternalError
+
+    sandbox.start()
+
+    def garbled(*args: object, **kwargs: object) -> None:
+        raise wire.WireError("header is not JSON")
+
+    monkeypatch.setattr(wire, "receive", garbled)
+    with pytest.raises(SandboxInternalError, match="malformed"):
+        sandbox.call("ping")
+    assert not sandbox.alive()  # out of step with it: the next call starts a new one
