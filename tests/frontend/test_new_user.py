@@ -126,3 +126,13 @@ def test_the_new_analysis_canvas_still_answers_the_keyboard(browser: Any, server
     page.keyboard.press("Enter")  # and a player again
     assert page.input_value("#players-input") == before
     context.close()
+
+
+def test_a_label_that_is_the_class_number_is_printed_once(
+    result_page: tuple[Any, Console],
+) -> None:
+    """The demo model's labels are "0" … "9": "class 3", never "class 3 (3)"."""
+    page, _ = result_page
+    text = page.inner_text("#view")
+    assert re.search(r"class \d", text), text
+    assert not re.search(r"class (\d+) \(\1\)", text), text

@@ -87,8 +87,10 @@ function header(analysis, prefix, state, refresh) {
     actions);
 }
 
+/** "3 (cat)" for a class with a label of its own; "3" when there is none or it is the number. */
 function label(analysis, cls) {
-  return analysis.labels && analysis.labels[cls] !== undefined ? `${cls} (${analysis.labels[cls]})` : `${cls}`;
+  const name = analysis.labels?.[cls];
+  return name !== undefined && name !== null && String(name) !== String(cls) ? `${cls} (${name})` : `${cls}`;
 }
 
 function renderProgress(root, analysis, prefix, state, refresh) {
