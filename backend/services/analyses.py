@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from backend.db.models import (
 )
 from backend.errors import ClientError
 from backend.schemas import AnalysisCreate
-from backend.services import resources
+from backend.services import eta, resources
 from backend.storage import description_key
 
 #: Must match conceptlens.analysis.ENGINE_VERSION; part of every cache key.
@@ -162,14 +163,27 @@ def item_progress(item: AnalysisItem) -> int:
 
 
 def eta_seconds(job: Analysis | ComponentJob, done: int, total: int) -> float | None:
-    """Time left at the rate so far, for a running analysis or component job."""
-    if job.status != "running" or job.started_at is None or done <= 0:
+    """Time left for a running analysis or component job, from its recent throughput
+    (:mod:`backend.services.eta`); ``None`` before any progress and once every forward pass
+    (or epoch) is done while the job is still finishing."""
+    if job.status != "running":
+        eta.forget(job.id)
         return None
-    started = job.started_at
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=utcnow().tzinfo)
-    elapsed = (utcnow() - started).total_seconds()
-    return max(0.0, elapsed * (total - done) / done)
+    return eta.estimate(job.id, done, total, run_started(job))
+
+
+def run_started(job: Analysis | ComponentJob) -> datetime | None:
+    """When the current run began: an analysis's images are claimed anew by each run (a
+    retry keeps the analysis's first ``started_at``), so the latest start of a running one."""
+    if isinstance(job, Analysis):
+        starts = [i.started_at for i in job.items if i.status == "running" and i.started_at]
+        if starts:
+            return max(_aware(s) for s in starts)
+    return None if job.started_at is None else _aware(job.started_at)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 def cancel(session: Session, analysis: Analysis) -> None:

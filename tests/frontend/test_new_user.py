@@ -136,3 +136,24 @@ def test_a_label_that_is_the_class_number_is_printed_once(
     text = page.inner_text("#view")
     assert re.search(r"class \d", text), text
     assert not re.search(r"class (\d+) \(\1\)", text), text
+
+
+def test_the_progress_view_says_finishing_once_the_passes_are_done(
+    result_page: tuple[Any, Console],
+) -> None:
+    """All forward passes done, the job still running (the transforms): "Finishing", not a
+    time left of "< 1 s" (the analysis is served as such a moment of itself)."""
+    page, _ = result_page
+    analysis_id = page.url.rsplit("/", 1)[1]
+
+    def still_running(route: Any) -> None:
+        body = route.fetch().json()
+        body.update(status="running", eta_seconds=None, finished_at=None)
+        body["progress_done"] = body["progress_total"]
+        route.fulfill(json=body)
+
+    page.route(re.compile(rf".*/api/analyses/{analysis_id}$"), still_running)
+    page.reload()
+    page.wait_for_selector("#progress-title:has-text('Finishing')")
+    text = page.inner_text("#progress-text")
+    assert "all done" in text and "< 1 s" not in text and "time left" not in text

@@ -95,14 +95,19 @@ function label(analysis, cls) {
 
 function renderProgress(root, analysis, prefix, state, refresh) {
   const pct = analysis.progress_total ? (100 * analysis.progress_done) / analysis.progress_total : 0;
+  // every pass is done but the job still runs: the transforms, for which there is no ETA
+  const finishing = analysis.status === "running" && analysis.progress_total > 0
+    && analysis.progress_done >= analysis.progress_total;
   clear(root,
     header(analysis, prefix, state, refresh),
     h("section.card", { "aria-labelledby": "progress-title" },
-      h("h2#progress-title", {}, analysis.status === "queued" ? "Queued" : "Computing forward passes"),
+      h("h2#progress-title", {}, analysis.status === "queued" ? "Queued" : finishing ? "Finishing" : "Computing forward passes"),
       h("progress#progress", { max: 100, value: pct, "aria-label": "forward passes done" }),
       h("p#progress-text", {},
         `${formatCount(analysis.progress_done)} / ${formatCount(analysis.progress_total)} forward passes`,
-        ` (${pct.toFixed(0)}%) · time left ${formatSeconds(analysis.eta_seconds)}`)));
+        finishing
+          ? " — all done; computing the interactions from them (Harsanyi transform, curves, summaries)."
+          : ` (${pct.toFixed(0)}%) · time left ${analysis.eta_seconds == null ? "estimating…" : formatSeconds(analysis.eta_seconds)}`)));
 }
 
 async function renderResults(root, analysis, prefix, state, refresh) {
