@@ -180,7 +180,8 @@ def interactions_from_logits(
 ) -> InteractionResult:
     """All results of SCIENCE.md §1–§4 from a logit table ``[2**n, classes]``; no forward pass.
 
-    Cost O(n²·2^n) (multi-order) plus ``and_or_steps`` AND-OR steps if asked for.
+    Cost O(n·2^n) (output values, transform, multi-order) plus ``and_or_steps`` AND-OR
+    steps if asked for.
     """
     table = np.asarray(logits)
     n_players_of(table)

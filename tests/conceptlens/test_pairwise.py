@@ -13,6 +13,7 @@ from conceptlens.pairwise import (
     local_pairs,
     multi_order,
     order_weights,
+    pair_dividend_sums,
     pair_strength,
     relative_strength,
     shapley_interaction,
@@ -50,6 +51,70 @@ def test_shape_symmetry_and_zero_diagonal() -> None:
     assert out.shape == (n - 1, n, n)
     np.testing.assert_allclose(out, out.transpose(0, 2, 1))
     assert np.all(out[:, np.arange(n), np.arange(n)] == 0)
+
+
+def pair_dividend_sums_bit_matrices(interactions: np.ndarray) -> np.ndarray:
+    """The implementation before issue 14 (bits × table products per order), the oracle."""
+    table = np.asarray(interactions, dtype=np.float64)
+    n = int(table.size).bit_length() - 1
+    masks = np.arange(1 << n, dtype=np.int64)
+    bits = ((masks[:, None] >> np.arange(n, dtype=np.int64)) & 1).astype(np.float64)
+    size = bits.sum(axis=1).astype(np.int64)
+    out = np.zeros((n - 1, n, n))
+    for k in range(2, n + 1):
+        rows = size == k
+        out[k - 2] += (bits[rows] * table[rows, None]).T @ bits[rows]
+    out[:, np.arange(n), np.arange(n)] = 0.0
+    return out
+
+
+def pair_dividend_sums_by_definition(interactions: np.ndarray, n: int) -> np.ndarray:
+    """``A[l, i, j] = Σ_{T⊇{i,j}, |T|=l+2} I(T)``, literally."""
+    out = np.zeros((n - 1, n, n))
+    for mask in range(1 << n):
+        members = [k for k in range(n) if mask >> k & 1]
+        for i, j in combinations(members, 2):
+            out[len(members) - 2, i, j] += interactions[mask]
+            out[len(members) - 2, j, i] += interactions[mask]
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_pair_dividend_sums_match_their_definition(n: int) -> None:
+    table = np.random.default_rng(n).normal(size=1 << n)
+    np.testing.assert_allclose(
+        pair_dividend_sums(table), pair_dividend_sums_by_definition(table, n), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("n", range(2, 15))
+def test_pair_dividend_sums_equal_the_bit_matrix_formulation(n: int) -> None:
+    rng = np.random.default_rng(100 + n)
+    table = rng.normal(size=1 << n) * rng.choice([1e-3, 1.0, 1e3], size=1 << n)
+    got = pair_dividend_sums(table)
+    want = pair_dividend_sums_bit_matrices(table)
+    assert got.shape == want.shape == (n - 1, n, n)
+    scale = np.abs(table).sum()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_array_equal(got, got.transpose(0, 2, 1))
+    assert np.all(got[:, np.arange(n), np.arange(n)] == 0)
+
+
+def test_pair_dividend_sums_in_row_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of rows smaller than a popcount group (several blocks, a partial last one)."""
+    from conceptlens import pairwise
+
+    table = np.random.default_rng(9).normal(size=1 << 11)
+    want = pair_dividend_sums_bit_matrices(table)
+    for values in (1, 100, 1 << 7, 3 << 5):
+        monkeypatch.setattr(pairwise, "_BLOCK_VALUES", values)
+        np.testing.assert_allclose(pair_dividend_sums(table), want, rtol=0, atol=1e-11)
+
+
+def test_pair_dividend_sums_of_a_single_player_are_empty() -> None:
+    assert pair_dividend_sums(np.ones(2)).shape == (0, 1, 1)
+    with pytest.raises(ValueError, match="1-D"):
+        pair_dividend_sums(np.ones((4, 1)))
 
 
 def shapley_interaction_by_definition(v: np.ndarray, n: int, i: int, j: int) -> float:
