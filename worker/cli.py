@@ -263,7 +263,10 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append("  +      " + " ".join(f"{c:>4d}" for c in pos))
     lines.append("  −      " + " ".join(f"{c:>4d}" for c in neg))
     lines.append("top salient sets (players, value, normalised strength):")
-    for row in s["top_sets"]:
+    # the k strongest sets may include some below τ, even of value 0: those are not salient
+    salient_rows = [row for row in s["top_sets"] if row["value"] and row["strength"] >= s["tau"]]
+    lines.extend([] if salient_rows else [f"  none: no set reaches τ = {s['tau']}"])
+    for row in salient_rows:
         players = ", ".join(map(str, row["players"]))
         lines.append(f"  {{{players}}}  {row['value']:+.4g}  {row['strength']:.3f}")
     p = s.get("p")
