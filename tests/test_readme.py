@@ -1,0 +1,49 @@
+"""What README.md claims about the command line and the service is what they do."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from backend.config import Settings
+from conceptlens.pipeline import MAX_EXACT_PLAYERS
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_player_limits_are_the_ones_enforced() -> None:
+    """The service allows CONCEPTLENS_MAX_PLAYERS (20), the command line 24; the README
+    said 24 for both."""
+    default = Settings.model_fields["max_players"].default
+    assert f"command line is limited to {MAX_EXACT_PLAYERS} players" in " ".join(README.split())
+    assert f"The service allows {default} per analysis by default" in " ".join(README.split())
+    assert f"| `CONCEPTLENS_MAX_PLAYERS` | {default} |" in README
+    assert not re.search(r"Exact analysis is limited to \d+ players", README)
+
+
+def _sample_output() -> list[str]:
+    """The README's sample output of `conceptlens demo` (the block after the command)."""
+    start = README.index("conceptlens demo        #")
+    block = README[README.index("```\n", start + 1) + 4 :]
+    return block[: block.index("```")].splitlines()
+
+
+def test_the_demo_sample_output_is_what_the_command_prints(tmp_path: Path) -> None:
+    """Every line of the README's sample (but "..." and the progress bar, which draws over
+    itself) is a line `conceptlens demo` prints, in the same order."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo", "--quiet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    printed = run.stdout.splitlines()
+    position = 0
+    for line in _sample_output():
+        if line.strip() == "..." or line.startswith("forward passes:"):
+            continue
+        assert line in printed[position:], (line, run.stdout)
+        position = printed.index(line, position) + 1
