@@ -28,8 +28,12 @@ def test_the_player_limits_are_the_ones_enforced() -> None:
 def _sample_output() -> list[str]:
     """The README's sample output of `conceptlens demo` (the block after the command)."""
     start = README.index("conceptlens demo        #")
-    block = README[README.index("```\n", start + 1) + 4 :]
-    return block[: block.index("```")].splitlines()
+    closing = README.index("```\n", start)  # the end of the command's block
+    opening = README.index("```\n", closing + 4)  # the sample's block
+    block = README[opening + 4 :]
+    lines = block[: block.index("```")].splitlines()
+    assert len(lines) > 10, lines
+    return lines
 
 
 def test_the_demo_sample_output_is_what_the_command_prints(tmp_path: Path) -> None:
