@@ -4,7 +4,9 @@ keyboard on the patch canvas, toasts that outlived their page, deleting an analy
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +159,37 @@ def test_the_progress_view_says_finishing_once_the_passes_are_done(
     page.wait_for_selector("#progress-title:has-text('Finishing')")
     text = page.inner_text("#progress-text")
     assert "all done" in text and "< 1 s" not in text and "time left" not in text
+
+
+def test_the_components_form_uploads_an_image_set(
+    browser: Any, server: str, tmp_path: Path
+) -> None:
+    """A zip chosen on the components form is uploaded and selected; a refused one shows the
+    server's sentence."""
+    from PIL import Image
+
+    archive = tmp_path / "my shapes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for cls, shade in (("dark", 40), ("light", 210)):
+            for k in range(3):
+                png = tmp_path / f"{cls}{k}.png"
+                Image.new("L", (16, 16), shade + 5 * k).save(png)
+                z.write(png, f"{cls}/{k}.png")
+    flat = tmp_path / "one-class.zip"
+    with zipfile.ZipFile(flat, "w") as z:
+        z.writestr("only/a.txt", "not an image")
+    console = Console()
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = console.watch(context.new_page())
+    page.goto(f"{server}/#/components")
+    page.wait_for_selector("#comp-dataset-file")
+    page.set_input_files("#comp-dataset-file", str(archive))
+    page.wait_for_selector("#comp-dataset-status:has-text('Uploaded my shapes: 6 images')")
+    chosen = page.eval_on_selector("#comp-dataset", "s => s.options[s.selectedIndex].text")
+    assert chosen == "my shapes (6 images)"
+    page.set_input_files("#comp-dataset-file", str(flat))
+    error = page.wait_for_selector("#comp-dataset-status .error")
+    assert "PNG and JPEG" in error.inner_text(), error.inner_text()
+    assert page.eval_on_selector("#comp-dataset", "s => s.value") != ""
+    assert [e for e in console.errors if "status of 415" not in e] == []
+    context.close()
