@@ -339,5 +339,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = subprocess  # used by the cli section
     main()
