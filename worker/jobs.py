@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.config import get_settings
@@ -145,9 +148,12 @@ class ItemContext:
         kind: Any = params["baseline"]
         if params.get("baseline_image_key"):
             kind = load_image(
-                blobs().get(params["baseline_image_key"]), channels=c, size=(h, w),
-                mean=model_row.mean, std=model_row.std,
-            )  # fmt: skip
+                blobs().get(params["baseline_image_key"]),
+                channels=c,
+                size=(h, w),
+                mean=model_row.mean,
+                std=model_row.std,
+            )
         self.x = x.numpy()
         self.baseline = make_baseline(x, kind).numpy()
 
@@ -161,6 +167,28 @@ class ItemContext:
         )  # fmt: skip
         check_finite(table, start)
         return table, seconds
+
+
+#: Item contexts kept per worker process: the chunks of one image reuse theirs.
+KEEP_CONTEXTS = 8
+_CONTEXTS: OrderedDict[str, ItemContext] = OrderedDict()
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def item_context(item_id: str) -> ItemContext:
+    """The item's context, built once per worker process (rows, blob reads, image decode and
+    baseline would otherwise be repeated by every chunk). Its inputs never change: the model
+    and image bytes are content-addressed and an analysis's parameters are fixed."""
+    with _CONTEXTS_LOCK:
+        if item_id in _CONTEXTS:
+            _CONTEXTS.move_to_end(item_id)
+            return _CONTEXTS[item_id]
+        with session_scope() as s:
+            ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
+        _CONTEXTS[item_id] = ctx
+        while len(_CONTEXTS) > KEEP_CONTEXTS:
+            _CONTEXTS.popitem(last=False)
+        return ctx
 
 
 def check_finite(table: np.ndarray, start: int = 0) -> None:
@@ -284,8 +312,7 @@ def _make_chunks(s: Session, item: AnalysisItem, total: int) -> Next:
 
 
 def _forward_whole(item_id: str, analysis_id: str) -> None:
-    with session_scope() as s:
-        ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
+    ctx = item_context(item_id)
 
     def write(s: Session, done: int) -> None:
         s.execute(update(AnalysisItem).where(AnalysisItem.id == item_id).values(progress_done=done))
@@ -296,17 +323,24 @@ def _forward_whole(item_id: str, analysis_id: str) -> None:
 
 
 def _store_table(item_id: str, table: np.ndarray, seconds: float) -> None:
+    """Store the item's logit table under its cache key. Two items with the same key (the
+    same image twice, or identical requests) may get here at once: the first row stays, and
+    the other, identical by construction, is dropped."""
     key = blobs().put(_npy_bytes(table))
     with session_scope() as s:
         item = s.get_one(AnalysisItem, item_id)
-        if s.get(LogitTable, item.cache_key) is None:
-            s.add(
-                LogitTable(
-                    cache_key=item.cache_key, blob_key=key, n_players=item.analysis.n_players,
-                    classes=int(table.shape[1]), forward_seconds=seconds,
-                )
-            )  # fmt: skip
         item.progress_done = item.progress_total
+        cache_key, n_players = item.cache_key, item.analysis.n_players
+    row = LogitTable(
+        cache_key=cache_key, blob_key=key, n_players=n_players, classes=int(table.shape[1]),
+        forward_seconds=seconds,
+    )  # fmt: skip
+    try:
+        with session_scope() as s:
+            if s.get(LogitTable, cache_key) is None:
+                s.add(row)
+    except IntegrityError:
+        log.info("logit table %s was stored by another item meanwhile", cache_key)
 
 
 def run_chunk(chunk_id: str) -> str | None:
@@ -329,13 +363,13 @@ def run_chunk(chunk_id: str) -> str | None:
             return None
     with leases.Heartbeat(Chunk, chunk_id, owner):
         try:
-            with session_scope() as s:
-                ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
+            ctx = item_context(item_id)
 
             def write(s: Session, done: int) -> None:
                 s.execute(update(Chunk).where(Chunk.id == chunk_id).values(done=done))
 
-            table, _ = ctx.logits(start, stop, reporter(write, _analysis_cancelled(analysis_id)))
+            progress = reporter(write, _analysis_cancelled(analysis_id))
+            table, seconds = ctx.logits(start, stop, progress)
         except Cancelled:  # the cancel itself ended the item
             _release(Chunk, chunk_id, owner, status="queued")
             return None
@@ -348,7 +382,13 @@ def run_chunk(chunk_id: str) -> str | None:
         marked = s.execute(
             update(Chunk)
             .where(Chunk.id == chunk_id, Chunk.lease_owner == owner)
-            .values(status="done", done=stop - start, blob_key=key, **leases.release_values())
+            .values(
+                status="done",
+                done=stop - start,
+                blob_key=key,
+                seconds=seconds,
+                **leases.release_values(),
+            )
         ).rowcount  # type: ignore[attr-defined]
         if not marked:  # the lease was lost and someone else ran it
             return None
@@ -382,11 +422,12 @@ def assemble_item(item_id: str) -> None:
             with session_scope() as s:
                 item = s.get_one(AnalysisItem, item_id)
                 keys = [c.blob_key for c in item.chunks]
+                seconds = sum(c.seconds or 0.0 for c in item.chunks)
             if not all(keys):
                 raise RuntimeError("a chunk marked done has no stored logits")
             store = blobs()
             table = np.concatenate([np.load(io.BytesIO(store.get(k))) for k in keys if k])
-            _store_table(item_id, table, 0.0)
+            _store_table(item_id, table, seconds)
         except Exception as error:
             _fail_item(item_id, error, owner)
             return

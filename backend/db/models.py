@@ -186,6 +186,8 @@ class Chunk(LeaseMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     done: Mapped[int] = mapped_column(Integer, default=0)
     blob_key: Mapped[str | None] = mapped_column(String(64))
+    seconds: Mapped[float | None] = mapped_column(Float)
+    """Forward-pass time of this range (the item's table records the sum)."""
 
 
 class LogitTable(TimestampMixin, Base):
