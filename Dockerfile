@@ -6,6 +6,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 ARG TORCH_SPEC="torch==2.13.0"
 RUN pip install "$TORCH_SPEC"
 COPY pyproject.toml README.md ./
+COPY conceptlens conceptlens
 COPY backend backend
 COPY worker worker
 COPY frontend frontend
