@@ -90,24 +90,15 @@ def validate_model(model_id: str) -> None:
             with session_scope() as s:
                 row = s.get_one(ModelRecord, model_id)
                 info = sandbox.current().validate(model_ref(row))
+                s.refresh(row)
+                if row.lease_owner != owner:  # taken over meanwhile: the new owner records
+                    return
                 _record_validation(row, info)
-                row.status = "ready"
-                row.error = None
+                row.status, row.error = "ready", None
+                row.lease_owner = row.lease_expires_at = None
         except Exception as error:  # recorded for the user; the task itself succeeds
             log.info("model %s failed validation: %s", model_id, error)
-            with session_scope() as s:
-                s.execute(
-                    update(ModelRecord)
-                    .where(ModelRecord.id == model_id, ModelRecord.lease_owner == owner)
-                    .values(status="failed", error=describe(error))
-                )
-        finally:
-            with session_scope() as s:
-                s.execute(
-                    update(ModelRecord)
-                    .where(ModelRecord.id == model_id, ModelRecord.lease_owner == owner)
-                    .values(**leases.release_values())
-                )
+            _release(ModelRecord, model_id, owner, status="failed", error=describe(error))
 
 
 def _record_validation(row: ModelRecord, info: dict[str, Any]) -> None:
