@@ -49,5 +49,22 @@ def test_the_demo_sample_output_is_what_the_command_prints(tmp_path: Path) -> No
     for line in _sample_output():
         if line.strip() == "..." or line.startswith("forward passes:"):
             continue
-        assert line in printed[position:], (line, run.stdout)
-        position = printed.index(line, position) + 1
+        found = next((k for k in range(position, len(printed)) if _same(line, printed[k])), None)
+        assert found is not None, (line, run.stdout)
+        position = found + 1
+
+
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _same(expected: str, got: str) -> bool:
+    """Equal text, and numbers equal to 1e-3 relative (the last printed digits of a model
+    trained on another CPU may differ; residuals like 1e-14 only need the same magnitude)."""
+    if NUMBER.sub("#", expected) != NUMBER.sub("#", got):
+        return False
+    pairs = zip(NUMBER.findall(expected), NUMBER.findall(got), strict=True)
+    for a, b in (map(float, pair) for pair in pairs):
+        tiny = max(abs(a), abs(b)) < 1e-9
+        if not (tiny or abs(a - b) <= 1e-3 * max(abs(a), abs(b), 1e-12)):
+            return False
+    return True
