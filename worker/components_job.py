@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.config import get_settings
@@ -53,7 +52,7 @@ def run_component_job(job_id: str) -> None:
             return
     with leases.Heartbeat(ComponentJob, job_id, owner):
         try:
-            metrics, maps = _compute(job_id)
+            metrics, maps = _compute(job_id, owner)
             key = jobs.blobs().put(_npz(maps)) if maps else None
         except Exception as error:
             _finish(job_id, owner, error=error)
@@ -89,7 +88,7 @@ def _reuse(s: Session, job: ComponentJob) -> bool:
     return True
 
 
-def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _compute(job_id: str, owner: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read the job's rows and images here; train and measure in the model sandbox."""
     with session_scope() as s:
         job = s.get_one(ComponentJob, job_id)
@@ -106,7 +105,8 @@ def _compute(job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     )  # fmt: skip
     return sandbox.current().components(
         model, exemplars, layer=layer, data=[t.numpy() for t in data], labelled=labelled,
-        plan=plan, device=str(jobs.device()), progress=_reporter(job_id),
+        plan=plan, device=str(jobs.device()),
+        progress=jobs.leased_reporter(ComponentJob, job_id, owner, "progress_done"),
         maps={"images": MAP_IMAGES, "max_values": MAX_MAP_VALUES},
     )  # fmt: skip
 
@@ -155,18 +155,6 @@ def normalise_batch(x: torch.Tensor, model: ModelRecord) -> torch.Tensor:
     if model.mean is None and model.std is None:
         return x
     return torch.stack([normalise(img, model.mean, model.std) for img in x])
-
-
-def _reporter(job_id: str) -> Callable[[int, int], None]:
-    def write(s: Session, done: int) -> None:
-        s.execute(update(ComponentJob).where(ComponentJob.id == job_id).values(progress_done=done))
-
-    def cancelled(s: Session) -> bool:
-        return bool(
-            s.scalar(select(ComponentJob.cancel_requested).where(ComponentJob.id == job_id))
-        )
-
-    return jobs.reporter(write, cancelled)
 
 
 def _finish(job_id: str, owner: str, *, error: BaseException) -> None:

@@ -216,6 +216,32 @@ def reporter(
     return report
 
 
+def leased_reporter(
+    table: Any,
+    row_id: str,
+    owner: str,
+    column: str,
+    also_stop: Callable[[Session], bool] | None = None,
+) -> Callable[[int, int], None]:
+    """A :func:`reporter` for a leased row: progress is written to ``column`` only while
+    ``owner`` holds the lease, and the work stops (``Cancelled``) once it does not — after a
+    cancel (which ends the lease), or when a retry or the sweep handed the job to another
+    worker — or when ``also_stop`` says so."""
+
+    def write(s: Session, done: int) -> None:
+        s.execute(
+            update(table)
+            .where(table.id == row_id, table.lease_owner == owner)
+            .values({column: done})
+        )
+
+    def stop(s: Session) -> bool:
+        holder = s.scalar(select(table.lease_owner).where(table.id == row_id))
+        return holder != owner or (also_stop is not None and also_stop(s))
+
+    return reporter(write, stop)
+
+
 def _analysis_cancelled(analysis_id: str) -> Callable[[Session], bool]:
     return lambda s: bool(
         s.scalar(select(Analysis.cancel_requested).where(Analysis.id == analysis_id))
@@ -274,7 +300,7 @@ def run_item(item_id: str) -> Next:
     with leases.Heartbeat(AnalysisItem, item_id, owner):
         if cached is None:
             try:
-                _forward_whole(item_id, analysis_id)
+                _forward_whole(item_id, owner)
             except Exception as error:
                 _fail_item(item_id, error, owner)
                 return "", []
@@ -302,13 +328,9 @@ def _make_chunks(s: Session, item: AnalysisItem, total: int) -> Next:
     return "chunks", [c.id for c in item.chunks if c.status != "done"]
 
 
-def _forward_whole(item_id: str, analysis_id: str) -> None:
+def _forward_whole(item_id: str, owner: str) -> None:
     ctx = item_context(item_id)
-
-    def write(s: Session, done: int) -> None:
-        s.execute(update(AnalysisItem).where(AnalysisItem.id == item_id).values(progress_done=done))
-
-    progress = reporter(write, _analysis_cancelled(analysis_id))
+    progress = leased_reporter(AnalysisItem, item_id, owner, "progress_done")
     table, seconds = ctx.logits(0, 1 << ctx.n_players, progress)
     _store_table(item_id, table, seconds)
 
@@ -355,11 +377,9 @@ def run_chunk(chunk_id: str) -> str | None:
     with leases.Heartbeat(Chunk, chunk_id, owner):
         try:
             ctx = item_context(item_id)
-
-            def write(s: Session, done: int) -> None:
-                s.execute(update(Chunk).where(Chunk.id == chunk_id).values(done=done))
-
-            progress = reporter(write, _analysis_cancelled(analysis_id))
+            progress = leased_reporter(
+                Chunk, chunk_id, owner, "done", also_stop=_analysis_cancelled(analysis_id)
+            )
             table, seconds = ctx.logits(start, stop, progress)
         except Cancelled:  # the cancel itself ended the item
             _release(Chunk, chunk_id, owner, status="queued")

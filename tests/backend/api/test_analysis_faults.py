@@ -273,3 +273,33 @@ def test_duplicate_deliveries_change_nothing(client: TestClient, demo: str, db: 
     assert np.array_equal(
         interactions(client, client.get(path).json()), interactions(client, first)
     )
+
+
+def test_a_worker_that_lost_its_lease_stops_and_writes_no_progress(
+    client: TestClient, demo: str, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancel ends the lease and Retry may hand the job to another worker at once; the old
+    worker must stop at its next progress report instead of running on beside the new one
+    and overwriting its progress (seen: a retried component job ended at 370 of 400)."""
+    from conceptlens.game import Cancelled
+    from worker import jobs, leases
+
+    monkeypatch.setattr(get_settings(), "progress_interval_s", 0.0)
+    created = analyse(client, demo, upload_images(client, digit_png(12)), grid="2x2")
+    item_id = wait_for(client, f"/api/analyses/{created['id']}", finished)["items"][0]["id"]
+    assert leases.claim(AnalysisItem, item_id, "old-worker")
+    report = jobs.leased_reporter(AnalysisItem, item_id, "old-worker", "progress_done")
+    report(1, 4)
+
+    def progress() -> int:
+        db.expire_all()
+        return int(db.get(AnalysisItem, item_id).progress_done)
+
+    assert progress() == 1
+    db.execute(  # a retry, or the sweep, gave the job to another worker
+        update(AnalysisItem).where(AnalysisItem.id == item_id).values(lease_owner="new-worker")
+    )
+    db.commit()
+    with pytest.raises(Cancelled):
+        report(2, 4)
+    assert progress() == 1
