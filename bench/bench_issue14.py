@@ -66,31 +66,9 @@ def traced_peak(fn: Callable[[], object]) -> int:
 # --- item 2: output_values -------------------------------------------------------------
 
 
-def old_output_values(logits: np.ndarray, target: int, kind: str = "log-odds") -> np.ndarray:
-    """``output_values`` before issue 14 (whole-table float64 copy, unused logsumexp)."""
-    z = np.asarray(logits, dtype=np.float64)
-    if z.shape[-1] == 1:
-        z = np.concatenate([np.zeros_like(z), z], axis=-1)
-    zy = z[..., target]
-    if kind == "logit":
-        return zy
-
-    def lse(a: np.ndarray) -> np.ndarray:
-        top = a.max(axis=-1, keepdims=True)
-        return (top + np.log(np.exp(a - top).sum(axis=-1, keepdims=True)))[..., 0]
-
-    log_all = lse(z)
-    if kind == "log-prob":
-        return zy - log_all
-    if kind == "prob":
-        return np.exp(zy - log_all)
-    others = z.copy()
-    others[..., target] = -np.inf
-    return zy - lse(others)
-
-
 def bench_outputs(reps: int) -> list[dict[str, Any]]:
     from conceptlens.outputs import output_values
+    from tests.conceptlens.test_outputs import reference_output_values as old_output_values
 
     rows = []
     for n in (16, 20, 22):

@@ -41,7 +41,7 @@ def test_errors_name_the_problem() -> None:
         output_values(np.zeros((1, 3)), 0, "odds")  # type: ignore[arg-type]
 
 
-def _reference(logits: np.ndarray, target: int, kind: str) -> np.ndarray:
+def reference_output_values(logits: np.ndarray, target: int, kind: str) -> np.ndarray:
     """The implementation before chunking (whole-table float64 copy), kept as the oracle."""
     z = np.asarray(logits, dtype=np.float64)
     if z.shape[-1] == 1:
@@ -81,7 +81,7 @@ def test_chunked_equals_the_whole_table_formula(
             for target in range(2 if classes == 1 else classes):
                 for kind in OUTPUTS:
                     got = output_values(z, target, kind)  # type: ignore[arg-type]
-                    want = _reference(z, target, kind)
+                    want = reference_output_values(z, target, kind)
                     assert got.dtype == np.float64 and got.shape == want.shape
                     np.testing.assert_array_equal(got, want)
 
@@ -92,7 +92,7 @@ def test_default_chunk_equals_the_whole_table_formula() -> None:
     for kind in OUTPUTS:
         np.testing.assert_array_equal(
             output_values(z, 7, kind),  # type: ignore[arg-type]
-            _reference(z, 7, kind),
+            reference_output_values(z, 7, kind),
         )
 
 
@@ -101,12 +101,12 @@ def test_leading_dimensions_and_views_are_kept() -> None:
     for kind in OUTPUTS:
         np.testing.assert_array_equal(
             output_values(z, 2, kind),  # type: ignore[arg-type]
-            _reference(z, 2, kind),
+            reference_output_values(z, 2, kind),
         )
         strided = z[:, ::2, :]  # not contiguous: reshape copies, values unchanged
         np.testing.assert_array_equal(
             output_values(strided, 1, kind),  # type: ignore[arg-type]
-            _reference(strided, 1, kind),
+            reference_output_values(strided, 1, kind),
         )
     before = z.copy()
     output_values(z, 0, "log-odds")  # a float64 input is never written to
@@ -132,7 +132,7 @@ def test_memory_is_the_output_plus_one_chunk(monkeypatch: pytest.MonkeyPatch) ->
         assert peak <= bound, (kind, peak, bound)
     tracemalloc.start()
     try:
-        _reference(z, 3, "log-odds")
+        reference_output_values(z, 3, "log-odds")
         _, old_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
