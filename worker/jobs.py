@@ -132,19 +132,16 @@ class ItemContext:
         if not model_row.input_shape:
             raise ValueError("the model has not been validated yet")
         c, h, w = model_row.input_shape
-        x = load_image(
-            blobs().get(image_row.blob_key), channels=c, size=(h, w),
-            mean=model_row.mean, std=model_row.std,
-        )  # fmt: skip
-        kind: Any = params["baseline"]
-        if params.get("baseline_image_key"):
-            kind = load_image(
-                blobs().get(params["baseline_image_key"]),
-                channels=c,
-                size=(h, w),
-                mean=model_row.mean,
-                std=model_row.std,
-            )
+
+        def as_model_sees(blob_key: str) -> torch.Tensor:
+            return load_image(
+                blobs().get(blob_key), channels=c, size=(h, w),
+                mean=model_row.mean, std=model_row.std,
+            )  # fmt: skip
+
+        x = as_model_sees(image_row.blob_key)
+        baseline_key = params.get("baseline_image_key")
+        kind: Any = as_model_sees(baseline_key) if baseline_key else params["baseline"]
         self.x = x.numpy()
         self.baseline = make_baseline(x, kind).numpy()
 

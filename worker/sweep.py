@@ -40,20 +40,43 @@ TASK_ASSEMBLE_ITEM = "conceptlens.assemble_item"
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of job row: its table, the statuses it can be stale in, and its task."""
+    """One kind of job row: its table, when a row of it can be stale, its task, and the
+    status a row goes back to when re-queued."""
 
     table: Any
-    statuses: tuple[str, ...]
+    unfinished: Any
+    """Rows in this state whose lease has expired are stale."""
     task: str
-    held_status: str
-    """The status a row goes back to when re-queued."""
+    requeued_status: str
 
 
 KINDS = {
-    "model": Kind(ModelRecord, ("pending", "validating"), TASK_VALIDATE_MODEL, "pending"),
-    "chunk": Kind(Chunk, ("queued", "running"), TASK_RUN_CHUNK, "queued"),
-    "components": Kind(ComponentJob, ("queued", "running"), TASK_RUN_COMPONENTS, "queued"),
-}
+    "model": Kind(
+        ModelRecord, ModelRecord.status.in_(("pending", "validating")), TASK_VALIDATE_MODEL,
+        "pending",
+    ),
+    "chunk": Kind(Chunk, Chunk.status.in_(("queued", "running")), TASK_RUN_CHUNK, "queued"),
+    "components": Kind(
+        ComponentJob, ComponentJob.status.in_(("queued", "running")), TASK_RUN_COMPONENTS,
+        "queued",
+    ),
+    # an image run whole (no chunks); a chunked image's own chunks are swept as chunks
+    "item": Kind(
+        AnalysisItem,
+        and_(AnalysisItem.status.in_(("queued", "running")), AnalysisItem.chunks_total == 0),
+        TASK_RUN_ITEM, "queued",
+    ),
+    # an image whose chunks are all done: its assembly is sent again
+    "assembly": Kind(
+        AnalysisItem,
+        and_(
+            AnalysisItem.status == "running",
+            AnalysisItem.chunks_total > 0,
+            AnalysisItem.chunks_done >= AnalysisItem.chunks_total,
+        ),
+        TASK_ASSEMBLE_ITEM, "running",
+    ),
+}  # fmt: skip
 
 
 def gave_up(attempts: int) -> str:
@@ -66,7 +89,6 @@ def gave_up(attempts: int) -> str:
 def sweep() -> dict[str, int]:
     """Re-queue or fail every stale row; how many of each kind were sent again."""
     sent = {name: _sweep_kind(kind) for name, kind in KINDS.items()}
-    sent["item"] = _sweep_items()
     if any(sent.values()):
         log.warning("sweep re-queued jobs whose worker went away: %s", sent)
     return sent
@@ -101,40 +123,15 @@ def _take_over(table: Any, row_id: str, owner: str | None, attempts: int, **valu
 def _sweep_kind(kind: Kind) -> int:
     sent = 0
     limit = get_settings().max_attempts
-    for row_id, owner, attempts in _stale_rows(kind.table, kind.table.status.in_(kind.statuses)):
+    for row_id, owner, attempts in _stale_rows(kind.table, kind.unfinished):
         held = owner is not None
         tries = attempts + held
         if held and tries >= limit:
             _give_up(kind.table, row_id, owner, tries)
             continue
-        if _take_over(kind.table, row_id, owner, tries, status=kind.held_status):
+        if _take_over(kind.table, row_id, owner, tries, status=kind.requeued_status):
             enqueue(kind.task, row_id)
             sent += 1
-    return sent
-
-
-def _sweep_items() -> int:
-    """Items run whole (no chunks) are re-queued like the others; an item whose chunks are
-    all done gets its assembly sent again; chunks themselves are swept as chunks."""
-    sent = 0
-    limit = get_settings().max_attempts
-    whole = and_(AnalysisItem.status.in_(("queued", "running")), AnalysisItem.chunks_total == 0)
-    assembling = and_(
-        AnalysisItem.status == "running",
-        AnalysisItem.chunks_total > 0,
-        AnalysisItem.chunks_done >= AnalysisItem.chunks_total,
-    )
-    for condition, task in ((whole, TASK_RUN_ITEM), (assembling, TASK_ASSEMBLE_ITEM)):
-        for row_id, owner, attempts in _stale_rows(AnalysisItem, condition):
-            held = owner is not None
-            tries = attempts + held
-            if held and tries >= limit:
-                _give_up(AnalysisItem, row_id, owner, tries)
-                continue
-            status = "queued" if task == TASK_RUN_ITEM else "running"
-            if _take_over(AnalysisItem, row_id, owner, tries, status=status):
-                enqueue(task, row_id)
-                sent += 1
     return sent
 
 
@@ -169,10 +166,10 @@ def recover_after_restart() -> None:
     (a job that was running counts one attempt)."""
     past = utcnow()
     with session_scope() as s:
-        for kind in (*KINDS.values(), Kind(AnalysisItem, ("queued", "running"), "", "")):
+        for kind in KINDS.values():
             s.execute(
                 update(kind.table)
-                .where(kind.table.status.in_(kind.statuses))
+                .where(kind.unfinished)
                 .values(lease_expires_at=past)
                 .execution_options(synchronize_session=False)
             )
