@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     """Exact analysis costs 2^n forward passes per image."""
     chunk_size: int = Field(default=16_384, ge=64)
     """Masks per chunk task: an image with more masks is split across workers."""
+    max_sampled_players: int = Field(default=1024, ge=4)
+    """Largest grid (patches) of a sampled analysis (32×32)."""
+    max_sampled_passes: int = Field(default=20_000_000, ge=1000)
+    """Expected forward passes of one image of a sampled analysis."""
+    sampled_chunk_passes: int = Field(default=65_536, ge=256)
+    """Expected forward passes per chunk task of a sampled analysis."""
+    max_analysis_images: int = Field(default=200, ge=1)
+    """Images of one analysis (chosen one by one or from an image set)."""
     batch_size: int = Field(default=1024, ge=1)
     task_time_limit_s: int = Field(default=3600, ge=10)
     lease_s: float = Field(default=60.0, gt=0)
@@ -74,6 +82,10 @@ class Settings(BaseSettings):
     default_tau: float = Field(default=0.05, gt=0, le=1)
     device: str | None = None
     """Torch device for workers (``cpu``, ``cuda``, ``cuda:1``); default: CUDA when available."""
+    compute_threads: int = Field(default=1, ge=1)
+    """torch/BLAS/OpenMP threads of each worker process and of each model sandbox. One: a
+    machine's cores are used by processes (``celery worker --concurrency`` = cores), which
+    measured faster than threads in one process (bench/README.md, "Threads")."""
 
     @field_validator("database_url")
     @classmethod

@@ -95,9 +95,53 @@ class DatasetsPublic(BaseModel):
     count: int
 
 
+class HybridSpec(BaseModel):
+    """Orders above ``split·(n−2)`` (the noisy middle and high ones) on fewer pairs with
+    more contexts each."""
+
+    split: float = Field(default=0.25, gt=0, lt=1)
+    pairs: int = Field(default=400, ge=1, le=100_000)
+    contexts: int = Field(default=40, ge=1, le=10_000)
+
+
+class SampledSpec(BaseModel):
+    """A sampled analysis (SCIENCE.md §4): ``I^(m)(i,j)`` for chosen pairs and orders,
+    each averaged over random contexts, for grids too large for the exact method."""
+
+    orders: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, max_length=256, description="orders m; default: from `ratios`"
+    )
+    ratios: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0],
+        min_length=1,
+        max_length=256,
+        description="orders m = ⌊(n−2)·r⌋ (the paper's 13 ratios by default)",
+    )
+    radius: int | None = Field(
+        default=2, ge=1, description="pairs within this many patches (Chebyshev); null: all"
+    )
+    random_pairs: int | None = Field(
+        default=None, ge=1, le=100_000, description="draw this many of those pairs at random"
+    )
+    contexts: int = Field(default=10, ge=1, le=10_000, description="samples per pair and order")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    hybrid: HybridSpec | None = None
+
+
 class AnalysisCreate(BaseModel):
     model_id: str
-    image_ids: list[str] = Field(min_length=1, max_length=64)
+    image_ids: list[str] = Field(
+        default=[], max_length=1000, description="images, and/or an image set below"
+    )
+    dataset_id: str | None = Field(default=None, description="take images from this image set")
+    dataset_pick: Literal["first", "per_class"] = Field(
+        default="first", description="the first k images, or k of each class"
+    )
+    dataset_k: int = Field(default=10, ge=1, le=5000)
+    mode: Literal["exact", "sampled"] = "exact"
+    sampled: SampledSpec | None = Field(
+        default=None, description="settings of a sampled analysis (mode `sampled`)"
+    )
     grid: str = Field(default="4x4", description="rows x cols, e.g. 4x4")
     players: list[int] | None = Field(
         default=None, description="cells used as players (default all)"

@@ -15,20 +15,69 @@ Example:
     (5, 6, 6)
 """
 
-from conceptlens.analysis import ENGINE_VERSION, InteractionResult, interactions_from_logits
-from conceptlens.and_or import AndOrResult, and_or_interactions
-from conceptlens.game import CallableGame, MaskedModelGame, logit_table, value_table
-from conceptlens.outputs import output_values
-from conceptlens.pairwise import (
-    multi_order,
-    relative_strength,
-    shapley_interaction,
-    theory_curve,
-)
-from conceptlens.players import PatchGrid, Players, make_baseline
-from conceptlens.sampling import paper_estimator, sample_multi_order
-from conceptlens.sparsity import salient_counts, top_k
-from conceptlens.transforms import faithfulness_residual, harsanyi, zeta
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conceptlens.analysis import ENGINE_VERSION, InteractionResult, interactions_from_logits
+    from conceptlens.and_or import AndOrResult, and_or_interactions
+    from conceptlens.game import CallableGame, MaskedModelGame, logit_table, value_table
+    from conceptlens.outputs import output_values
+    from conceptlens.pairwise import (
+        multi_order,
+        relative_strength,
+        shapley_interaction,
+        theory_curve,
+    )
+    from conceptlens.players import PatchGrid, Players, make_baseline
+    from conceptlens.sampled_plan import PlanPart, SampledPlan, run_plan
+    from conceptlens.sampling import paper_estimator, sample_multi_order
+    from conceptlens.sparsity import salient_counts, top_k
+    from conceptlens.transforms import faithfulness_residual, harsanyi, zeta
+
+#: Where each public name lives: imported on first use, so that importing one torch-free
+#: module (e.g. :mod:`conceptlens.sampled_plan`, which the API uses for cost estimates) does
+#: not import torch.
+_WHERE = {
+    "AndOrResult": "conceptlens.and_or",
+    "CallableGame": "conceptlens.game",
+    "ENGINE_VERSION": "conceptlens.analysis",
+    "InteractionResult": "conceptlens.analysis",
+    "MaskedModelGame": "conceptlens.game",
+    "PatchGrid": "conceptlens.players",
+    "PlanPart": "conceptlens.sampled_plan",
+    "SampledPlan": "conceptlens.sampled_plan",
+    "run_plan": "conceptlens.sampled_plan",
+    "Players": "conceptlens.players",
+    "and_or_interactions": "conceptlens.and_or",
+    "faithfulness_residual": "conceptlens.transforms",
+    "harsanyi": "conceptlens.transforms",
+    "interactions_from_logits": "conceptlens.analysis",
+    "logit_table": "conceptlens.game",
+    "make_baseline": "conceptlens.players",
+    "multi_order": "conceptlens.pairwise",
+    "output_values": "conceptlens.outputs",
+    "paper_estimator": "conceptlens.sampling",
+    "relative_strength": "conceptlens.pairwise",
+    "salient_counts": "conceptlens.sparsity",
+    "sample_multi_order": "conceptlens.sampling",
+    "shapley_interaction": "conceptlens.pairwise",
+    "theory_curve": "conceptlens.pairwise",
+    "top_k": "conceptlens.sparsity",
+    "value_table": "conceptlens.game",
+    "zeta": "conceptlens.transforms",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'conceptlens' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ENGINE_VERSION",
@@ -37,6 +86,8 @@ __all__ = [
     "InteractionResult",
     "MaskedModelGame",
     "PatchGrid",
+    "PlanPart",
+    "SampledPlan",
     "Players",
     "and_or_interactions",
     "faithfulness_residual",
@@ -48,6 +99,7 @@ __all__ = [
     "output_values",
     "paper_estimator",
     "relative_strength",
+    "run_plan",
     "salient_counts",
     "sample_multi_order",
     "shapley_interaction",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from conceptlens.aliases import FloatArray, IntArray, SubsetTable
+from conceptlens.pairs import all_pairs, local_pairs
 from conceptlens.transforms import n_players_of
 
 
@@ -133,27 +134,6 @@ def multi_order(interactions: SubsetTable) -> FloatArray:
 def shapley_interaction(multi: FloatArray) -> FloatArray:
     """Shapley interaction index ``(1/(n−1)) Σ_m I^(m)(i,j)``, shape ``[n, n]``."""
     return np.asarray(multi).mean(axis=0)
-
-
-def all_pairs(n: int) -> IntArray:
-    """Every pair ``i < j`` of ``n`` players, shape ``[n(n−1)/2, 2]``."""
-    i, j = np.triu_indices(n, k=1)
-    return np.stack([i, j], axis=1)
-
-
-def local_pairs(rows: int, cols: int, radius: int = 2) -> IntArray:
-    """Pairs ``i < j`` of a rows×cols grid within ``radius`` patches (Chebyshev distance).
-
-    The paper's choice for n = 256 (seed 000): ``j`` within 2 patches of ``i``.
-
-    Example:
-        >>> local_pairs(1, 3, radius=1).tolist()
-        [[0, 1], [1, 2]]
-    """
-    pairs = all_pairs(rows * cols)
-    r, c = np.divmod(pairs, cols)
-    near = np.maximum(np.abs(r[:, 0] - r[:, 1]), np.abs(c[:, 0] - c[:, 1])) <= radius
-    return pairs[near]
 
 
 def pair_strength(multi: FloatArray, pairs: IntArray | None = None) -> FloatArray:

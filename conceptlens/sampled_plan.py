@@ -37,7 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from conceptlens.aliases import FloatArray, Game, IntArray, ProgressFn
+from conceptlens.pairs import choose_pairs
 from conceptlens.sampling import (
+    PAPER_RATIOS,
     REPLICATES,
     OrderStrength,
     SampledMultiOrder,
@@ -45,6 +47,7 @@ from conceptlens.sampling import (
     _random_subsets,
     _usable_probability,
     combine_strengths,
+    ratio_orders,
 )
 
 #: Expected forward passes per unit (a unit holds at least one context).
@@ -335,3 +338,86 @@ def run_plan(
 def image_strength(results: Sequence[SampledMultiOrder], *, debias: bool = False) -> OrderStrength:
     """``E_{i,j}|I^(m)(i,j)|`` at every planned order of one image, with standard errors."""
     return combine_strengths(*(r.strength(debias=debias) for r in results))
+
+
+@dataclass(frozen=True)
+class Hybrid:
+    """The hybrid design: orders above ``split·(n−2)`` (except the exact ``n−2``) use
+    ``pairs`` random pairs of the chosen ones with ``contexts`` each."""
+
+    split: float = 0.25
+    pairs: int = 400
+    contexts: int = 40
+
+
+def grid_plan(
+    rows: int,
+    cols: int,
+    *,
+    orders: Sequence[int] | None = None,
+    ratios: Sequence[float] = PAPER_RATIOS,
+    contexts: int = 10,
+    radius: int | None = 2,
+    random_pairs: int | None = None,
+    seed: int = 0,
+    hybrid: Hybrid | None = None,
+    unit_passes: int = UNIT_PASSES,
+) -> SampledPlan:
+    """The plan of a sampled analysis on a rows×cols patch grid (one player per patch).
+
+    Orders: ``orders`` if given, else ``⌊(n−2)·r⌋`` for ``ratios`` (the paper's 13 by
+    default). Pairs: :func:`conceptlens.pairs.choose_pairs`. One part, or two with
+    ``hybrid``.
+
+    Example:
+        >>> plan = grid_plan(16, 16, contexts=8, hybrid=Hybrid())
+        >>> [len(p.pairs) for p in plan.parts], plan.parts[1].orders
+        ([2610, 400], (76, 101, 127, 152, 177, 203, 228, 241))
+    """
+    n = rows * cols
+    chosen = sorted(set(orders)) if orders is not None else ratio_orders(n, ratios)
+    pairs = choose_pairs(rows, cols, radius=radius, random_pairs=random_pairs, seed=seed)
+    if hybrid is None or len(pairs) <= hybrid.pairs:
+        return SampledPlan.build(
+            n, [PlanPart(tuple(chosen), pairs, contexts)], seed=seed, unit_passes=unit_passes
+        )
+    high = tuple(m for m in chosen if hybrid.split * (n - 2) < m < n - 2)
+    low = tuple(m for m in chosen if m not in high)
+    if not high:
+        return SampledPlan.build(
+            n, [PlanPart(low, pairs, contexts)], seed=seed, unit_passes=unit_passes
+        )
+    rng = np.random.default_rng([_STREAM, seed, 1])
+    few = pairs[np.sort(rng.choice(len(pairs), size=hybrid.pairs, replace=False))]
+    parts = [PlanPart(low, pairs, contexts)] if low else []
+    parts.append(PlanPart(high, few, hybrid.contexts))
+    return SampledPlan.build(n, parts, seed=seed, unit_passes=unit_passes)
+
+
+_FIELDS = ("center", "replicate_count", "replicate_sum", "replicate_sumsq", "order_passes")
+
+
+def to_arrays(results: dict[int, SampledMultiOrder]) -> dict[str, np.ndarray]:
+    """Flat arrays (for an npz) of the results of some parts: ``p{k}_{field}``, with each
+    part's orders, pairs and exact orders, so that the file stands alone."""
+    out: dict[str, np.ndarray] = {}
+    for k, r in results.items():
+        out |= {f"p{k}_{name}": np.asarray(getattr(r, name)) for name in _FIELDS}
+        out |= {f"p{k}_orders": r.orders, f"p{k}_pairs": r.pairs, f"p{k}_exact": r.exact}
+        out[f"p{k}_n_players"] = np.asarray(r.n_players)
+    return out
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> dict[int, SampledMultiOrder]:
+    """The results :func:`to_arrays` wrote, by part."""
+    parts = sorted({int(key[1:].split("_", 1)[0]) for key in arrays if key.startswith("p")})
+    return {
+        k: SampledMultiOrder(
+            n_players=int(arrays[f"p{k}_n_players"]),
+            orders=np.asarray(arrays[f"p{k}_orders"], dtype=np.int64),
+            pairs=np.asarray(arrays[f"p{k}_pairs"], dtype=np.int64),
+            exact=np.asarray(arrays[f"p{k}_exact"], dtype=bool),
+            **{name: np.asarray(arrays[f"p{k}_{name}"]) for name in _FIELDS},
+        )
+        for k in parts
+    }

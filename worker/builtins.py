@@ -8,8 +8,10 @@ API replicas; a thread lock in the embedded single-process setup).
 
 from __future__ import annotations
 
+import io
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ from backend.db.session import get_engine, session_scope
 from conceptlens.models.demo import (
     load_digits_16,
     safetensors_bytes,
+    split_digits,
     train_demo_model,
     write_demo_model,
 )
@@ -73,19 +76,42 @@ def ensure_torch_demos() -> None:
 
 
 def ensure_demo_digits() -> None:
-    """The built-in labelled image set: scikit-learn's digits with the demo's train/test split."""
+    """The built-in labelled image set: scikit-learn's digits with the demo's train/test split,
+    stored as a class-per-folder zip of 8-bit PNGs (analyses pick images from it). File
+    names rank the held-out test digits first, so "the first k" are digits no demo model
+    was trained on. A row made before the zip existed gets it now."""
     with session_scope() as s:
-        if s.scalar(select(DatasetRecord).where(DatasetRecord.builtin.is_(True))):
+        row = s.scalar(select(DatasetRecord).where(DatasetRecord.builtin.is_(True)))
+        if row is not None and row.blob_key is not None:
             return
-        _, labels = load_digits_16()
-        counts = torch.bincount(labels, minlength=10).tolist()
-        s.add(
-            DatasetRecord(
-                workspace_id=None, name=DEMO_DIGITS_NAME, kind="digits", n_images=len(labels),
+    data, counts = digits_zip()
+    key = jobs.blobs().put(data)
+    with session_scope() as s:
+        row = s.scalar(select(DatasetRecord).where(DatasetRecord.builtin.is_(True)))
+        if row is None:
+            row = DatasetRecord(
+                workspace_id=None, name=DEMO_DIGITS_NAME, kind="digits", n_images=sum(counts),
                 labelled=True, class_names=[str(d) for d in range(10)], class_counts=counts,
                 builtin=True,
-            )
-        )  # fmt: skip
+            )  # fmt: skip
+            s.add(row)
+        row.blob_key, row.size_bytes = key, len(data)
+
+
+def digits_zip() -> tuple[bytes, list[int]]:
+    """``digit/NNNN.png`` for every digit, ``NNNN`` its rank: the test split first (in the
+    split's order), then the training split; and the count of each digit."""
+    images, labels = load_digits_16()
+    x_train, y_train, x_test, y_test = split_digits(images, labels)
+    x, y = torch.cat([x_test, x_train]), torch.cat([y_test, y_train])
+    pixels = torch.round(x[:, 0] * 255).to(torch.uint8).numpy()  # exact: they are 8-bit
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for rank, (image, label) in enumerate(zip(pixels, y.tolist(), strict=True)):
+            png = io.BytesIO()
+            Image.fromarray(image, mode="L").save(png, format="PNG")
+            archive.writestr(f"{label}/{rank:04d}.png", png.getvalue())
+    return buf.getvalue(), torch.bincount(y, minlength=10).tolist()
 
 
 @contextmanager

@@ -24,14 +24,25 @@ from backend.config import get_settings
 from backend.db.base import utcnow
 from backend.db.models import Analysis, AnalysisItem, Chunk, ImageRecord, LogitTable, ModelRecord
 from backend.db.session import session_scope
+from backend.services.analyses import plan_of
 from backend.storage import LocalBlobStore
 from conceptlens.aliases import ProgressFn
 from conceptlens.analysis import interactions_from_logits
 from conceptlens.game import Cancelled, default_device
 from conceptlens.images import ImageError, load_image
 from conceptlens.models.loaders import ModelLoadError
-from conceptlens.pairwise import relative_strength
+from conceptlens.outputs import output_values, predicted_class
+from conceptlens.pairwise import relative_strength, theory_curve
 from conceptlens.players import make_baseline
+from conceptlens.sampled_plan import (
+    empty_result,
+    from_arrays,
+    image_strength,
+    merge,
+    run_units,
+    to_arrays,
+)
+from conceptlens.sampling import sampled_relative_strength
 from worker import leases
 from worker.sandbox import parent as sandbox
 from worker.sandbox.parent import ModelRef
@@ -144,6 +155,10 @@ class ItemContext:
         kind: Any = as_model_sees(baseline_key) if baseline_key else params["baseline"]
         self.x = x.numpy()
         self.baseline = make_baseline(x, kind).numpy()
+        self.sampled = params.get("mode") == "sampled"
+        self.plan = plan_of(params) if self.sampled else None
+        self._target: int | None = None
+        self._lock = threading.Lock()
 
     def logits(self, start: int, stop: int, progress: ProgressFn) -> tuple[np.ndarray, float]:
         """Rows ``start … stop−1`` of the item's logit table, run in this thread's sandbox."""
@@ -155,6 +170,48 @@ class ItemContext:
         )  # fmt: skip
         check_finite(table, start)
         return table, seconds
+
+    def chunk(self, start: int, stop: int, progress: ProgressFn) -> tuple[bytes, int, float]:
+        """One chunk's stored bytes, the forward passes it took and their seconds: logit rows
+        ``start … stop−1`` (npy), or the statistics of sampled units ``start … stop−1`` (npz)."""
+        if self.plan is None:
+            table, seconds = self.logits(start, stop, progress)
+            return _npy_bytes(table), stop - start, seconds
+        spent = [0.0, 0]
+
+        def evaluate(packed: np.ndarray, report: ProgressFn | None) -> np.ndarray:
+            logits, seconds = self.coalition_logits(packed, report)
+            spent[0] += seconds
+            spent[1] += len(packed)
+            return output_values(logits, self.target(), self.params["output"])
+
+        stats = run_units(self.plan, start, stop, evaluate, progress)
+        return _npz_bytes(to_arrays(stats)), int(spent[1]), spent[0]
+
+    def coalition_logits(
+        self, packed: np.ndarray, progress: ProgressFn | None
+    ) -> tuple[np.ndarray, float]:
+        logits, seconds = sandbox.current().coalition_logits(
+            self.model, self.x, self.baseline, packed,
+            grid=(self.params["grid_rows"], self.params["grid_cols"]),
+            players=self.params.get("players"), others_present=self.params["others_present"],
+            batch_size=get_settings().batch_size, progress=progress,
+        )  # fmt: skip
+        check_finite(logits)
+        return logits, seconds
+
+    def target(self) -> int:
+        """The class whose output is analysed: as requested, or the one the model predicts on
+        the whole image (one forward pass, once per worker process)."""
+        requested = self.params.get("target", "predicted")
+        if isinstance(requested, int):
+            return requested
+        with self._lock:
+            if self._target is None:
+                whole = np.packbits(np.ones((1, self.n_players), dtype=bool), axis=1)
+                logits, _ = self.coalition_logits(whole, None)
+                self._target = predicted_class(logits[0])
+            return self._target
 
 
 #: Item contexts kept per worker process: the chunks of one image reuse theirs.
@@ -289,8 +346,15 @@ def run_item(item_id: str) -> Next:
             total = 1 << analysis.n_players
             item.progress_total = total
             analysis_id = item.analysis_id
-            if cached is None and total > get_settings().chunk_size:
-                return _make_chunks(s, item, total)
+            if analysis.params.get("mode") == "sampled":
+                item.progress_total = total = int(analysis.params["expected_passes"])
+                if cached is None:
+                    plan = plan_of(analysis.params)
+                    return _make_chunks(s, item, plan.chunks(get_settings().sampled_chunk_passes))
+            elif cached is None and total > get_settings().chunk_size:
+                size = get_settings().chunk_size
+                ranges = [(a, min(a + size, total)) for a in range(0, total, size)]
+                return _make_chunks(s, item, ranges)
     if cancelled:
         roll_up(analysis_id)
         return "", []
@@ -305,13 +369,13 @@ def run_item(item_id: str) -> Next:
     return "", []
 
 
-def _make_chunks(s: Session, item: AnalysisItem, total: int) -> Next:
-    """Chunk rows (once) and the ids still to run; the item's own lease ends here (each
-    chunk holds one), unless every chunk is done and the item goes straight to assembly."""
-    size = get_settings().chunk_size
+def _make_chunks(s: Session, item: AnalysisItem, ranges: list[tuple[int, int]]) -> Next:
+    """Chunk rows (once: masks or sampled units ``[start, stop)``) and the ids still to run;
+    the item's own lease ends here (each chunk holds one), unless every chunk is done and
+    the item goes straight to assembly."""
     if not item.chunks:
-        for start in range(0, total, size):
-            item.chunks.append(Chunk(start=start, stop=min(start + size, total)))
+        for start, stop in ranges:
+            item.chunks.append(Chunk(start=start, stop=stop))
         item.chunks_total = len(item.chunks)
         item.chunks_done = 0
     for chunk in item.chunks:
@@ -333,16 +397,34 @@ def _forward_whole(item_id: str, owner: str) -> None:
 
 
 def _store_table(item_id: str, table: np.ndarray, seconds: float) -> None:
-    """Store the item's logit table under its cache key. Two items with the same key (the
-    same image twice, or identical requests) may get here at once: the first row stays, and
-    the other, identical by construction, is dropped."""
-    key = blobs().put(_npy_bytes(table))
+    """Store the item's logit table under its cache key (:func:`_store_result`)."""
+    _store_result(item_id, _npy_bytes(table), int(table.shape[1]), seconds)
+
+
+def _pool_chunks(params: dict[str, Any], chunks: list[bytes]) -> dict[str, np.ndarray]:
+    """A sampled item's statistics: its chunks' pooled in chunk order (the same numbers
+    whichever workers ran them)."""
+    plan = plan_of(params)
+    pooled = [[empty_result(plan, k)] for k in range(len(plan.parts))]
+    for data in chunks:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            for k, result in from_arrays(dict(npz)).items():
+                pooled[k].append(result)
+    return to_arrays({k: merge(results) for k, results in enumerate(pooled)})
+
+
+def _store_result(item_id: str, data: bytes, classes: int, seconds: float) -> None:
+    """Store the item's logit table (or a sampled item's statistics, ``classes`` 0) under its
+    cache key. Two items with the same key (the same image twice, or identical requests)
+    may get here at once: the first row stays, and the other, identical by construction,
+    is dropped."""
+    key = blobs().put(data)
     with session_scope() as s:
         item = s.get_one(AnalysisItem, item_id)
         item.progress_done = item.progress_total
         cache_key, n_players = item.cache_key, item.analysis.n_players
     row = LogitTable(
-        cache_key=cache_key, blob_key=key, n_players=n_players, classes=int(table.shape[1]),
+        cache_key=cache_key, blob_key=key, n_players=n_players, classes=classes,
         forward_seconds=seconds,
     )  # fmt: skip
     try:
@@ -377,7 +459,7 @@ def run_chunk(chunk_id: str) -> str | None:
             progress = leased_reporter(
                 Chunk, chunk_id, owner, "done", also_stop=_analysis_cancelled(analysis_id)
             )
-            table, seconds = ctx.logits(start, stop, progress)
+            data, passes, seconds = ctx.chunk(start, stop, progress)
         except Cancelled:  # the cancel itself ended the item
             _release(Chunk, chunk_id, owner, status="queued")
             return None
@@ -385,14 +467,14 @@ def run_chunk(chunk_id: str) -> str | None:
             if _release(Chunk, chunk_id, owner, status="queued"):
                 _fail_item(item_id, error, None)
             return None
-        key = blobs().put(_npy_bytes(table))
+        key = blobs().put(data)
     with session_scope() as s:
         marked = s.execute(
             update(Chunk)
             .where(Chunk.id == chunk_id, Chunk.lease_owner == owner)
             .values(
                 status="done",
-                done=stop - start,
+                done=passes,
                 blob_key=key,
                 seconds=seconds,
                 **leases.release_values(),
@@ -431,11 +513,16 @@ def assemble_item(item_id: str) -> None:
                 item = s.get_one(AnalysisItem, item_id)
                 keys = [c.blob_key for c in item.chunks]
                 seconds = sum(c.seconds or 0.0 for c in item.chunks)
+                params = item.analysis.params
             if not all(keys):
                 raise RuntimeError("a chunk marked done has no stored logits")
             store = blobs()
-            table = np.concatenate([np.load(io.BytesIO(store.get(k))) for k in keys if k])
-            _store_table(item_id, table, seconds)
+            parts = [store.get(k) for k in keys if k]
+            if params.get("mode") == "sampled":
+                _store_result(item_id, _npz_bytes(_pool_chunks(params, parts)), 0, seconds)
+            else:
+                table = np.concatenate([np.load(io.BytesIO(part)) for part in parts])
+                _store_table(item_id, table, seconds)
         except Exception as error:
             _fail_item(item_id, error, owner)
             return
@@ -450,21 +537,16 @@ def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> Non
             item = s.get_one(AnalysisItem, item_id)
             if owner is not None and item.lease_owner != owner:
                 return
-            params = item.analysis.params
             table_row = s.get_one(LogitTable, item.cache_key)
-            table = np.load(io.BytesIO(blobs().get(table_row.blob_key)))
-            result = interactions_from_logits(
-                table,
-                target=params.get("target", "predicted"),
-                output=params.get("output", "log-odds"),
-                tau=params.get("tau", 0.05),
-                k=params.get("top_k", 20),
-            )
-            arrays = {k: v for k, v in result.arrays().items() if k != "logits"}
+            stored = blobs().get(table_row.blob_key)
+            if item.analysis.params.get("mode") == "sampled":
+                arrays, summary = sampled_outcome(stored)
+            else:
+                arrays, summary = _exact_outcome(stored, item.analysis.params)
+            if "passes" in summary:  # sampled: the passes spent, no longer the expected
+                item.progress_total = summary["passes"]
             item.result_key = blobs().put(_npz_bytes(arrays))
-            item.summary = {
-                **result.summary(),
-                "strength": result.strength.tolist(),
+            item.summary = summary | {
                 "forward_seconds": table_row.forward_seconds,
                 "cached": cached,
             }
@@ -477,6 +559,46 @@ def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> Non
         _fail_item(item_id, error, owner)
         return
     roll_up(analysis_id)
+
+
+def _exact_outcome(
+    stored: bytes, params: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Interactions, curves and sparsity of one image from its logit table."""
+    result = interactions_from_logits(
+        np.load(io.BytesIO(stored)),
+        target=params.get("target", "predicted"),
+        output=params.get("output", "log-odds"),
+        tau=params.get("tau", 0.05),
+        k=params.get("top_k", 20),
+    )
+    arrays = {k: v for k, v in result.arrays().items() if k != "logits"}
+    return arrays, {**result.summary(), "strength": result.strength.tolist()}
+
+
+def sampled_outcome(stored: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A sampled image's pooled statistics (kept as its result, for per-pair values and
+    exports) and its summary: ``E_{i,j}|I^(m)(i,j)|`` per order, plain and debiased, with
+    standard errors, and the image's own ``J^(m)``."""
+    with np.load(io.BytesIO(stored), allow_pickle=False) as npz:
+        arrays = dict(npz)
+    results = list(from_arrays(arrays).values())
+    plain, debiased = image_strength(results), image_strength(results, debias=True)
+    curve = sampled_relative_strength(plain.value, plain.se, plain.orders)
+    summary = {
+        "kind": "sampled",
+        "n_players": results[0].n_players,
+        "orders": plain.orders.tolist(),
+        "strength": plain.value.tolist(),
+        "strength_se": plain.se.tolist(),
+        "strength_debiased": debiased.value.tolist(),
+        "strength_debiased_se": debiased.se.tolist(),
+        "J": curve.value.tolist(),
+        "J_se": curve.se.tolist(),
+        "passes": int(sum(r.passes for r in results)),
+        "pairs": [len(r.pairs) for r in results],
+    }
+    return arrays, summary
 
 
 def _release(table: Any, row_id: str, owner: str, **values: Any) -> bool:
@@ -525,12 +647,16 @@ def roll_up(analysis_id: str) -> None:
         statuses = {item.status for item in analysis.items}
         done = [item for item in analysis.items if item.status == "done" and item.summary]
         if done:
-            strengths = np.array([item.summary["strength"] for item in done if item.summary])
-            analysis.summary = {
-                "J": relative_strength(strengths).tolist(),
-                "F": done[0].summary["F"] if done[0].summary else [],
-                "images": len(done),
-            }
+            labels = [s.get_one(ImageRecord, item.image_id).label for item in done]
+            summarise = _sampled_set if analysis.params.get("mode") == "sampled" else _exact_set
+            analysis.summary = summarise(analysis, done)
+            groups: dict[str, list[AnalysisItem]] = {}
+            for item, label in zip(done, labels, strict=True):
+                if label is not None:
+                    groups.setdefault(label, []).append(item)
+            by_label = {label: summarise(analysis, groups[label]) for label in sorted(groups)}
+            if len(by_label) > 1:
+                analysis.summary["by_label"] = by_label
         if statuses & {"queued", "running"}:
             return
         if "failed" in statuses:
@@ -541,6 +667,35 @@ def roll_up(analysis_id: str) -> None:
         else:
             analysis.status = "done"
         analysis.finished_at = utcnow()
+
+
+def _exact_set(analysis: Analysis, done: list[AnalysisItem]) -> dict[str, Any]:
+    """``J^(m)`` over the finished images of an exact analysis, with ``F^(m)``."""
+    summaries = [item.summary or {} for item in done]
+    return {
+        "J": relative_strength(np.array([x["strength"] for x in summaries])).tolist(),
+        "F": summaries[0].get("F", []),
+        "images": len(done),
+    }
+
+
+def _sampled_set(analysis: Analysis, done: list[AnalysisItem]) -> dict[str, Any]:
+    """``J^(m)`` over the finished images of a sampled analysis with standard errors (the
+    delta method over the images' jackknife errors; plain and debiased strength), and
+    ``F^(m)`` at the sampled orders."""
+    summaries = [item.summary or {} for item in done]
+    orders = summaries[0]["orders"]
+    out: dict[str, Any] = {"kind": "sampled", "orders": orders, "images": len(done)}
+    for suffix in ("", "_debiased"):
+        curve = sampled_relative_strength(
+            np.array([x["strength" + suffix] for x in summaries]),
+            np.array([x["strength" + suffix + "_se"] for x in summaries]),
+            orders,
+        )
+        out["J" + suffix], out["J" + suffix + "_se"] = curve.value.tolist(), curve.se.tolist()
+    f = theory_curve(analysis.n_players)[orders]
+    out["F"] = (f / f.mean()).tolist()
+    return out
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -91,6 +91,10 @@ class ImageRecord(TimestampMixin, Base):
     mode: Mapped[str] = mapped_column(String(8))
     label: Mapped[str | None] = mapped_column(String(64))
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    dataset_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The image set this image was taken from for an analysis (migration 0010); such images
+    are not listed among the workspace's images. No foreign key: deleting the set keeps
+    the analyses that used its images."""
 
 
 class DatasetRecord(TimestampMixin, Base):

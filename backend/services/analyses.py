@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -14,15 +15,17 @@ from backend.db.models import (
     Analysis,
     AnalysisItem,
     ComponentJob,
+    DatasetRecord,
     ImageRecord,
     LogitTable,
     ModelRecord,
     Workspace,
 )
 from backend.errors import ClientError
-from backend.schemas import AnalysisCreate
-from backend.services import eta, resources
-from backend.storage import description_key
+from backend.schemas import AnalysisCreate, SampledSpec
+from backend.services import dataset_images, eta, resources
+from backend.storage import LocalBlobStore, description_key
+from conceptlens.sampled_plan import Hybrid, SampledPlan, grid_plan
 
 #: Must match conceptlens.analysis.ENGINE_VERSION; part of every cache key.
 ENGINE_VERSION = "1"
@@ -35,8 +38,9 @@ class AnalysisError(ClientError):
 def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> str:
     """What determines a logit table: model and image bytes, masking, engine version.
 
-    Target, output type, τ and top-k are applied afterwards and are not part of it.
-    """
+    Target, output type, τ and top-k are applied afterwards and are not part of it. A
+    sampled analysis stores sampled statistics of ``v``, which also depend on its sampling
+    settings, the target and the output."""
     payload = {
         "engine": ENGINE_VERSION,
         "model": model.blob_key,
@@ -50,11 +54,23 @@ def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) ->
         "baseline": params.get("baseline", "mean"),
         "baseline_image": params.get("baseline_image_key"),
     }
+    if params.get("mode") == "sampled":
+        payload |= {
+            "mode": "sampled",
+            "sampled": params["sampled"],
+            "target": params["target"],
+            "output": params["output"],
+        }
     return description_key(payload)
 
 
 def create(
-    session: Session, *, workspace: Workspace, body: AnalysisCreate, settings: Settings
+    session: Session,
+    *,
+    workspace: Workspace,
+    body: AnalysisCreate,
+    settings: Settings,
+    blobs: LocalBlobStore,
 ) -> Analysis:
     model = resources.get(session, ModelRecord, workspace=workspace, id=body.model_id)
     if model.status != "ready" or model.input_shape is None or model.num_classes is None:
@@ -68,26 +84,62 @@ def create(
     if body.baseline_image_id:
         base = resources.get(session, ImageRecord, workspace=workspace, id=body.baseline_image_id)
         params["baseline_image_key"] = base.blob_key
+    images = _images(session, workspace, body, settings, blobs)
+    per_image = _passes_per_image(params)
     analysis = Analysis(
         workspace_id=workspace.id,
         model_id=model.id,
         params=params,
         n_players=params["n_players"],
-        progress_total=len(body.image_ids) << params["n_players"],
+        progress_total=len(images) * per_image,
     )
-    for position, image_id in enumerate(dict.fromkeys(body.image_ids)):
-        image = resources.find(session, ImageRecord, workspace=workspace, id=image_id)
-        if image is None:
-            raise AnalysisError(f"No such image in this workspace: {image_id}.", 404)
+    for position, image in enumerate(images):
         analysis.items.append(
             AnalysisItem(
                 image_id=image.id, position=position, cache_key=cache_key(model, image, params),
-                progress_total=1 << params["n_players"],
+                progress_total=per_image,
             )
         )  # fmt: skip
     session.add(analysis)
     session.commit()
     return analysis
+
+
+def _passes_per_image(params: dict[str, Any]) -> int:
+    if params.get("mode") == "sampled":
+        return int(params["expected_passes"])
+    return 1 << int(params["n_players"])
+
+
+def _images(
+    session: Session,
+    workspace: Workspace,
+    body: AnalysisCreate,
+    settings: Settings,
+    blobs: LocalBlobStore,
+) -> list[ImageRecord]:
+    """The images to analyse: those named, then those picked from the image set, once each."""
+    images: list[ImageRecord] = []
+    for image_id in dict.fromkeys(body.image_ids):
+        image = resources.find(session, ImageRecord, workspace=workspace, id=image_id)
+        if image is None:
+            raise AnalysisError(f"No such image in this workspace: {image_id}.", 404)
+        images.append(image)
+    if body.dataset_id is not None:
+        dataset = resources.get(session, DatasetRecord, workspace=workspace, id=body.dataset_id)
+        images += dataset_images.pick(
+            session, workspace, dataset, body.dataset_pick, body.dataset_k, settings, blobs
+        )
+    images = list({image.id: image for image in images}.values())
+    if not images:
+        raise AnalysisError("Choose at least one image, or an image set.")
+    if len(images) > settings.max_analysis_images:
+        raise AnalysisError(
+            f"{len(images)} images were chosen; one analysis takes at most "
+            f"{settings.max_analysis_images}. Pick fewer (e.g. fewer per class).",
+            413,
+        )
+    return images
 
 
 def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dict[str, Any]:
@@ -109,18 +161,14 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
                 + (f"; {bad} are not." if bad else ".")
             )
     n = cells if players is None else len(players)
-    if n > settings.max_players:
-        raise AnalysisError(
-            f"{n} players would need 2^{n} forward passes per image; the limit is "
-            f"{settings.max_players} players. Choose a coarser grid or fewer players."
-        )
     if n < 2:
         raise AnalysisError("Choose at least 2 players: interactions need two patches.")
     if isinstance(body.target, int) and not 0 <= body.target < model.num_classes:
         raise AnalysisError(
             f"The model has {model.num_classes} classes; target {body.target} is not one."
         )
-    return {
+    params: dict[str, Any] = {
+        "mode": body.mode,
         "grid": body.grid,
         "grid_rows": rows,
         "grid_cols": cols,
@@ -133,6 +181,69 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
         "tau": body.tau,
         "top_k": body.top_k,
     }
+    if body.mode == "sampled":
+        return params | _sampled_params(body, rows, cols, settings)
+    if body.sampled is not None:
+        raise AnalysisError("Sampling settings apply to sampled analyses only (mode: sampled).")
+    if n > settings.max_players:
+        raise AnalysisError(
+            f"{n} players would need 2^{n} forward passes per image; the limit is "
+            f"{settings.max_players} players. Choose a coarser grid or fewer players, or a "
+            "sampled analysis."
+        )
+    return params
+
+
+def _sampled_params(
+    body: AnalysisCreate, rows: int, cols: int, settings: Settings
+) -> dict[str, Any]:
+    """The sampling settings, checked by building the plan the workers will run."""
+    spec = body.sampled or SampledSpec()
+    n = rows * cols
+    if body.players is not None:
+        raise AnalysisError("A sampled analysis uses every patch of the grid as a player.")
+    if n > settings.max_sampled_players:
+        raise AnalysisError(
+            f"A {rows}x{cols} grid has {n} patches; sampled analyses take at most "
+            f"{settings.max_sampled_players}."
+        )
+    if n < 4:
+        raise AnalysisError("A sampled analysis needs a grid of at least 4 patches.")
+    try:
+        plan = plan_of({"grid_rows": rows, "grid_cols": cols, "sampled": spec.model_dump()})
+    except ValueError as error:
+        raise AnalysisError(f"These sampling settings do not work: {error}.") from None
+    passes = math.ceil(plan.expected_passes)
+    if passes > settings.max_sampled_passes:
+        raise AnalysisError(
+            f"These settings cost about {passes:,} forward passes per image; the limit is "
+            f"{settings.max_sampled_passes:,}. Use fewer contexts, fewer pairs (random "
+            "pairs or a smaller radius) or the hybrid design.",
+            413,
+        )
+    return {
+        "sampled": spec.model_dump(),
+        "expected_passes": passes,
+        "orders": sorted(m for part in plan.parts for m in part.orders),
+        "pairs": [len(part.pairs) for part in plan.parts],
+    }
+
+
+def plan_of(params: dict[str, Any]) -> SampledPlan:
+    """The sampled plan of an analysis's parameters (the API and the workers build the same)."""
+    spec = params["sampled"]
+    hybrid = spec.get("hybrid")
+    return grid_plan(
+        int(params["grid_rows"]),
+        int(params["grid_cols"]),
+        orders=spec.get("orders"),
+        ratios=spec["ratios"],
+        contexts=int(spec["contexts"]),
+        radius=spec.get("radius"),
+        random_pairs=spec.get("random_pairs"),
+        seed=int(spec["seed"]),
+        hybrid=None if hybrid is None else Hybrid(**hybrid),
+    )
 
 
 def visible(session: Session, *, workspace: Workspace) -> list[Analysis]:
@@ -151,7 +262,7 @@ def forward_passes(session: Session, analysis: Analysis) -> int:
     cached = set(
         session.scalars(select(LogitTable.cache_key).where(LogitTable.cache_key.in_(keys)))
     )
-    return len(keys - cached) << analysis.n_players
+    return len(keys - cached) * _passes_per_image(analysis.params)
 
 
 def item_progress(item: AnalysisItem) -> int:
@@ -216,7 +327,7 @@ def retry(session: Session, analysis: Analysis) -> None:
             continue
         item.status, item.error = "queued", None
         item.attempts = 0
-        item.progress_done = sum(c.stop - c.start for c in item.chunks if c.status == "done")
+        item.progress_done = sum(c.done for c in item.chunks if c.status == "done")
         for chunk in item.chunks:
             if chunk.status != "done":
                 chunk.status, chunk.done, chunk.attempts = "queued", 0, 0

@@ -32,6 +32,8 @@ def visible(session: Session, kind: type[R], *, workspace: Workspace) -> list[R]
         .where(or_(kind.workspace_id == workspace.id, kind.workspace_id.is_(None)))
         .order_by(kind.created_at.desc())
     )
+    if kind is ImageRecord:  # images taken from an image set are listed with the set
+        query = query.where(ImageRecord.dataset_id.is_(None))
     rows = list(session.scalars(query))
     return sorted(rows, key=lambda r: (not r.builtin, r.name if r.builtin else ""))
 

@@ -9,6 +9,8 @@ Every operation takes a JSON header and arrays and returns a JSON-ready result a
   with their shapes, seconds per forward pass;
 * ``logits`` — rows ``start … stop−1`` of the logit table of one image (the masked-model
   game of :mod:`conceptlens.game`);
+* ``coalitions`` — logits of the same game for given coalitions (bit-packed rows), for
+  sampled analyses, whose coalitions are drawn by the worker;
 * ``components`` — the §7 analysis of a layer (:mod:`worker.components_compute`).
 
 Long operations report ``{"progress": [done, total]}`` messages on the way.
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from conceptlens.components.features import (
@@ -66,6 +69,7 @@ class Operations:
             "load": self.load,
             "validate": self.validate,
             "logits": self.logits,
+            "coalitions": self.coalitions,
             "components": self.components,
         }
 
@@ -124,20 +128,40 @@ class Operations:
     # ---------------------------------------------------------------- analyses
 
     def logits(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
-        model = self.model(h["key"])
-        x = torch.from_numpy(arrays["x"])
-        rows, cols = h["grid"]
-        grid = PatchGrid(int(rows), int(cols), int(x.shape[1]), int(x.shape[2]))
-        players = Players(grid, h.get("players"), others_present=bool(h["others_present"]))
-        game = MaskedModelGame(
-            model.predict, x, players, torch.from_numpy(arrays["baseline"]),
-            device=model.device, batch_size=int(h["batch_size"]),
-        )  # fmt: skip
+        game = self._game(h, arrays)
         t0 = time.perf_counter()
         table = logit_table(
             game, start=int(h["start"]), stop=int(h["stop"]), progress=self.progress
         )
         return {"seconds": time.perf_counter() - t0}, {"logits": table}
+
+    def coalitions(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        game = self._game(h, arrays)
+        packed = torch.from_numpy(np.ascontiguousarray(arrays["packed"], dtype=np.uint8))
+        n, total, step = game.n_players, int(packed.shape[0]), int(h["batch_size"])
+        if packed.ndim != 2 or packed.shape[1] != (n + 7) // 8:
+            raise ValueError(f"coalitions must be packed rows of {n} players")
+        weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+        outs = []
+        t0 = time.perf_counter()
+        for start in range(0, total, step):
+            rows = packed[start : start + step]
+            bits = (rows.unsqueeze(-1) & weights).ne(0).reshape(len(rows), -1)[:, :n]
+            outs.append(game.logits(bits))
+            self.progress(min(start + step, total), total)
+        table = np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
+        return {"seconds": time.perf_counter() - t0}, {"logits": table}
+
+    def _game(self, h: dict[str, Any], arrays: wire.Arrays) -> MaskedModelGame:
+        model = self.model(h["key"])
+        x = torch.from_numpy(arrays["x"])
+        rows, cols = h["grid"]
+        grid = PatchGrid(int(rows), int(cols), int(x.shape[1]), int(x.shape[2]))
+        players = Players(grid, h.get("players"), others_present=bool(h["others_present"]))
+        return MaskedModelGame(
+            model.predict, x, players, torch.from_numpy(arrays["baseline"]),
+            device=model.device, batch_size=int(h["batch_size"]),
+        )  # fmt: skip
 
     def components(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
         from worker.components_compute import compute_components

@@ -315,6 +315,34 @@ class Sandbox:
             raise SandboxInternalError("the model process returned a logit table of the wrong size")
         return table.astype(np.float32, copy=False), float(result.get("seconds", 0.0))
 
+    def coalition_logits(
+        self,
+        model: ModelRef,
+        x: np.ndarray,
+        baseline: np.ndarray,
+        packed: np.ndarray,
+        *,
+        grid: tuple[int, int],
+        players: Sequence[int] | None,
+        others_present: bool,
+        batch_size: int,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """Logits of the masked inputs for bit-packed coalitions ``[R, ⌈n/8⌉]`` (``np.packbits``
+        rows: sampled analyses) and the seconds they took."""
+        self.ensure(model)
+        header = {
+            "key": model.key, "grid": list(grid),
+            "players": None if players is None else [int(p) for p in players],
+            "others_present": others_present, "batch_size": batch_size,
+        }  # fmt: skip
+        arrays = {"x": x, "baseline": baseline, "packed": np.ascontiguousarray(packed, np.uint8)}
+        result, out = self.call("coalitions", header, arrays, progress=progress)
+        table = out.get("logits")
+        if table is None or table.ndim != 2 or table.shape[0] != len(packed):
+            raise SandboxInternalError("the model process returned logits of the wrong size")
+        return table.astype(np.float32, copy=False), float(result.get("seconds", 0.0))
+
     def components(
         self,
         model: ModelRef,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.deps import OwnedAnalysisDep, SessionDep, SettingsDep, WorkspaceDep
+from backend.api.deps import BlobsDep, OwnedAnalysisDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.present import present_analysis
 from backend.queue import TASK_START_ANALYSIS, enqueue
 from backend.schemas import AnalysesPublic, AnalysisCreate, AnalysisPublic
@@ -15,10 +15,16 @@ router = APIRouter(prefix="/analyses", tags=["analyses"])
 
 @router.post("", response_model=AnalysisPublic, status_code=201)
 def create_analysis(
-    body: AnalysisCreate, session: SessionDep, workspace: WorkspaceDep, settings: SettingsDep
+    body: AnalysisCreate,
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
 ) -> AnalysisPublic:
     """Queue an analysis; ``forward_passes`` says what it will cost (cached tables are free)."""
-    analysis = service.create(session, workspace=workspace, body=body, settings=settings)
+    analysis = service.create(
+        session, workspace=workspace, body=body, settings=settings, blobs=blobs
+    )
     enqueue(TASK_START_ANALYSIS, analysis.id)
     return present_analysis(session, analysis)
 

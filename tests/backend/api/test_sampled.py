@@ -1,0 +1,151 @@
+"""Sampled analyses (large grids) and image sets through the API on the embedded default."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from backend.db.models import Analysis
+from backend.db.session import session_scope
+from backend.services.analyses import plan_of
+from conceptlens.game import MaskedModelGame
+from conceptlens.images import load_image
+from conceptlens.models.loaders import load_model
+from conceptlens.players import PatchGrid, Players, make_baseline
+from conceptlens.sampled_plan import from_arrays, run_plan
+from tests.backend.api.test_analyses import create, finished, run
+from tests.backend.conftest import sample_image_id, wait_for
+
+SMALL = {"ratios": [0.0, 0.3, 0.6, 1.0], "radius": 1, "contexts": 3, "seed": 7}
+
+
+@pytest.fixture
+def demo(service: dict[str, Any]) -> str:
+    return str(service["demo_model_id"])
+
+
+def digits_set(client: TestClient) -> str:
+    sets = client.get("/api/datasets").json()["data"]
+    return next(d["id"] for d in sets if d["builtin"])
+
+
+def test_a_sampled_analysis_equals_the_engine_for_the_same_seed(
+    client: TestClient, demo: str, service: dict[str, Any], tmp_path: Path
+) -> None:
+    image = sample_image_id(client, "3")
+    body = {"model_id": demo, "image_ids": [image], "grid": "8x8", "baseline": "zero"}
+    analysis = run(client, **body, mode="sampled", sampled=SMALL)
+    assert analysis["status"] == "done", analysis["error"]
+    item = analysis["items"][0]
+    summary = item["summary"]
+    assert summary["kind"] == "sampled" and summary["orders"] == [0, 18, 37, 62]
+    assert analysis["progress_done"] == summary["passes"]  # progress counts forward passes
+    # the expected cost shown before running is close to what was spent
+    assert summary["passes"] == pytest.approx(analysis["params"]["expected_passes"], rel=0.1)
+    stored = from_arrays(dict(np.load(io.BytesIO(client.get(export(analysis, item)).content))))
+
+    # the same plan, in this process, on the same model, image and baseline
+    with session_scope() as s:
+        params = s.get_one(Analysis, analysis["id"]).params
+    expected = engine_run(service, demo, image, params, tmp_path)
+    for got, want in zip(stored.values(), expected, strict=True):
+        np.testing.assert_array_equal(got.count, want.count)
+        np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-5)
+    curve = client.get(f"/api/analyses/{analysis['id']}/figures/curve").json()
+    assert curve["data"]
+
+
+def export(analysis: dict[str, Any], item: dict[str, Any]) -> str:
+    return f"/api/analyses/{analysis['id']}/items/{item['id']}/export.npz"
+
+
+def engine_run(
+    service: dict[str, Any], model_id: str, image_id: str, params: Any, tmp: Path
+) -> list[Any]:
+    from backend.db.models import ImageRecord, ModelRecord
+    from backend.storage import LocalBlobStore
+
+    store = LocalBlobStore(service["data"] / "blobs")
+    with session_scope() as s:
+        row = s.get_one(ModelRecord, model_id)
+        blob, shape, mean, std = row.blob_key, row.input_shape, row.mean, row.std
+        image_blob = s.get_one(ImageRecord, image_id).blob_key
+    (tmp / "model").write_bytes(store.get(blob))
+    model = load_model(tmp / "model")
+    c, h, w = shape
+    x = load_image(store.get(image_blob), channels=c, size=(h, w), mean=mean, std=std)
+    rows, cols = params["grid_rows"], params["grid_cols"]
+    players = Players(PatchGrid(rows, cols, h, w))
+    probe = MaskedModelGame(model.predict, x, players, make_baseline(x, "zero"))
+    target = int(np.argmax(probe.logits(np.ones((1, rows * cols), dtype=bool))[0]))
+    game = MaskedModelGame(
+        model.predict, x, players, make_baseline(x, "zero"), target=target, output="log-odds"
+    )
+    with torch.inference_mode():
+        return run_plan(plan_of(params), game)
+
+
+def test_identical_requests_reuse_stored_samples(client: TestClient, demo: str) -> None:
+    image = sample_image_id(client, "5")
+    body = {"model_id": demo, "image_ids": [image], "grid": "6x6", "mode": "sampled"}
+    first = run(client, **body, sampled=SMALL)
+    again = create(client, **body, sampled=SMALL).json()
+    assert again["forward_passes"] == 0
+    second = wait_for(client, f"/api/analyses/{again['id']}", finished)
+    assert second["items"][0]["cached"]
+    assert second["items"][0]["summary"]["J"] == first["items"][0]["summary"]["J"]
+    other = create(client, **body, sampled={**SMALL, "seed": 8}).json()
+    assert other["forward_passes"] > 0
+
+
+def test_an_image_set_gives_the_curve_over_its_images_and_per_class(
+    client: TestClient, demo: str
+) -> None:
+    body = {"model_id": demo, "grid": "4x4", "mode": "sampled", "sampled": SMALL}
+    analysis = run(client, **body, dataset_id=digits_set(client), dataset_pick="per_class",
+                   dataset_k=1)  # fmt: skip
+    assert analysis["status"] == "done", analysis["error"]
+    assert len(analysis["items"]) == 10
+    summary = analysis["summary"]
+    assert summary["images"] == 10 and len(summary["J"]) == len(summary["J_se"]) == 4
+    assert np.mean(summary["J"]) == pytest.approx(1.0)
+    assert set(summary["by_label"]) == {str(d) for d in range(10)}
+    assert all(v["images"] == 1 for v in summary["by_label"].values())
+    # picked images are not listed among the workspace's own
+    assert all(i["name"] != "3/0000.png" for i in client.get("/api/images").json()["data"])
+
+
+def test_an_exact_analysis_over_the_first_images_of_a_set(client: TestClient, demo: str) -> None:
+    analysis = run(client, model_id=demo, grid="2x2", dataset_id=digits_set(client),
+                   dataset_pick="first", dataset_k=3)  # fmt: skip
+    assert analysis["status"] == "done" and len(analysis["items"]) == 3
+    again = create(client, model_id=demo, grid="2x2", dataset_id=digits_set(client),
+                   dataset_pick="first", dataset_k=3).json()  # fmt: skip
+    assert [i["image_id"] for i in again["items"]] == [i["image_id"] for i in analysis["items"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"grid": "8x8"}, 400, "sampled analysis"),  # 64 players exact
+        ({"grid": "16x16", "mode": "sampled", "players": [0, 1]}, 400, "every patch"),
+        ({"grid": "16x16", "mode": "sampled", "sampled": {"contexts": 5000}}, 413, "forward"),
+        ({"grid": "4x4", "mode": "sampled", "sampled": {"orders": [15]}}, 400, "orders"),
+        ({"grid": "4x4", "sampled": {"contexts": 2}}, 400, "sampled analyses only"),
+        ({"grid": "4x4", "image_ids": []}, 400, "at least one image"),
+    ],
+)
+def test_bad_sampled_requests_are_refused_with_a_sentence(
+    client: TestClient, demo: str, body: dict[str, Any], status: int, words: str
+) -> None:
+    request = {"model_id": demo, "image_ids": [sample_image_id(client, "3")], **body}
+    response = create(client, **request)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+    assert not [a for a in client.get("/api/analyses").json()["data"]]
