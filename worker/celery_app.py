@@ -1,8 +1,28 @@
-"""Entry point for worker processes: ``celery -A worker.celery_app worker``."""
+"""Entry point for worker processes: ``celery -A worker.celery_app worker``.
+
+Each worker process computes with ``CONCEPTLENS_COMPUTE_THREADS`` threads (default one,
+:mod:`conceptlens.threads`): set in the main process when the worker starts (the solo and
+thread pools compute there; prefork children inherit its environment) and again in every
+prefork child when it starts. A machine's cores are used by processes: ``--concurrency``
+= cores with the prefork pool (``docker-compose.yml``; bench/README.md, "Threads").
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init
+
+from backend.config import get_settings
 from backend.queue import celery_app
+from conceptlens.threads import configure_process
 from worker import tasks  # noqa: F401  (registers the tasks)
 
 app = celery_app
+
+
+@worker_init.connect
+@worker_process_init.connect
+def apply_compute_threads(**_: Any) -> None:
+    """The thread policy of a worker process (main process and each prefork child)."""
+    configure_process(get_settings().compute_threads)

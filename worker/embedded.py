@@ -1,7 +1,9 @@
 """The embedded default: a Celery worker in a thread of the web process (memory:// broker).
 
 Queued tasks live only in this process: a restart loses them, but job state is in the
-database, so the UI shows such jobs as interrupted and offers retry.
+database, so the UI shows such jobs as interrupted and offers retry. The worker threads
+share the process's compute threads: ``CONCEPTLENS_COMPUTE_THREADS`` (default one, so two
+jobs do not each start a thread per core), set before they start.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import logging
 import threading
 from typing import Any
 
+from backend.config import get_settings
 from backend.queue import celery_app
+from conceptlens.threads import configure_process
 from worker import tasks  # noqa: F401  (registers the tasks)
 from worker.sweep import start_sweeper
 
@@ -24,6 +28,7 @@ class EmbeddedWorker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        configure_process(get_settings().compute_threads)  # before any worker thread runs
         celery_app.set_default()  # first: pool threads must bind to this configured app
         self._worker = celery_app.WorkController(
             pool="threads",

@@ -3,9 +3,11 @@
 Started by :class:`worker.sandbox.Sandbox` with an empty scratch folder as its working
 directory and an environment without the service's settings. Before anything else it
 applies its resource limits (address space, file size, open files, no core dumps) and asks
-the kernel to kill it when its parent dies; only then does it import torch and wait for
-requests on the socket ``FD``. Requests and replies are :mod:`worker.sandbox.wire`
-messages; the operations are in :mod:`worker.sandbox.ops`.
+the kernel to kill it when its parent dies; only then does it import torch, take the
+number of compute threads its limits name (:func:`conceptlens.threads.configure_process`;
+it reports torch's count when ready) and wait for requests on the socket ``FD``. Requests
+and replies are :mod:`worker.sandbox.wire` messages; the operations are in
+:mod:`worker.sandbox.ops`.
 
 This module must not import ``backend``: the sandbox has no database, broker or blob store.
 """
@@ -46,11 +48,15 @@ def apply_limits(limits: dict[str, Any]) -> None:
         os._exit(0)
 
 
-def serve(sock: socket.socket) -> None:
+def serve(sock: socket.socket, threads: int = 1) -> None:
+    import torch
+
+    from conceptlens.threads import configure_process
     from worker.sandbox.ops import Operations
 
+    configure_process(threads)
     ops = Operations(sock)
-    wire.send(sock, {"ready": True, "pid": os.getpid()})
+    wire.send(sock, {"ready": True, "pid": os.getpid(), "threads": torch.get_num_threads()})
     while True:
         message = wire.receive(sock)
         if message is None:
@@ -83,7 +89,7 @@ def main(argv: list[str]) -> None:
     os.dup2(2, 1)  # nothing a model prints may reach a pipe someone reads as data
     sock = socket.socket(fileno=fd)
     try:
-        serve(sock)
+        serve(sock, int(limits.get("threads") or 1))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent went away
     finally:

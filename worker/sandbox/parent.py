@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptlens.threads import thread_env
 from worker.sandbox import wire
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ class Limits:
     file_bytes: int = 1 << 30
     """Largest file the sandbox may write (RLIMIT_FSIZE); model files are written once."""
     open_files: int = 256
+    threads: int = 1
+    """Compute threads (torch intra-op, BLAS, OpenMP; onnxruntime follows torch): set in the
+    sandbox's environment and by the sandbox at its start (:mod:`conceptlens.threads`)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Sandbox:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._scratch: str | None = None
+        self.threads: int | None = None
+        """torch's thread count in the running process, as it reported at its start."""
         _ALL.add(self)
 
     # ------------------------------------------------------------ lifecycle
@@ -125,6 +131,7 @@ class Sandbox:
             "memory_bytes": self.limits.memory_bytes,
             "file_bytes": self.limits.file_bytes,
             "open_files": self.limits.open_files,
+            "threads": self.limits.threads,
         }
         try:
             self._proc = subprocess.Popen(
@@ -143,12 +150,14 @@ class Sandbox:
         if not header.get("ready"):
             self.close()
             raise SandboxInternalError(f"the sandbox did not start: {header}")
+        self.threads = header.get("threads")
         log.info("model sandbox %s started", self._proc.pid)
 
     def _environment(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
         assert self._scratch is not None
         env.update(HOME=self._scratch, TMPDIR=self._scratch, PYTHONDONTWRITEBYTECODE="1")
+        env.update(thread_env(self.limits.threads))  # the worker's own values do not pass
         return env
 
     def kill(self) -> None:
@@ -440,6 +449,7 @@ def limits_from_settings() -> Limits:
         cpu_seconds=settings.sandbox_cpu_seconds,
         wall_seconds=float(settings.task_time_limit_s),
         file_bytes=2 * settings.max_model_bytes,
+        threads=settings.compute_threads,
     )
 
 
