@@ -224,13 +224,17 @@ def order_strength_curve(
     labels: Sequence[str] | None = None,
     orders: npt.ArrayLike | None = None,
     stderr: npt.ArrayLike | None = None,
+    f_log_axis: bool = False,
 ) -> Figure:
     """The order-strength curve ``J^(m)`` with the theory ``F^(m)`` — SCIENCE.md §4.
 
     Draws ``J^(m)`` (markers and lines) and ``F^(m)`` (dashed) against ``m/n``, for
     ``m = 0 … n−2`` or the sampled ``orders`` when given. ``per_image`` (``[images, len(J)]``)
     adds each image's own curve as a thin translucent line, named by ``labels`` on hover;
-    ``stderr`` adds error bars of one standard error to ``J``.
+    ``stderr`` adds error bars of that size to ``J`` (the caller says how many standard
+    errors). With
+    ``f_log_axis``, ``F`` gets its own logarithmic axis on the right: at large ``n`` it spans
+    tens of decades where ``J`` spans a few-fold, so it can only predict an ordering.
     """
     j_values, f_values = _vector(J, "J"), _vector(F, "F")
     _same_length(j_values, f_values, "F")
@@ -249,6 +253,9 @@ def order_strength_curve(
             dash="dash",
         )
     )
+    if f_log_axis:
+        traces[-1]["yaxis"] = "y2"
+        traces[-1]["name"] = "theory F<sup>(m)</sup> (right axis, log)"
     traces.append(
         _curve(
             ratio,
@@ -266,6 +273,14 @@ def order_strength_curve(
         "relative strength J<sup>(m)</sup>",
         yaxis={"rangemode": "tozero"},
     )
+    if f_log_axis:
+        layout["yaxis2"] = {
+            "title": {"text": "F<sup>(m)</sup> (log)"},
+            "type": "log",
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+        }
     return _figure(traces, layout)
 
 

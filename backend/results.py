@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from backend.errors import ClientError
+from conceptlens.sampled_plan import from_arrays
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -178,9 +179,19 @@ def to_json(arrays: Arrays, summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def to_csv(arrays: Arrays) -> str:
-    """One row per subset: mask, players (space-separated), order, v(S), I(S)."""
+    """One row per subset: mask, players (space-separated), order, v(S), I(S). A sampled
+    result: one row per order and pair: order, i, j, mean I^(m)(i,j), standard error, samples."""
     out = io.StringIO()
     writer = csv.writer(out)
+    if "interactions" not in arrays:
+        writer.writerow(["order", "i", "j", "interaction", "stderr", "samples"])
+        for part in from_arrays(dict(arrays)).values():
+            mean, se, count = part.mean, part.se, part.count
+            for k, m in enumerate(part.orders.tolist()):
+                for p, (i, j) in enumerate(part.pairs.tolist()):
+                    writer.writerow([m, i, j, repr(float(mean[k, p])), repr(float(se[k, p])),
+                                     int(count[k, p])])  # fmt: skip
+        return out.getvalue()
     writer.writerow(["mask", "players", "order", "v", "interaction"])
     n = n_players(arrays)
     v, table = arrays["v"], arrays["interactions"]
@@ -198,3 +209,30 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def sampled_pairs(arrays: Arrays, player: int) -> dict[str, Any]:
+    """The sampled pairs with ``player`` of a sampled analysis's result, by partner: orders,
+    mean ``I^(m)(i,j)``, standard error and samples (null where a pair has none)."""
+    parts = from_arrays(dict(arrays))
+    if not parts:
+        raise ClientError("This is not a sampled analysis.")
+    n = next(iter(parts.values())).n_players
+    check_player(player, n, "player")
+    partners: dict[int, dict[str, list[Any]]] = {}
+    for part in parts.values():
+        mean, se, count = part.mean, part.se, part.count
+        for p, (i, j) in enumerate(part.pairs.tolist()):
+            if player not in (i, j):
+                continue
+            empty: dict[str, list[Any]] = {"orders": [], "mean": [], "se": [], "count": []}
+            row = partners.setdefault(j if i == player else i, empty)
+            row["orders"] += part.orders.tolist()
+            row["mean"] += [_finite(v) for v in mean[:, p].tolist()]
+            row["se"] += [_finite(v) for v in se[:, p].tolist()]
+            row["count"] += count[:, p].tolist()
+    return {
+        "player": player,
+        "n_players": n,
+        "partners": [{"player": j, **values} for j, values in sorted(partners.items())],
+    }

@@ -105,6 +105,34 @@ def create(
     return analysis
 
 
+def estimate(
+    session: Session, *, workspace: Workspace, body: AnalysisCreate, settings: Settings
+) -> dict[str, Any]:
+    """What :func:`create` would cost, without creating anything: images, forward passes
+    (before the cache), and for a sampled analysis its orders and pairs."""
+    model = resources.get(session, ModelRecord, workspace=workspace, id=body.model_id)
+    if model.input_shape is None or model.num_classes is None:
+        raise AnalysisError("The model is not ready for analysis yet.", 409)
+    params = _params(body, model, settings)
+    images = len(set(body.image_ids))
+    if body.dataset_id is not None:
+        dataset = resources.get(session, DatasetRecord, workspace=workspace, id=body.dataset_id)
+        counts = dataset.class_counts or [dataset.n_images]
+        if body.dataset_pick == "first" or not dataset.labelled:
+            images += min(body.dataset_k, dataset.n_images)
+        else:
+            images += sum(min(body.dataset_k, c) for c in counts)
+    per_image = _passes_per_image(params)
+    return {
+        "images": images,
+        "passes_per_image": per_image,
+        "forward_passes": images * per_image,
+        "seconds_per_pass": model.seconds_per_pass,
+        "orders": params.get("orders"),
+        "pairs": params.get("pairs"),
+    }
+
+
 def _passes_per_image(params: dict[str, Any]) -> int:
     if params.get("mode") == "sampled":
         return int(params["expected_passes"])

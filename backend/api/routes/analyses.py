@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from backend.api.deps import BlobsDep, OwnedAnalysisDep, SessionDep, SettingsDep, WorkspaceDep
@@ -27,6 +29,15 @@ def create_analysis(
     )
     enqueue(TASK_START_ANALYSIS, analysis.id)
     return present_analysis(session, analysis)
+
+
+@router.post("/estimate")
+def estimate_analysis(
+    body: AnalysisCreate, session: SessionDep, workspace: WorkspaceDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """What an analysis would cost (images, forward passes; for a sampled one its orders and
+    pairs), checked like a real request but not created: the form's cost line."""
+    return service.estimate(session, workspace=workspace, body=body, settings=settings)
 
 
 @router.get("", response_model=AnalysesPublic)

@@ -155,11 +155,20 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
         return Response(png, media_type="image/png")
 
     @router.get("/figures/curve")
-    def curve_figure(*, analysis: AnalysisDep) -> dict[str, Any]:
-        """``J^(m)`` over the sample set with ``F^(m)``, and each image's own curve."""
+    def curve_figure(
+        *,
+        analysis: AnalysisDep,
+        debias: Annotated[bool, Query(description="sampled: the debiased strength")] = False,
+        by_label: Annotated[bool, Query(description="one curve per class of the images")] = False,
+    ) -> dict[str, Any]:
+        """``J^(m)`` over the sample set with ``F^(m)``, and each image's own curve (or each
+        class's, with ``by_label``). A sampled analysis's ``J`` carries bars of ±2 standard
+        errors, and ``F`` its own logarithmic axis."""
         summary = analysis.summary or {}
         if not summary.get("J"):
             raise HTTPException(409, "No image of this analysis has finished yet.")
+        if summary.get("kind") == "sampled":
+            return _sampled_curve(analysis, summary, debias=debias, by_label=by_label)
         per_image = [i.summary["J"] for i in analysis.items if i.status == "done" and i.summary]
         return figures.order_strength_curve(
             summary["J"],
@@ -167,6 +176,42 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
             analysis.n_players,
             per_image=per_image if len(per_image) > 1 else None,
         )
+
+    def _sampled_curve(
+        analysis: Analysis, summary: dict[str, Any], *, debias: bool, by_label: bool
+    ) -> dict[str, Any]:
+        key = "J_debiased" if debias else "J"
+        groups = summary.get("by_label", {}) if by_label else {}
+        if groups:
+            per_image, names = [g[key] for g in groups.values()], [f"class {k}" for k in groups]
+        else:
+            done = [i.summary for i in analysis.items if i.status == "done" and i.summary]
+            strength = [np.asarray(x["strength_debiased" if debias else "strength"]) for x in done]
+            per_image = [(v / v.mean()).tolist() for v in strength if v.mean() > 0]
+            names = None
+        return figures.order_strength_curve(
+            summary[key],
+            summary["F"],
+            analysis.n_players,
+            orders=summary["orders"],
+            stderr=(2 * np.asarray(summary[key + "_se"])).tolist(),
+            per_image=per_image if len(per_image) > 1 else None,
+            labels=names,
+            f_log_axis=True,
+        )
+
+    @router.get("/items/{item_id}/sampled_pairs")
+    def sampled_pairs(
+        *,
+        item_id: str,
+        analysis: AnalysisDep,
+        blobs: BlobsDep,
+        player: Annotated[int, Query(ge=0)],
+    ) -> dict[str, Any]:
+        """Sampled ``I^(m)(i,j)`` of every sampled pair with patch ``player``: per order the
+        mean over its contexts, its standard error and the number of samples."""
+        _, arrays = item_arrays(analysis, item_id, blobs)
+        return results.sampled_pairs(arrays, player)
 
     @router.get("/items/{item_id}/export.{fmt}", response_class=Response, responses=EXPORTS)
     def export(

@@ -58,7 +58,27 @@ def test_a_sampled_analysis_equals_the_engine_for_the_same_seed(
         np.testing.assert_array_equal(got.count, want.count)
         np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-5)
     curve = client.get(f"/api/analyses/{analysis['id']}/figures/curve").json()
-    assert curve["data"]
+    j = next(t for t in curve["data"] if t["name"] == "J<sup>(m)</sup>")
+    assert j["error_y"]["array"] == pytest.approx(2 * np.array(analysis["summary"]["J_se"]))
+    assert curve["layout"]["yaxis2"]["type"] == "log"
+    debiased = client.get(f"/api/analyses/{analysis['id']}/figures/curve?debias=true").json()
+    assert next(t for t in debiased["data"] if t["name"] == "J<sup>(m)</sup>")["y"] == (
+        pytest.approx(analysis["summary"]["J_debiased"])
+    )
+    # a clicked patch: its sampled partners, with standard errors, as stored
+    base = f"/api/analyses/{analysis['id']}/items/{item['id']}"
+    pairs = client.get(f"{base}/sampled_pairs", params={"player": 9}).json()
+    assert sorted(p["player"] for p in pairs["partners"]) == [0, 1, 2, 8, 10, 16, 17, 18]
+    (part,) = stored.values()
+    k = next(p for p, (a, b) in enumerate(part.pairs.tolist()) if (a, b) == (9, 10))
+    row = next(p for p in pairs["partners"] if p["player"] == 10)
+    assert (
+        row["mean"] == pytest.approx(part.mean[:, k]) and row["count"] == part.count[:, k].tolist()
+    )
+    assert client.get(f"{base}/sampled_pairs", params={"player": 64}).status_code == 400
+    csv_rows = client.get(f"{base}/export.csv").text.splitlines()
+    assert csv_rows[0] == "order,i,j,interaction,stderr,samples"
+    assert len(csv_rows) == 1 + 4 * len(part.pairs)
 
 
 def export(analysis: dict[str, Any], item: dict[str, Any]) -> str:
@@ -116,6 +136,8 @@ def test_an_image_set_gives_the_curve_over_its_images_and_per_class(
     assert summary["images"] == 10 and len(summary["J"]) == len(summary["J_se"]) == 4
     assert np.mean(summary["J"]) == pytest.approx(1.0)
     assert set(summary["by_label"]) == {str(d) for d in range(10)}
+    per_class = client.get(f"/api/analyses/{analysis['id']}/figures/curve?by_label=true").json()
+    assert sum("class" in str(t.get("meta")) for t in per_class["data"]) == 10
     assert all(v["images"] == 1 for v in summary["by_label"].values())
     # picked images are not listed among the workspace's own
     assert all(i["name"] != "3/0000.png" for i in client.get("/api/images").json()["data"])
@@ -149,3 +171,18 @@ def test_bad_sampled_requests_are_refused_with_a_sentence(
     assert response.status_code == status, response.text
     assert words in response.json()["detail"]
     assert not [a for a in client.get("/api/analyses").json()["data"]]
+
+
+def test_the_estimate_is_the_cost_of_the_request_and_creates_nothing(
+    client: TestClient, demo: str
+) -> None:
+    body = {"model_id": demo, "grid": "16x16", "mode": "sampled", "dataset_pick": "per_class",
+            "dataset_id": digits_set(client), "dataset_k": 2,
+            "sampled": {"contexts": 8, "hybrid": {}}}  # fmt: skip
+    cost = client.post("/api/analyses/estimate", json=body).json()
+    assert cost["images"] == 20 and len(cost["orders"]) == 13 and cost["pairs"] == [2610, 400]
+    assert cost["passes_per_image"] == pytest.approx(312_730, rel=1e-3)  # bench/README: 310,827
+    assert cost["forward_passes"] == 20 * cost["passes_per_image"]
+    assert client.get("/api/analyses").json()["count"] == 0
+    bad = client.post("/api/analyses/estimate", json={**body, "players": [1, 2]})
+    assert bad.status_code == 400 and "every patch" in bad.json()["detail"]
