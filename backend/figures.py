@@ -277,6 +277,7 @@ def order_strength_curve(
         layout["yaxis2"] = {
             "title": {"text": "F<sup>(m)</sup> (log)"},
             "type": "log",
+            "exponentformat": "power",
             "overlaying": "y",
             "side": "right",
             "showgrid": False,

@@ -3,7 +3,8 @@
 import { api, isShared, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } from "../dom.js";
 import { GridCanvas, NEGATIVE, POSITIVE, cursorKey } from "../grid.js";
-import { button, sharePanel } from "./styles.js";
+import { renderSampled } from "./sampled.js";
+import { button, fact, sharePanel } from "./styles.js";
 
 const POLL_MS = 500;
 const CANVAS_PX = 384;
@@ -78,7 +79,7 @@ function header(analysis, prefix, state, refresh) {
   }
   return h("section.card.analysis-head", {},
     h("div.head-line", {},
-      h("h1", {}, `${analysis.model_name} · ${p.grid} grid · ${analysis.n_players} players`),
+      h("h1", {}, `${analysis.model_name} · ${p.grid} grid · ${analysis.n_players} players${p.mode === "sampled" ? " · sampled" : ""}`),
       badge(analysis.status)),
     h("p.muted", {},
       `${p.output} of ${target}; baseline ${p.baseline}; other patches ${p.others_present ? "present" : "absent"}; `,
@@ -124,7 +125,8 @@ async function renderResults(root, analysis, prefix, state, refresh) {
   parts.push(body);
   if (!isShared()) parts.push(sharePanel(prefix, "analysis"));
   clear(root, ...parts);
-  await renderItem(body, analysis, item, prefix, state);
+  if (analysis.params.mode === "sampled") await renderSampled(body, analysis, item, prefix, state);
+  else await renderItem(body, analysis, item, prefix, state);
 }
 
 function imageTabs(analysis, done, item, state, rerender) {
@@ -134,7 +136,7 @@ function imageTabs(analysis, done, item, state, rerender) {
       type: "button",
       "aria-pressed": String(it.id === item.id),
       on: { click: () => { state.itemId = it.id; state.i = state.j = null; rerender(); } },
-    }, `Image ${k + 1}: class ${label(analysis, it.summary.prediction)}`)));
+    }, it.summary.prediction == null ? `Image ${k + 1}` : `Image ${k + 1}: class ${label(analysis, it.summary.prediction)}`)));
 }
 
 async function renderItem(body, analysis, item, prefix, state) {
@@ -344,9 +346,6 @@ async function renderItem(body, analysis, item, prefix, state) {
   await Promise.all([drawFigures(), drawGallery()]);
 }
 
-function fact(term, value, kind) {
-  return h(`div.fact${kind ? `.${kind}` : ""}`, {}, h("span.muted", {}, term), h("strong", {}, value));
-}
 
 function fmtValue(v) {
   return `${v >= 0 ? "+" : ""}${v.toPrecision(3)}`;

@@ -8,7 +8,11 @@ import { crispScale, ensureStyles, intValue, loadPicture, newestFirst, thumbPath
 
 const MAX_PLAYERS = 20; // the server's default CONCEPTLENS_MAX_PLAYERS; it checks again
 const MIN_PLAYERS = 2;
-const MAX_IMAGES = 64;
+const MAX_IMAGES = 200; // the server's default CONCEPTLENS_MAX_ANALYSIS_IMAGES
+const MAX_SAMPLED_PLAYERS = 1024; // CONCEPTLENS_MAX_SAMPLED_PLAYERS (32×32)
+const PAPER_RATIOS = "0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1";
+// bench/README.md: as accurate as the paper's estimator at about 0.3× its forward passes
+const SUGGESTED = { contexts: 8, hybrid: true, hybridPairs: 400, hybridContexts: 40, radius: 2, randomPairs: "" };
 const CANVAS_PX = 384; // the grid canvas is about this many pixels on its long side
 const DEFAULT_GRID = 4;
 const BASELINES = [
@@ -27,7 +31,7 @@ const DEFAULT_TAU = 0.05;
 export async function mount(root, params, ctx) {
   ensureStyles();
   clear(root, h("div.cl-page", { "aria-busy": "true" }, h("h1", {}, "New analysis"), h("p.muted", {}, "Loading models and images…")));
-  const [m, i] = await Promise.allSettled([api("/models"), api("/images")]);
+  const [m, i, d] = await Promise.allSettled([api("/models"), api("/images"), api("/datasets")]);
   if (m.status === "rejected" || i.status === "rejected") {
     clear(root, h("div.cl-page", {}, h("h1", {}, "New analysis"), errorBox((m.reason || i.reason).message)));
     return undefined;
@@ -46,7 +50,8 @@ export async function mount(root, params, ctx) {
     );
     return undefined;
   }
-  const form = new NewAnalysisForm(root, models, images, params.query, ctx);
+  const datasets = d.status === "fulfilled" ? d.value.data : [];
+  const form = new NewAnalysisForm(root, models, images, params.query, ctx, datasets);
   return () => form.unmount();
 }
 
@@ -58,7 +63,10 @@ function orderImages(rows) {
 }
 
 class NewAnalysisForm {
-  constructor(root, models, images, query, ctx) {
+  constructor(root, models, images, query, ctx, datasets = []) {
+    this.datasets = datasets;
+    this.estimateToken = 0;
+    this.estimateTimer = null;
     this.models = models;
     this.images = images;
     this.ctx = ctx;
@@ -123,6 +131,18 @@ class NewAnalysisForm {
       target: /^\d+$/.test(target || "") && Number(target) < model.num_classes ? Number(target) : "predicted",
       output: OUTPUTS.some(([v]) => v === q.get("output")) ? q.get("output") : "log-odds",
       tau: q.has("tau") && tau > 0 && tau <= 1 ? tau : DEFAULT_TAU,
+      mode: q.get("mode") === "sampled" ? "sampled" : "exact",
+      ratios: q.get("ratios") || PAPER_RATIOS,
+      radius: q.has("radius") ? q.get("radius") : "2",
+      randomPairs: q.get("random_pairs") || "",
+      contexts: q.get("contexts") || "10",
+      seed: q.get("seed") || "0",
+      hybrid: q.get("hybrid") === "1",
+      hybridPairs: q.get("hybrid_pairs") || "400",
+      hybridContexts: q.get("hybrid_contexts") || "40",
+      dataset: this.datasets.some((x) => x.id === q.get("dataset")) ? q.get("dataset") : "",
+      pick: q.get("pick") === "per_class" ? "per_class" : "first",
+      k: q.get("k") || "10",
     };
   }
 
@@ -138,6 +158,16 @@ class NewAnalysisForm {
     if (s.target !== "predicted") q.set("target", String(s.target));
     if (s.output !== "log-odds") q.set("output", s.output);
     if (s.tau !== DEFAULT_TAU) q.set("tau", String(s.tau));
+    if (s.mode === "sampled") {
+      q.set("mode", "sampled");
+      if (s.ratios !== PAPER_RATIOS) q.set("ratios", s.ratios);
+      q.set("radius", s.radius);
+      if (s.randomPairs) q.set("random_pairs", s.randomPairs);
+      q.set("contexts", s.contexts);
+      if (s.seed !== "0") q.set("seed", s.seed);
+      if (s.hybrid) q.set("hybrid", "1"), q.set("hybrid_pairs", s.hybridPairs), q.set("hybrid_contexts", s.hybridContexts);
+    }
+    if (s.dataset) q.set("dataset", s.dataset), q.set("pick", s.pick), q.set("k", s.k);
     history.replaceState(history.state, "", `#/new?${q.toString().replace(/%2C/gi, ",")}`);
   }
 
@@ -201,6 +231,42 @@ class NewAnalysisForm {
       "aria-describedby": "tau-hint",
       on: { input: () => this.onOptions() },
     });
+    const field = (id, text, value, hint, attrs = {}) => {
+      const input = h(`input#${id}`, { type: "text", value, autocomplete: "off", "aria-describedby": `${id}-hint`, ...attrs, on: { input: () => this.onSampled() } });
+      return [input, h("div.cl-field.cl-field-compact", {}, h("label", { for: id }, text), input, h("small.cl-hint", { id: `${id}-hint` }, hint))];
+    };
+    this.modeExact = h("input#mode-exact", { type: "radio", name: "mode", value: "exact", checked: s.mode === "exact", on: { change: () => this.onMode() } });
+    this.modeSampled = h("input#mode-sampled", { type: "radio", name: "mode", value: "sampled", checked: s.mode === "sampled", on: { change: () => this.onMode() } });
+    const [ratios, ratiosField] = field("ratios", "Orders as ratios r (m = ⌊(n−2)·r⌋)", s.ratios, "The paper's 13 ratios by default.");
+    const [radius, radiusField] = field("radius", "Pairs within radius", s.radius, "Patches apart (Chebyshev); empty: all pairs.", { inputmode: "numeric" });
+    const [randomPairs, randomField] = field("random-pairs", "Random pairs", s.randomPairs, "Draw this many of those pairs; empty: all of them.", { inputmode: "numeric" });
+    const [contexts, contextsField] = field("contexts", "Contexts per order", s.contexts, "Samples of each pair at each order.", { inputmode: "numeric" });
+    const [seed, seedField] = field("seed", "Seed", s.seed, "The same seed gives the same numbers on any number of workers.", { inputmode: "numeric" });
+    const [hybridPairs, hybridPairsField] = field("hybrid-pairs", "Middle orders: random pairs", s.hybridPairs, "", { inputmode: "numeric" });
+    const [hybridContexts, hybridContextsField] = field("hybrid-contexts", "Middle orders: contexts", s.hybridContexts, "", { inputmode: "numeric" });
+    this.hybridBox = h("input#hybrid", { type: "checkbox", checked: s.hybrid, on: { change: () => this.onSampled() } });
+    Object.assign(this, { ratiosInput: ratios, radiusInput: radius, randomInput: randomPairs, contextsInput: contexts, seedInput: seed, hybridPairsInput: hybridPairs, hybridContextsInput: hybridContexts });
+    this.sampledBox = h(
+      "fieldset.cl-sampled#sampled-settings",
+      {},
+      h("legend", {}, "Sampling"),
+      h("p.cl-hint", {}, "Sampled analyses estimate I^(m)(i, j) for pairs of patches at chosen orders m by averaging over random contexts, so grids up to 32×32 are possible. Every patch is a player."),
+      h("div.cl-fields", {}, ratiosField, radiusField, randomField, contextsField, seedField),
+      h("div.cl-check", {}, this.hybridBox, h("label", { for: "hybrid" }, "Hybrid design: fewer pairs with more contexts at the noisy middle and high orders (r > 0.25)")),
+      h("div.cl-fields", {}, hybridPairsField, hybridContextsField),
+      h("div.cl-actions", {}, h("button.cl-btn#use-suggested", { type: "button", on: { click: () => this.useSuggested() } }, "Use the suggested setting")),
+      h("small.cl-hint", {}, "Suggested: all local pairs (radius 2) with 8 contexts at the low orders, 400 random pairs with 40 contexts above r = 0.25 — on a test game with a known curve this matched the paper's estimator at about a third of its forward passes."),
+    );
+    this.datasetSelect = h(
+      "select#dataset-select",
+      { on: { change: () => this.onDataset() } },
+      h("option", { value: "", selected: !s.dataset }, "— none —"),
+      this.datasets.map((x) => h("option", { value: x.id, selected: x.id === s.dataset }, `${x.name} (${x.n_images} images${x.labelled ? `, ${x.class_names.length} classes` : ""})`)),
+    );
+    this.pickSelect = h("select#dataset-pick", { on: { change: () => this.onDataset() } },
+      h("option", { value: "first", selected: s.pick === "first" }, "the first k images"),
+      h("option", { value: "per_class", selected: s.pick === "per_class" }, "k images of each class"));
+    this.kInput = h("input#dataset-k", { type: "number", min: "1", step: "1", value: s.k, inputmode: "numeric", on: { input: () => this.onDataset() } });
     this.cost = h("div#cost", { "aria-live": "polite" });
     this.reason = h("p.cl-refuse#run-reason", { "aria-live": "polite" });
     this.runButton = h("button.cl-btn.primary.cl-btn-big#run", { type: "submit", "aria-describedby": "cost run-reason" }, "Run analysis");
@@ -227,11 +293,27 @@ class NewAnalysisForm {
           : h("p.muted", {}, "No images yet. ", h("a", { href: "#/images" }, "Upload images")),
       ),
       h("p.cl-hint", {}, "The grid preview shows the first image you chose. ", h("a", { href: "#/images" }, "Upload images")),
+      h(
+        "div.cl-dataset",
+        {},
+        h("div.cl-field", {}, h("label", { for: "dataset-select" }, "…and/or images from an image set"), this.datasetSelect),
+        h("div.cl-fields", {},
+          h("div.cl-field.cl-field-compact", {}, h("label", { for: "dataset-pick" }, "Take"), this.pickSelect),
+          h("div.cl-field.cl-field-compact", {}, h("label", { for: "dataset-k" }, "k"), this.kInput)),
+        h("small.cl-hint", {}, "The curve J(m) is an average over images: an image set gives it over 100 images in one click. Per-class curves appear when the set is labelled. ", h("a", { href: "#/components" }, "Upload an image set (zip)")),
+      ),
     );
     const playersCard = h(
       "section.cl-card.cl-step-players",
       { "aria-labelledby": "step-players" },
       h("h2#step-players", {}, "3. Patch grid and players"),
+      h(
+        "fieldset.cl-mode",
+        {},
+        h("legend", {}, "Method"),
+        h("div.cl-check", {}, this.modeExact, h("label", { for: "mode-exact" }, "Exact — every coalition (2^n forward passes, up to 20 players)")),
+        h("div.cl-check", {}, this.modeSampled, h("label", { for: "mode-sampled" }, "Sampled (large grids) — pairs and orders estimated from random contexts, up to 32×32")),
+      ),
       h(
         "div.cl-grid-inputs",
         {},
@@ -243,7 +325,8 @@ class NewAnalysisForm {
       this.previewCaption,
       this.previewError,
       this.summary,
-      h(
+      this.sampledBox,
+      this.playersControls = h("div.cl-players-controls", {}, h(
         "div.cl-field",
         {},
         h("label", { for: "players-input" }, "Player patches"),
@@ -263,7 +346,7 @@ class NewAnalysisForm {
         this.othersBox,
         h("label", { for: "others-present" }, "Patches that are not players stay present"),
         h("small.cl-hint", {}, "Unchecked, they are replaced by the baseline in every masked input. Only matters when some patches are not players."),
-      ),
+      )),
     );
     const measureCard = h(
       "section.cl-card.cl-step-measure",
@@ -475,6 +558,82 @@ class NewAnalysisForm {
     this.update();
   }
 
+  onMode() {
+    this.state.mode = this.modeSampled.checked ? "sampled" : "exact";
+    if (this.state.mode === "sampled") this.state.players = null; // every patch is a player
+    this.update();
+  }
+
+  onSampled() {
+    const s = this.state;
+    Object.assign(s, {
+      ratios: this.ratiosInput.value, radius: this.radiusInput.value.trim(), randomPairs: this.randomInput.value.trim(),
+      contexts: this.contextsInput.value.trim(), seed: this.seedInput.value.trim(), hybrid: this.hybridBox.checked,
+      hybridPairs: this.hybridPairsInput.value.trim(), hybridContexts: this.hybridContextsInput.value.trim(),
+    });
+    this.update();
+  }
+
+  useSuggested() {
+    this.radiusInput.value = String(SUGGESTED.radius);
+    this.randomInput.value = SUGGESTED.randomPairs;
+    this.contextsInput.value = String(SUGGESTED.contexts);
+    this.hybridBox.checked = SUGGESTED.hybrid;
+    this.hybridPairsInput.value = String(SUGGESTED.hybridPairs);
+    this.hybridContextsInput.value = String(SUGGESTED.hybridContexts);
+    this.onSampled();
+  }
+
+  onDataset() {
+    Object.assign(this.state, { dataset: this.datasetSelect.value, pick: this.pickSelect.value, k: this.kInput.value.trim() });
+    this.update();
+  }
+
+  /** The sampling settings as the API takes them, or {error} in words. */
+  sampledSpec() {
+    const s = this.state;
+    const whole = (text, what, { optional = false } = {}) => {
+      if (optional && text === "") return null;
+      if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error(`${what} must be a whole number of at least 1.`);
+      return Number(text);
+    };
+    try {
+      const ratios = s.ratios.split(/[\s,;]+/).filter(Boolean).map(Number);
+      if (!ratios.length || ratios.some((r) => !(r >= 0 && r <= 1))) throw new Error("Ratios must be numbers from 0 to 1, separated by commas.");
+      const spec = {
+        ratios,
+        radius: whole(s.radius, "The radius", { optional: true }),
+        random_pairs: whole(s.randomPairs, "Random pairs", { optional: true }),
+        contexts: whole(s.contexts, "Contexts"),
+        seed: /^\d+$/.test(s.seed) ? Number(s.seed) : (() => { throw new Error("The seed must be a whole number."); })(),
+        hybrid: s.hybrid ? { pairs: whole(s.hybridPairs, "Middle-order pairs"), contexts: whole(s.hybridContexts, "Middle-order contexts") } : null,
+      };
+      return { spec };
+    } catch (error) {
+      return { error: error.message };
+    }
+  }
+
+  /** The request as the API takes it (also for the estimate). */
+  body() {
+    const s = this.state;
+    const body = {
+      model_id: s.model,
+      image_ids: s.images,
+      grid: `${s.rows}x${s.cols}`,
+      players: s.mode === "sampled" ? null : s.players,
+      others_present: s.others,
+      baseline: s.baseline,
+      target: s.target,
+      output: s.output,
+      tau: s.tau,
+      mode: s.mode,
+    };
+    if (s.mode === "sampled") body.sampled = this.sampledSpec().spec;
+    if (s.dataset) Object.assign(body, { dataset_id: s.dataset, dataset_pick: s.pick, dataset_k: Number(s.k) });
+    return body;
+  }
+
   /** Redraw the grid, sync the players text, the cost, the refusal and the URL. */
   update({ fromText = false } = {}) {
     const s = this.state;
@@ -485,11 +644,19 @@ class NewAnalysisForm {
     this.playersInput.setAttribute("aria-invalid", this.playersError ? "true" : "false");
     clear(this.playersErrorBox, this.playersError ? h("p.cl-field-error", {}, this.playersError) : null);
     const n = this.nPlayers;
+    const sampled = s.mode === "sampled";
+    this.sampledBox.hidden = !sampled;
+    this.playersControls.hidden = sampled;
+    this.hybridPairsInput.disabled = this.hybridContextsInput.disabled = !s.hybrid;
+    this.pickSelect.disabled = this.kInput.disabled = !s.dataset;
     this.summary.textContent = `${n} of ${this.cells} patches ${n === 1 ? "is a player" : "are players"} on the ${s.rows}×${s.cols} grid.`;
     const k = s.images.length;
-    this.imageCount.textContent = `${k} chosen`;
-    this.renderCost(n, k);
+    this.imageCount.textContent = s.dataset ? `${k} chosen + from the image set` : `${k} chosen`;
+    this.serverRefusal = null; // the inputs changed: ask again
     const reason = this.refusal(n, k);
+    if (!reason && (sampled || s.dataset)) this.estimate();
+    else if (!sampled && !s.dataset) this.renderCost(n, k);
+    else clear(this.cost);
     this.reason.textContent = reason || "";
     this.reason.hidden = !reason;
     this.runButton.disabled = Boolean(reason) || this.running;
@@ -524,17 +691,67 @@ class NewAnalysisForm {
   }
 
   refusal(n, k) {
+    const s = this.state;
     const [, height, width] = this.model.input_shape;
     if (intValue(this.rowsInput, 1, height) === null || intValue(this.colsInput, 1, width) === null)
       return `Rows and columns must be whole numbers (rows 1–${height}, columns 1–${width}).`;
-    if (this.playersError) return `Players: ${this.playersError}`;
-    if (!k) return "Choose at least one image.";
+    if (s.dataset && !(/^\d+$/.test(s.k) && Number(s.k) >= 1)) return "k must be a whole number of at least 1.";
+    if (!k && !s.dataset) return "Choose at least one image, or an image set.";
     if (k > MAX_IMAGES) return `At most ${MAX_IMAGES} images per analysis; ${k} are chosen.`;
-    if (n < MIN_PLAYERS) return "Choose at least 2 players: interactions need two patches.";
-    if (n > MAX_PLAYERS)
-      return `${n} players would need 2^${n} forward passes per image; the limit is ${MAX_PLAYERS} players. Choose a coarser grid or fewer players.`;
+    if (s.mode === "sampled") {
+      if (n > MAX_SAMPLED_PLAYERS) return `A sampled analysis takes at most ${MAX_SAMPLED_PLAYERS} patches (32×32); this grid has ${n}.`;
+      if (n < 4) return "A sampled analysis needs a grid of at least 4 patches.";
+      const { error } = this.sampledSpec();
+      if (error) return error;
+    } else {
+      if (this.playersError) return `Players: ${this.playersError}`;
+      if (n < MIN_PLAYERS) return "Choose at least 2 players: interactions need two patches.";
+      if (n > MAX_PLAYERS)
+        return `${n} players would need 2^${n} forward passes per image; the limit is ${MAX_PLAYERS} players. Choose a coarser grid or fewer players, or a sampled analysis.`;
+    }
     if (!this.tauValid) return "τ must be a number above 0 and at most 1.";
-    return null;
+    return this.serverRefusal || null;
+  }
+
+  /** Ask the server what the request costs (debounced); its refusal becomes the form's. */
+  estimate() {
+    clearTimeout(this.estimateTimer);
+    const token = ++this.estimateToken;
+    this.estimateTimer = setTimeout(async () => {
+      let cost;
+      try {
+        cost = await api("/analyses/estimate", { method: "POST", body: this.body() });
+      } catch (error) {
+        if (!this.alive || token !== this.estimateToken) return;
+        this.showEstimate(null, error.message);
+        return;
+      }
+      if (!this.alive || token !== this.estimateToken) return;
+      this.showEstimate(cost, null);
+    }, 250);
+  }
+
+  showEstimate(cost, refusal) {
+    this.serverRefusal = refusal;
+    this.reason.textContent = refusal || "";
+    this.reason.hidden = !refusal;
+    this.runButton.disabled = Boolean(refusal) || this.running;
+    if (!cost) {
+      clear(this.cost);
+      return;
+    }
+    const pass = cost.seconds_per_pass;
+    const known = typeof pass === "number" && pass > 0;
+    const sampled = this.state.mode === "sampled";
+    clear(
+      this.cost,
+      h("p.cl-cost-line", {}, h("strong", {}, `${formatCount(cost.images)} image${cost.images === 1 ? "" : "s"}`),
+        ` × about ${formatCount(cost.passes_per_image)} forward passes = ${formatCount(cost.forward_passes)} forward passes.`),
+      sampled ? h("p.cl-cost-line", {}, `Orders m: ${cost.orders.join(", ")}; pairs: ${cost.pairs.join(" and ")}.`) : null,
+      h("p.cl-cost-line", {}, "Estimated time: ", h("strong", {}, known ? `about ${formatSeconds(cost.forward_passes * pass)}` : "time unknown until the first run"),
+        known ? ` on one worker (${formatPass(pass)} per pass); more workers share the work.` : "."),
+      h("p.cl-hint", {}, "Results already computed for the same model, image and settings are reused and cost nothing."),
+    );
   }
 
   async loadPreview() {
@@ -571,17 +788,7 @@ class NewAnalysisForm {
     event.preventDefault();
     const s = this.state;
     if (this.refusal(this.nPlayers, s.images.length) || this.running) return;
-    const body = {
-      model_id: s.model,
-      image_ids: s.images,
-      grid: `${s.rows}x${s.cols}`,
-      players: s.players,
-      others_present: s.others,
-      baseline: s.baseline,
-      target: s.target,
-      output: s.output,
-      tau: s.tau,
-    };
+    const body = this.body();
     this.running = true;
     this.runButton.disabled = true;
     this.runButton.textContent = "Starting…";

@@ -203,3 +203,8 @@ export function sharePanel(prefix, what) {
   return h("section.card", { "aria-labelledby": "share-title" },
     h("h2#share-title", {}, "Share"), create, out, list);
 }
+
+/** A term and its value in a results header (`kind`: "ok" or "warn" colours the value). */
+export function fact(term, value, kind) {
+  return h(`div.fact${kind ? `.${kind}` : ""}`, {}, h("span.muted", {}, term), h("strong", {}, value));
+}
