@@ -23,8 +23,9 @@ buffers, never a dense matrix; the iterate with the lowest loss is returned:
 
 - ``"pdhg"`` (default): Chambolle–Pock's primal-dual method with diagonal preconditioning.
   Its dual iterate gives the lower bound below at no extra cost. On the demo CNN's table at
-  n = 14 it ends 10,000 steps at Σ|I| 906 (bound 789) where Adam ends at 1292; on dense
-  random games at n = 8 within 0.1% of the LP optimum, where Adam stops at about 2×.
+  n = 14 it ends 10,000 steps at Σ|I| 906 (bound 789) where Adam ends at 1292; at n = 8
+  within 0.1% of the LP optimum on that table and on dense random games, where Adam stops
+  at about 2× the optimum on the latter.
 - ``"adam"``: the lab's approach, Adam on the L1 sub-gradient ``s_and + Kᵀ s_or`` (``s =
   sign(I)``, ``(Kᵀ y)[T] = Σ_{S⊆T} (−1)^{|S|} y[S]``) and ``(M R)ᵀ s_or`` for ``q``; in ``x``
   it converges far better than stepping in ``γ`` (on an OR+AND test game with optimum 6:
@@ -147,7 +148,7 @@ def and_or_interactions(
 
     Cost per step: two O(n·2^n) butterflies (four with ``noise``) on preallocated buffers,
     with one torch thread on a CPU (set for the loop, restored after); 10,000 steps at
-    n = 14 take about 2–3 s (bench/README.md).
+    n = 14 take about 4 s, 6 s on a loaded 2-core machine (bench/README.md).
     """
     if method not in ("pdhg", "adam"):
         raise ValueError(f"method must be 'pdhg' or 'adam', got {method!r}")
@@ -185,6 +186,8 @@ def _run(
     progress_every: int,
 ) -> tuple[int, bool]:
     """Steps until ``steps`` or the stopping rule; returns ``(steps_used, converged)``."""
+    if tol > 0 and solver.best_loss <= 0:  # the AND-only split is already exact and empty
+        return 0, True
     check = max(1, window // 10)
     distances: list[float] = []
     for step in range(steps):
@@ -470,6 +473,11 @@ def and_or_lp(
     m = (1 << n) - 1
     span = abs(float(table[-1] - table[0]))
     beta = noise_bound * span if noise else 0.0
+    if m == 0:  # no players: nothing to split
+        zero = torch.zeros(1, dtype=torch.float64)
+        result = _finish(torch.as_tensor(table), zero, zero, bound=beta)
+        result.converged = result.polished = True
+        return result
     k = _kron_power(np.array([[1.0, 1.0], [0.0, -1.0]]), n).tocsr()[1:, 1:]
     c = harsanyi(table[::-1].copy())[1:]
     eye = sp.identity(m, format="csr")
@@ -494,7 +502,7 @@ def and_or_lp(
     lower = _Problem(torch.as_tensor(table), beta).dual_objective(y, k_transpose(y.clone()), gt_y)
     result.steps, result.steps_used, result.converged, result.polished = 0, 0, True, True
     result.loss_learned = result.loss
-    _set_bound(result, max(lower, 0.0))
+    _set_bound(result, lower)
     return result
 
 
@@ -634,7 +642,7 @@ def _finish(table: torch.Tensor, x: torch.Tensor, q: torch.Tensor, *, bound: flo
 
 
 def _set_bound(result: AndOrResult, lower: float) -> None:
-    result.bound = min(lower, result.loss)
+    result.bound = min(max(0.0, lower), result.loss)
     result.gap = _gap(result.loss, result.bound)
 
 

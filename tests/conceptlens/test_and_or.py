@@ -201,6 +201,16 @@ def test_zero_steps_returns_plain_harsanyi(method: str) -> None:
     assert result.steps_used == 0
 
 
+@pytest.mark.parametrize("polish", [False, True])
+@pytest.mark.parametrize("v", [np.array([1.5]), np.full(16, 2.0)], ids=["no players", "flat"])
+def test_games_without_interactions(v: np.ndarray, polish: bool) -> None:
+    result = and_or_interactions(v, polish=polish, noise=True)
+    assert result.loss == 0.0 and result.gap == 0.0 and result.converged
+    assert result.i_and[0] == pytest.approx(v[0]) and result.residual < 1e-12
+    if not polish:
+        assert result.steps_used == 0
+
+
 def test_threads_are_restored() -> None:
     before = torch.get_num_threads()
     and_or_interactions(np.arange(64.0), steps=10, polish=False)
