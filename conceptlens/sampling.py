@@ -438,7 +438,11 @@ def _jackknife_se(leave_one_out: FloatArray, used: BoolArray) -> FloatArray:
 
 
 def sampled_relative_strength(
-    strength: FloatArray, se: FloatArray, orders: Sequence[int] | IntArray | None = None
+    strength: FloatArray,
+    se: FloatArray,
+    orders: Sequence[int] | IntArray | None = None,
+    *,
+    df: FloatArray | float = math.inf,
 ) -> OrderStrength:
     """``J`` at the sampled orders from per-input strengths, with delta-method SEs.
 
@@ -447,7 +451,13 @@ def sampled_relative_strength(
     and ``M = E_k S̄_k`` (the mean over the *sampled* orders, SCIENCE.md §4); inputs and
     orders are independent, so ``Var J_k = Σ_l (∂J_k/∂S̄_l)² Var S̄_l`` with
     ``∂J_k/∂S̄_l = δ_kl/M − S̄_k/(K·M²)``. ``orders`` labels the result (default
-    ``0 … K−1``).
+    ``0 … K−1``). ``df`` (broadcast to ``se``; e.g. :attr:`OrderStrength.df`) gives the
+    result's degrees of freedom by Welch–Satterthwaite over the terms of that sum,
+    ``(Σ t)² / Σ t²/df`` (default ``inf``: a normal interval).
+
+    Pass strengths made with ``debias=True``: ``M`` averages over every order, so the
+    upward bias of the plain ``|Î|`` at noisy orders lowers every ``J``, the exact orders'
+    too (``bench/bench_coverage.py``).
 
     Example:
         >>> out = sampled_relative_strength(np.array([3.0, 1.0]), np.array([0.0, 0.0]))
@@ -462,7 +472,12 @@ def sampled_relative_strength(
     scale = mean.mean()
     grad = np.eye(k) / scale - mean[:, None] / (k * scale**2)
     labels = np.arange(k) if orders is None else np.asarray(orders, dtype=np.int64)
-    return OrderStrength(labels, mean / scale, np.sqrt(grad**2 @ var))
+    terms = grad[:, None, :] ** 2 * e[None] ** 2 / s.shape[0] ** 2  # [K, X, L]
+    dfs = np.broadcast_to(np.asarray(df, dtype=np.float64), e.shape)[None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.where(terms > 0, terms**2 / dfs, 0.0).sum(axis=(1, 2))
+        welch = np.where(spread > 0, terms.sum(axis=(1, 2)) ** 2 / spread, np.inf)
+    return OrderStrength(labels, mean / scale, np.sqrt(grad**2 @ var), welch)
 
 
 def combine_strengths(*parts: OrderStrength) -> OrderStrength:

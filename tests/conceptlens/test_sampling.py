@@ -448,3 +448,18 @@ def test_invalid_input_is_refused() -> None:
         sample_multi_order(
             game, pairs=np.array([[0, 9]]), orders=[1], contexts=5, rng=rng, player_sets=[[0, 1]]
         )
+
+
+def test_delta_method_degrees_of_freedom_by_welch_satterthwaite() -> None:
+    strength = np.array([[2.0, 0.5, 1.0], [1.8, 0.7, 1.2]])
+    se = np.array([[0.1, 0.05, 0.08], [0.12, 0.04, 0.1]])
+    assert np.all(np.isinf(np.asarray(sampled_relative_strength(strength, se).df)))
+    out = sampled_relative_strength(strength, se, df=15.0)
+    df = np.asarray(out.df)
+    # between one term's df and the sum of all six terms' df
+    assert np.all((df >= 15.0) & (df <= 6 * 15.0))
+    # one noisy term only: its own df
+    lone = sampled_relative_strength(np.array([2.0, 1.0]), np.array([0.0, 0.1]), df=7.0)
+    np.testing.assert_allclose(np.asarray(lone.df), [7.0, 7.0])
+    exact = sampled_relative_strength(np.array([2.0, 1.0]), np.zeros(2), df=7.0)
+    assert np.all(np.isinf(np.asarray(exact.df)))
