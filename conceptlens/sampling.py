@@ -168,8 +168,9 @@ class SampledMultiOrder:
         t statistics. Why: ``Δv`` of a network or a sum of unanimity games often takes few
         distinct values, so a cell of 10 samples can see one value only (``s² = 0``,
         a zero-width band) or miss a rare large one; with the t quantile alone, cells with
-        ``s² = 0`` made 23–73 % of the misses on the unanimity games. The Student-t quantile (not the normal ``1.96`` or ``2``)
-        accounts for the few degrees of freedom: a pair's count is random
+        ``s² = 0`` made 23–73 % of the misses on the unanimity games. The Student-t
+        quantile (not the normal ``1.96`` or ``2``) accounts for the few degrees of
+        freedom: a pair's count is random
         (``Binomial(T, ρ)``), so some cells hold 1–5 samples. Measured at n = 12 with 10
         contexts per order (``bench/bench_coverage.py``): 95–96 % of the exact
         ``I^(m)(i,j)`` inside the 95 % band, against 83–91 % for ``mean ± 2·se``.
