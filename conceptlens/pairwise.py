@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from conceptlens.aliases import FloatArray, IntArray, SubsetTable
-from conceptlens.pairs import all_pairs, local_pairs
+from conceptlens.pairs import all_pairs as all_pairs
+from conceptlens.pairs import local_pairs as local_pairs  # re-exported: its old home
 from conceptlens.transforms import n_players_of
 
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from backend.db.models import Analysis
 from backend.db.session import session_scope
 from backend.services.analyses import plan_of
-from conceptlens.game import MaskedModelGame
+from conceptlens.game import CallableGame, MaskedModelGame
 from conceptlens.images import load_image
 from conceptlens.models.loaders import load_model
 from conceptlens.players import PatchGrid, Players, make_baseline
@@ -98,6 +98,7 @@ def engine_run(
         image_blob = s.get_one(ImageRecord, image_id).blob_key
     (tmp / "model").write_bytes(store.get(blob))
     model = load_model(tmp / "model")
+    assert shape is not None
     c, h, w = shape
     x = load_image(store.get(image_blob), channels=c, size=(h, w), mean=mean, std=std)
     rows, cols = params["grid_rows"], params["grid_cols"]
@@ -108,7 +109,7 @@ def engine_run(
         model.predict, x, players, make_baseline(x, "zero"), target=target, output="log-odds"
     )
     with torch.inference_mode():
-        return run_plan(plan_of(params), game)
+        return run_plan(plan_of(params), CallableGame(game, rows * cols))
 
 
 def test_identical_requests_reuse_stored_samples(client: TestClient, demo: str) -> None:
