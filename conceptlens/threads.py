@@ -6,7 +6,7 @@ those pools oversubscribe the cores and small kernels collapse: the Harsanyi tra
 n = 20 took 203–222 ms on 2 threads against 14.3 ms on 1 (issue 14), BLAS post-processing
 1–2 s against 0.05 s. So the policy is **one thread per process** (:data:`DEFAULT_THREADS`)
 and parallelism by processes — Celery's prefork pool, one worker process per core; see
-``bench/README.md``, section "Threads", for the measurements behind it.
+``bench/README.md``, section "Threads per process", for the measurements behind it.
 
 * :func:`configure_process` — once, when a worker or sandbox process starts: the thread
   variables of its environment (inherited by what it starts), torch's intra-op threads
@@ -15,9 +15,10 @@ and parallelism by processes — Celery's prefork pool, one worker process per c
 * :func:`limit_threads` — a block that runs with another number of threads and puts the
   previous numbers back afterwards.
 
-torch's and OpenMP's thread counts are process-wide settings read by each thread when it
-first runs a parallel kernel: set them before starting threads (as the worker does), and
-do not expect :func:`limit_threads` in one thread to leave another thread's kernels alone.
+torch's thread count is a process-wide setting that each thread reads when it first runs
+a parallel kernel (OpenMP keeps a count per thread): set it before starting threads (as
+the workers do); :func:`limit_threads` changes the calling thread and threads that have
+not computed yet, and is not meant for threads running side by side.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ __all__ = [
 ]
 
 DEFAULT_THREADS = 1
-"""Threads per process unless configured (``CONCEPTLENS_COMPUTE_THREADS``): measured in
-``bench/README.md`` ("Threads"), one thread per process and one process per core beat one
-process with a thread per core, on an idle machine as well as on a busy one."""
+"""Threads per process unless configured (``CONCEPTLENS_COMPUTE_THREADS``). Measured on the
+2-core machine (``bench/README.md``, "Threads per process"): with its cores shared, a
+second thread made the Harsanyi transform at n = 20 ×26–29 slower and ONNX forward passes
+×2 slower; with the other core idle it saved 21–28 % of torch forward passes, and two
+single-threaded processes did the same work 1.18× faster than one with two threads."""
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """Environment variables the native thread pools read when they start."""

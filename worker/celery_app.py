@@ -4,7 +4,7 @@ Each worker process computes with ``CONCEPTLENS_COMPUTE_THREADS`` threads (defau
 :mod:`conceptlens.threads`): set in the main process when the worker starts (the solo and
 thread pools compute there; prefork children inherit its environment) and again in every
 prefork child when it starts. A machine's cores are used by processes: ``--concurrency``
-= cores with the prefork pool (``docker-compose.yml``; bench/README.md, "Threads").
+= cores with the prefork pool (``docker-compose.yml``; bench/README.md, "Threads per process").
 """
 
 from __future__ import annotations
