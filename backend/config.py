@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     """Exact analysis costs 2^n forward passes per image."""
     chunk_size: int = Field(default=16_384, ge=64)
     """Masks per chunk task: an image with more masks is split across workers."""
+    max_and_or_players: int = Field(default=16, ge=2, le=24)
+    """Players of an exact analysis with the AND-OR split (each step is O(n·2^n))."""
     max_sampled_players: int = Field(default=1024, ge=4)
     """Largest grid (patches) of a sampled analysis (32×32)."""
     max_sampled_passes: int = Field(default=20_000_000, ge=1000)

@@ -225,6 +225,7 @@ def order_strength_curve(
     orders: npt.ArrayLike | None = None,
     stderr: npt.ArrayLike | None = None,
     f_log_axis: bool = False,
+    reference: Mapping[str, Sequence[float]] | None = None,
 ) -> Figure:
     """The order-strength curve ``J^(m)`` with the theory ``F^(m)`` — SCIENCE.md §4.
 
@@ -235,12 +236,18 @@ def order_strength_curve(
     errors). With
     ``f_log_axis``, ``F`` gets its own logarithmic axis on the right: at large ``n`` it spans
     tens of decades where ``J`` spans a few-fold, so it can only predict an ordering.
+    ``reference`` (``mean``, ``lo``, ``hi``) draws the null reference — the same curve for
+    the model's own values shuffled among the subsets — as a shaded band with its mean:
+    averaging over ``C(n−2, m)`` contexts makes a U shape by itself, so the network's
+    structure is what differs from the band.
     """
     j_values, f_values = _vector(J, "J"), _vector(F, "F")
     _same_length(j_values, f_values, "F")
     m = _orders(j_values.size, orders, "J")
     ratio = m / n
     traces = _per_image_traces(per_image, labels, ratio, m)
+    if reference is not None:
+        traces += _reference_traces(reference, ratio, m)
     traces.append(
         _curve(
             ratio,
@@ -283,6 +290,27 @@ def order_strength_curve(
             "showgrid": False,
         }
     return _figure(traces, layout)
+
+
+def _reference_traces(
+    reference: Mapping[str, Sequence[float]], ratio: FloatVector, m: npt.NDArray[np.int64]
+) -> list[go.Scatter]:
+    lo, hi, mean = (_vector(reference[k], k) for k in ("lo", "hi", "mean"))
+    _same_length(ratio, mean, "reference")
+    band = {"x": _plain(ratio), "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
+    return [
+        go.Scatter(**band, y=_plain(lo), showlegend=False, legendgroup="reference"),
+        go.Scatter(
+            **band, y=_plain(hi), fill="tonexty", fillcolor="rgba(148, 103, 189, 0.18)",
+            name="null reference: values shuffled (90 % band)", legendgroup="reference",
+        ),
+        go.Scatter(
+            x=_plain(ratio), y=_plain(mean), customdata=_plain(m), mode="lines",
+            line={"color": "rgba(148, 103, 189, 0.9)", "width": 1, "dash": "dot"},
+            name="null reference (mean)", legendgroup="reference",
+            hovertemplate=_ratio_hover("reference J<sup>(m)</sup>"),
+        ),
+    ]  # fmt: skip
 
 
 def _ratio_hover(quantity: str) -> str:
@@ -578,7 +606,9 @@ def result_figures(
     tau = float(summary.get("tau") or DEFAULT_TAU)
     p = summary.get("p")
     return {
-        "curve": order_strength_curve(arrays["J"], arrays["F"], n),
+        "curve": order_strength_curve(
+            arrays["J"], arrays["F"], n, reference=summary.get("reference")
+        ),
         "salient": salient_by_order(arrays["salient_positive"], arrays["salient_negative"], tau),
         "sparsity": sparsity_curve(arrays["sorted_strength"], tau),
         "average_output": average_output_curve(arrays["u_bar"], None if p is None else float(p)),

@@ -154,20 +154,85 @@ def component_map(arrays: Arrays, index: int, channel: int | None = None) -> dic
 def sparsity(arrays: Arrays, tau: float) -> dict[str, Any]:
     """Salient counts per order and sign at any τ, from the stored interactions."""
     table = np.asarray(arrays["interactions"], dtype=np.float64)
+    return {"tau": tau, **_salient(table, _peak(table), tau)}
+
+
+def _peak(table: np.ndarray) -> float:
+    """``max_{S≠∅} |I(S)|`` (0 for a table of the empty set alone)."""
+    return float(np.abs(table[1:]).max()) if table.size > 1 else 0.0
+
+
+def _salient(table: np.ndarray, peak: float, tau: float) -> dict[str, Any]:
+    """Counts per order and sign of ``|I(S)| ≥ τ · peak`` over ``S ≠ ∅``."""
     values = table[1:]
-    peak = float(np.abs(values).max()) if values.size else 0.0
     salient = (np.abs(values) >= tau * peak) & (peak > 0)
     order = popcounts(table.size)[1:]
-    n = n_players(arrays)
+    n = table.size.bit_length() - 1
     pos = np.bincount(order[salient & (values > 0)], minlength=n + 1)
     neg = np.bincount(order[salient & (values < 0)], minlength=n + 1)
     return {
-        "tau": tau,
         "positive": pos.tolist(),
         "negative": neg.tolist(),
         "total": int(pos.sum() + neg.sum()),
         "of": int(values.size),
     }
+
+
+#: Points of a sorted-strength curve sent to the page (log-spaced ranks).
+CURVE_POINTS = 400
+
+
+def and_or(arrays: Arrays, tau: float, top_k: int) -> dict[str, Any]:
+    """The AND-OR split of a result (SCIENCE.md §2–§3) beside the AND-only decomposition.
+
+    For ``and``, ``or`` and ``and_only``: salient counts per order and sign, ``Σ|I|``, the
+    strongest salient sets, and the sorted normalised strengths at log-spaced ranks. One
+    rule for salience: AND and OR terms are normalised by the largest ``|I|`` among *both*
+    tables (so equal terms are both salient or both not); AND-only terms by their own
+    largest — the same rule for a split without OR terms."""
+    if "and_interactions" not in arrays:
+        raise ClientError("This analysis has no AND-OR split; run one with the AND-OR option.", 404)
+    n = n_players(arrays)
+    tables = {
+        "and": np.asarray(arrays["and_interactions"], dtype=np.float64),
+        "or": np.asarray(arrays["or_interactions"], dtype=np.float64),
+        "and_only": np.asarray(arrays["interactions"], dtype=np.float64),
+    }
+    joint = max(_peak(tables["and"]), _peak(tables["or"]))
+    out: dict[str, Any] = {"tau": tau, "n_players": n}
+    for name, table in tables.items():
+        peak = _peak(table) if name == "and_only" else joint
+        out[name] = {
+            **_salient(table, peak, tau),
+            "sum_abs": float(np.abs(table[1:]).sum()),
+            "top": _strongest(table, peak, tau, top_k, n),
+            "curve": _sorted_curve(table, peak),
+        }
+    noise = arrays.get("or_noise")
+    out["q_max"] = float(np.abs(noise).max()) if noise is not None and noise.size else 0.0
+    return out
+
+
+def _strongest(table: np.ndarray, peak: float, tau: float, k: int, n: int) -> list[dict[str, Any]]:
+    strength = np.abs(table)
+    strength[0] = 0.0
+    count = min(k, strength.size - 1)
+    if peak <= 0 or count <= 0:
+        return []
+    masks = np.argpartition(-strength, count - 1)[:count]
+    masks = masks[np.argsort(-strength[masks], kind="stable")]
+    return [
+        {"mask": int(m), "players": players_of(int(m), n), "value": float(table[m]),
+         "strength": float(strength[m] / peak)}
+        for m in masks.tolist()
+        if strength[m] >= tau * peak
+    ]  # fmt: skip
+
+
+def _sorted_curve(table: np.ndarray, peak: float) -> dict[str, list[float]]:
+    strength = -np.sort(-np.abs(table[1:])) / (peak if peak > 0 else 1.0)
+    ranks = np.unique(np.geomspace(1, strength.size, CURVE_POINTS).astype(np.int64))
+    return {"rank": ranks.tolist(), "strength": strength[ranks - 1].tolist()}
 
 
 def to_json(arrays: Arrays, summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -128,6 +128,14 @@ class SampledSpec(BaseModel):
     hybrid: HybridSpec | None = None
 
 
+class AndOrSpec(BaseModel):
+    """Split each exact result into AND and OR interactions (SCIENCE.md §2), learned to be
+    sparse; ``noise`` also removes a small noise term ``q`` (|q| ≤ 4 % of |v(N) − v(∅)|)."""
+
+    steps: int = Field(default=10_000, ge=1, le=100_000)
+    noise: bool = False
+
+
 class AnalysisCreate(BaseModel):
     model_id: str
     image_ids: list[str] = Field(
@@ -139,6 +147,9 @@ class AnalysisCreate(BaseModel):
     )
     dataset_k: int = Field(default=10, ge=1, le=5000)
     mode: Literal["exact", "sampled"] = "exact"
+    and_or: AndOrSpec | None = Field(
+        default=None, description="exact analyses: also the AND-OR split of each image"
+    )
     sampled: SampledSpec | None = Field(
         default=None, description="settings of a sampled analysis (mode `sampled`)"
     )

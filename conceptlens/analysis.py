@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from conceptlens.aliases import FloatArray, IntArray
-from conceptlens.and_or import AndOrResult, and_or_interactions
+from conceptlens.and_or import AndOrResult, and_or_interactions, and_or_salient
 from conceptlens.outputs import OutputKind, output_values, predicted_class
 from conceptlens.pairwise import (
     multi_order,
@@ -115,13 +115,22 @@ class InteractionResult:
             **self.meta,
         }
         if self.and_or is not None:
+            a = self.and_or
+            salient = and_or_salient(a, self.tau)
             summary["and_or"] = {
-                "residual": self.and_or.residual,
-                "loss": self.and_or.loss,
-                "loss_and_only": self.and_or.loss_and_only,
-                "steps": self.and_or.steps,
-                "q_max": self.and_or.q_max,
-                "q_bound": self.and_or.q_bound,
+                "residual": a.residual,
+                "loss": a.loss,
+                "loss_and_only": a.loss_and_only,
+                "steps": a.steps,
+                "steps_used": a.steps_used,
+                "converged": a.converged,
+                "bound": a.bound,
+                "gap": a.gap,
+                "polished": a.polished,
+                "q_max": a.q_max,
+                "q_bound": a.q_bound,
+                "salient_and": int(salient.and_mask.sum()),
+                "salient_or": int(salient.or_mask.sum()),
             }
         return summary
 

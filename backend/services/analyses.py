@@ -210,9 +210,18 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
         "top_k": body.top_k,
     }
     if body.mode == "sampled":
+        if body.and_or is not None:
+            raise AnalysisError("The AND-OR split needs exact interactions: use mode exact.")
         return params | _sampled_params(body, rows, cols, settings)
     if body.sampled is not None:
         raise AnalysisError("Sampling settings apply to sampled analyses only (mode: sampled).")
+    if body.and_or is not None:
+        if n > settings.max_and_or_players:
+            raise AnalysisError(
+                f"The AND-OR split takes at most {settings.max_and_or_players} players (each "
+                f"of its steps transforms all 2^n sets); this analysis has {n}."
+            )
+        params["and_or"] = body.and_or.model_dump()
     if n > settings.max_players:
         raise AnalysisError(
             f"{n} players would need 2^{n} forward passes per image; the limit is "

@@ -93,6 +93,20 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
         _, arrays = item_arrays(analysis, item_id, blobs)
         return results.sparsity(arrays, tau)
 
+    @router.get("/items/{item_id}/and_or")
+    def and_or(
+        *,
+        item_id: str,
+        analysis: AnalysisDep,
+        blobs: BlobsDep,
+        tau: Annotated[float, Query(gt=0, le=1)] = 0.05,
+        top_k: Annotated[int, Query(ge=1, le=500)] = 12,
+    ) -> dict[str, Any]:
+        """The AND-OR split beside AND-only: salient counts per order and sign (one τ rule
+        for AND and OR together), ``Σ|I|``, the strongest sets, sorted-strength curves."""
+        _, arrays = item_arrays(analysis, item_id, blobs)
+        return results.and_or(arrays, tau, top_k)
+
     @router.get("/items/{item_id}/figures")
     def item_figures(
         *,
@@ -175,6 +189,7 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
             summary["F"],
             analysis.n_players,
             per_image=per_image if len(per_image) > 1 else None,
+            reference=summary.get("reference"),
         )
 
     def _sampled_curve(

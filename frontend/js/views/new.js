@@ -9,6 +9,7 @@ import { crispScale, ensureStyles, intValue, loadPicture, newestFirst, thumbPath
 const MAX_PLAYERS = 20; // the server's default CONCEPTLENS_MAX_PLAYERS; it checks again
 const MIN_PLAYERS = 2;
 const MAX_IMAGES = 200; // the server's default CONCEPTLENS_MAX_ANALYSIS_IMAGES
+const MAX_AND_OR_PLAYERS = 16; // CONCEPTLENS_MAX_AND_OR_PLAYERS
 const MAX_SAMPLED_PLAYERS = 1024; // CONCEPTLENS_MAX_SAMPLED_PLAYERS (32×32)
 const PAPER_RATIOS = "0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1";
 // bench/README.md: as accurate as the paper's estimator at about 0.3× its forward passes
@@ -127,7 +128,8 @@ class NewAnalysisForm {
       cols,
       players,
       others: q.get("others") !== "absent",
-      baseline: BASELINES.some(([v]) => v === q.get("baseline")) ? q.get("baseline") : "mean",
+      // the built-in digits: black is their background, the sparse regime of the papers (docs/sparsity.md)
+      baseline: BASELINES.some(([v]) => v === q.get("baseline")) ? q.get("baseline") : model.builtin ? "zero" : "mean",
       target: /^\d+$/.test(target || "") && Number(target) < model.num_classes ? Number(target) : "predicted",
       output: OUTPUTS.some(([v]) => v === q.get("output")) ? q.get("output") : "log-odds",
       tau: q.has("tau") && tau > 0 && tau <= 1 ? tau : DEFAULT_TAU,
@@ -143,6 +145,9 @@ class NewAnalysisForm {
       dataset: this.datasets.some((x) => x.id === q.get("dataset")) ? q.get("dataset") : "",
       pick: q.get("pick") === "per_class" ? "per_class" : "first",
       k: q.get("k") || "10",
+      andOr: q.get("and_or") === "1",
+      andOrSteps: q.get("and_or_steps") || "10000",
+      andOrNoise: q.get("and_or_noise") === "1",
     };
   }
 
@@ -154,7 +159,7 @@ class NewAnalysisForm {
     q.set("grid", `${s.rows}x${s.cols}`);
     if (s.players) q.set("players", formatCells(s.players).replace(/\s/g, ""));
     if (!s.others) q.set("others", "absent");
-    if (s.baseline !== "mean") q.set("baseline", s.baseline);
+    q.set("baseline", s.baseline);
     if (s.target !== "predicted") q.set("target", String(s.target));
     if (s.output !== "log-odds") q.set("output", s.output);
     if (s.tau !== DEFAULT_TAU) q.set("tau", String(s.tau));
@@ -168,6 +173,11 @@ class NewAnalysisForm {
       if (s.hybrid) q.set("hybrid", "1"), q.set("hybrid_pairs", s.hybridPairs), q.set("hybrid_contexts", s.hybridContexts);
     }
     if (s.dataset) q.set("dataset", s.dataset), q.set("pick", s.pick), q.set("k", s.k);
+    if (s.andOr && s.mode === "exact") {
+      q.set("and_or", "1");
+      q.set("and_or_steps", s.andOrSteps);
+      if (s.andOrNoise) q.set("and_or_noise", "1");
+    }
     history.replaceState(history.state, "", `#/new?${q.toString().replace(/%2C/gi, ",")}`);
   }
 
@@ -267,6 +277,19 @@ class NewAnalysisForm {
       h("option", { value: "first", selected: s.pick === "first" }, "the first k images"),
       h("option", { value: "per_class", selected: s.pick === "per_class" }, "k images of each class"));
     this.kInput = h("input#dataset-k", { type: "number", min: "1", step: "1", value: s.k, inputmode: "numeric", on: { input: () => this.onDataset() } });
+    this.andOrBox = h("input#and-or", { type: "checkbox", checked: s.andOr, on: { change: () => this.onAndOr() } });
+    this.andOrSteps = h("input#and-or-steps", { type: "number", min: "1", max: "100000", step: "1", value: s.andOrSteps, inputmode: "numeric", on: { input: () => this.onAndOr() } });
+    this.andOrNoise = h("input#and-or-noise", { type: "checkbox", checked: s.andOrNoise, on: { change: () => this.onAndOr() } });
+    this.andOrField = h(
+      "fieldset.cl-and-or#and-or-settings",
+      {},
+      h("legend", {}, "AND-OR split"),
+      h("div.cl-check", {}, this.andOrBox, h("label", { for: "and-or" }, "Also split each result into AND and OR interactions")),
+      h("div.cl-fields", {},
+        h("div.cl-field.cl-field-compact", {}, h("label", { for: "and-or-steps" }, "Steps (at most)"), this.andOrSteps),
+        h("div.cl-check", {}, this.andOrNoise, h("label", { for: "and-or-noise" }, "Remove a small noise term q (|q| ≤ 4 % of v(N) − v(∅))"))),
+      h("small.cl-hint", {}, "Learns the sparsest split (exact interactions, at most 16 players); stops early once it has converged. The noise term usually makes the explanation much sparser."),
+    );
     this.cost = h("div#cost", { "aria-live": "polite" });
     this.reason = h("p.cl-refuse#run-reason", { "aria-live": "polite" });
     this.runButton = h("button.cl-btn.primary.cl-btn-big#run", { type: "submit", "aria-describedby": "cost run-reason" }, "Run analysis");
@@ -384,6 +407,7 @@ class NewAnalysisForm {
           h("small.cl-hint#tau-hint", {}, "An interaction is salient when |I(S)| ≥ τ · max |I|."),
         ),
       ),
+      this.andOrField,
     );
     const runCard = h(
       "section.cl-card.cl-step-run",
@@ -584,6 +608,11 @@ class NewAnalysisForm {
     this.onSampled();
   }
 
+  onAndOr() {
+    Object.assign(this.state, { andOr: this.andOrBox.checked, andOrSteps: this.andOrSteps.value.trim(), andOrNoise: this.andOrNoise.checked });
+    this.update();
+  }
+
   onDataset() {
     Object.assign(this.state, { dataset: this.datasetSelect.value, pick: this.pickSelect.value, k: this.kInput.value.trim() });
     this.update();
@@ -630,6 +659,7 @@ class NewAnalysisForm {
       mode: s.mode,
     };
     if (s.mode === "sampled") body.sampled = this.sampledSpec().spec;
+    else if (s.andOr) body.and_or = { steps: Number(s.andOrSteps), noise: s.andOrNoise };
     if (s.dataset) Object.assign(body, { dataset_id: s.dataset, dataset_pick: s.pick, dataset_k: Number(s.k) });
     return body;
   }
@@ -649,6 +679,8 @@ class NewAnalysisForm {
     this.playersControls.hidden = sampled;
     this.hybridPairsInput.disabled = this.hybridContextsInput.disabled = !s.hybrid;
     this.pickSelect.disabled = this.kInput.disabled = !s.dataset;
+    this.andOrField.hidden = sampled;
+    this.andOrSteps.disabled = this.andOrNoise.disabled = !s.andOr;
     this.summary.textContent = `${n} of ${this.cells} patches ${n === 1 ? "is a player" : "are players"} on the ${s.rows}×${s.cols} grid.`;
     const k = s.images.length;
     this.imageCount.textContent = s.dataset ? `${k} chosen + from the image set` : `${k} chosen`;
@@ -708,6 +740,8 @@ class NewAnalysisForm {
       if (n < MIN_PLAYERS) return "Choose at least 2 players: interactions need two patches.";
       if (n > MAX_PLAYERS)
         return `${n} players would need 2^${n} forward passes per image; the limit is ${MAX_PLAYERS} players. Choose a coarser grid or fewer players, or a sampled analysis.`;
+      if (s.andOr && n > MAX_AND_OR_PLAYERS) return `The AND-OR split takes at most ${MAX_AND_OR_PLAYERS} players; ${n} are chosen.`;
+      if (s.andOr && !(/^\d+$/.test(s.andOrSteps) && Number(s.andOrSteps) >= 1 && Number(s.andOrSteps) <= 100000)) return "AND-OR steps must be a whole number from 1 to 100,000.";
     }
     if (!this.tauValid) return "τ must be a number above 0 and at most 1.";
     return this.serverRefusal || null;

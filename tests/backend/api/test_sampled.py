@@ -148,6 +148,14 @@ def test_an_exact_analysis_over_the_first_images_of_a_set(client: TestClient, de
     analysis = run(client, model_id=demo, grid="2x2", dataset_id=digits_set(client),
                    dataset_pick="first", dataset_k=3)  # fmt: skip
     assert analysis["status"] == "done" and len(analysis["items"]) == 3
+    # the null reference: the curve of each image's values shuffled, averaged over images
+    ref = analysis["summary"]["reference"]
+    assert len(ref["mean"]) == len(analysis["summary"]["J"]) == 3
+    assert all(lo <= hi for lo, hi in zip(ref["lo"], ref["hi"], strict=True))
+    item_refs = [i["summary"]["reference"]["mean"] for i in analysis["items"]]
+    assert ref["mean"] == pytest.approx(np.mean(item_refs, axis=0))
+    curve = client.get(f"/api/analyses/{analysis['id']}/figures/curve").json()
+    assert any("null reference" in (t.get("name") or "") for t in curve["data"])
     again = create(client, model_id=demo, grid="2x2", dataset_id=digits_set(client),
                    dataset_pick="first", dataset_k=3).json()  # fmt: skip
     assert [i["image_id"] for i in again["items"]] == [i["image_id"] for i in analysis["items"]]
@@ -187,3 +195,38 @@ def test_the_estimate_is_the_cost_of_the_request_and_creates_nothing(
     assert client.get("/api/analyses").json()["count"] == 0
     bad = client.post("/api/analyses/estimate", json={**body, "players": [1, 2]})
     assert bad.status_code == 400 and "every patch" in bad.json()["detail"]
+
+
+def test_an_and_or_split_through_the_api_is_faithful_and_sparser(
+    client: TestClient, demo: str
+) -> None:
+    image = sample_image_id(client, "7")
+    body = {"model_id": demo, "image_ids": [image], "grid": "3x3", "baseline": "zero"}
+    analysis = run(client, **body, and_or={"steps": 3000, "noise": True})
+    assert analysis["status"] == "done", analysis["error"]
+    item = analysis["items"][0]
+    a = item["summary"]["and_or"]
+    assert a["residual"] < 1e-9 and a["loss"] <= a["loss_and_only"] + 1e-9
+    assert 0 <= a["bound"] <= a["loss"] + 1e-9 and a["polished"]  # n ≤ 10: the exact LP
+    assert 0 < a["q_max"] <= a["q_bound"] + 1e-12
+    base = f"/api/analyses/{analysis['id']}/items/{item['id']}"
+    npz = np.load(io.BytesIO(client.get(f"{base}/export.npz").content))
+    # faithfulness: v(T) − q_T = Σ_{S⊆T} I_and(S) + Σ_{S∩T≠∅} I_or(S) for every T
+    v, i_and, i_or, q = (npz[k] for k in ("v", "and_interactions", "or_interactions", "or_noise"))
+    masks = np.arange(v.size)
+    for t in range(v.size):
+        subsets = (masks & t) == masks
+        meets = (masks & t) != 0
+        assert v[t] - q[t] == pytest.approx(i_and[subsets].sum() + i_or[meets].sum(), abs=1e-9)
+    split = client.get(f"{base}/and_or", params={"tau": 0.05, "top_k": 5}).json()
+    peak = max(np.abs(i_and[1:]).max(), np.abs(i_or[1:]).max())
+    assert split["and"]["total"] == int((np.abs(i_and[1:]) >= 0.05 * peak).sum())
+    assert split["or"]["total"] == int((np.abs(i_or[1:]) >= 0.05 * peak).sum())
+    assert split["and"]["sum_abs"] + split["or"]["sum_abs"] == pytest.approx(a["loss"])
+    assert split["and_only"]["sum_abs"] == pytest.approx(a["loss_and_only"])
+    assert all(row["strength"] >= 0.05 for row in split["and"]["top"])
+    exact_only = run(client, **{**body, "grid": "2x2"})
+    plain = f"/api/analyses/{exact_only['id']}/items/{exact_only['items'][0]['id']}/and_or"
+    assert client.get(plain).status_code == 404
+    too_many = create(client, **{**body, "grid": "5x4"}, and_or={"steps": 10})
+    assert too_many.status_code == 400 and "at most 16 players" in too_many.json()["detail"]
