@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     """Masks per chunk task: an image with more masks is split across workers."""
     max_and_or_players: int = Field(default=16, ge=2, le=24)
     """Players of an exact analysis with the AND-OR split (each step is O(n·2^n))."""
+    max_learned_baseline_players: int = Field(default=12, ge=2, le=20)
+    """Players of an analysis with a learned baseline (each step runs all 2^n masks
+    forward and backward)."""
     max_sampled_players: int = Field(default=1024, ge=4)
     """Largest grid (patches) of a sampled analysis (32×32)."""
     max_sampled_passes: int = Field(default=20_000_000, ge=1000)

@@ -23,6 +23,7 @@ from backend.db.models import (
     ComponentJob,
     DatasetRecord,
     ImageRecord,
+    LearnedBaseline,
     LogitTable,
     ModelRecord,
 )
@@ -36,6 +37,7 @@ BLOB_COLUMNS: tuple[InstrumentedAttribute[str | None], ...] = (
     AnalysisItem.result_key,
     Chunk.blob_key,
     LogitTable.blob_key,
+    LearnedBaseline.blob_key,
     ComponentJob.result_key,
 )
 

@@ -136,6 +136,15 @@ class AndOrSpec(BaseModel):
     noise: bool = False
 
 
+class LearnedBaselineSpec(BaseModel):
+    """The "learned" baseline: each input value's baseline learned within ``start ± radius``
+    (input units after normalisation) to make the interactions sparse (SCIENCE.md §3)."""
+
+    start: Literal["zero", "mean", "blur"] = "mean"
+    radius: float = Field(default=0.5, gt=0, le=100)
+    steps: int = Field(default=100, ge=1, le=2000)
+
+
 class AnalysisCreate(BaseModel):
     model_id: str
     image_ids: list[str] = Field(
@@ -158,7 +167,10 @@ class AnalysisCreate(BaseModel):
         default=None, description="cells used as players (default all)"
     )
     others_present: bool = True
-    baseline: Literal["zero", "mean", "blur"] = "mean"
+    baseline: Literal["zero", "mean", "blur", "learned"] = "mean"
+    learned_baseline: LearnedBaselineSpec | None = Field(
+        default=None, description='settings of baseline "learned" (defaults if omitted)'
+    )
     baseline_image_id: str | None = None
     target: int | Literal["predicted"] = "predicted"
     output: Literal["log-odds", "logit", "prob", "log-prob"] = "log-odds"

@@ -22,9 +22,17 @@ from sqlalchemy.orm import Session
 
 from backend.config import get_settings
 from backend.db.base import utcnow
-from backend.db.models import Analysis, AnalysisItem, Chunk, ImageRecord, LogitTable, ModelRecord
+from backend.db.models import (
+    Analysis,
+    AnalysisItem,
+    Chunk,
+    ImageRecord,
+    LearnedBaseline,
+    LogitTable,
+    ModelRecord,
+)
 from backend.db.session import session_scope
-from backend.services.analyses import plan_of
+from backend.services.analyses import learned_key, plan_of
 from backend.storage import LocalBlobStore
 from conceptlens.aliases import ProgressFn
 from conceptlens.analysis import interactions_from_logits
@@ -152,14 +160,30 @@ class ItemContext:
             )  # fmt: skip
 
         x = as_model_sees(image_row.blob_key)
-        baseline_key = params.get("baseline_image_key")
-        kind: Any = as_model_sees(baseline_key) if baseline_key else params["baseline"]
         self.x = x.numpy()
-        self.baseline = make_baseline(x, kind).numpy()
+        self._baseline: np.ndarray | None = None
+        self.learned_key: str | None = None
+        if params["baseline"] == "learned":  # learned on first use, outside any session
+            self.learned_key = learned_key(model_row, image_row, params)
+            self.start = make_baseline(x, params["learned_baseline"]["start"]).numpy()
+        else:
+            baseline_key = params.get("baseline_image_key")
+            kind: Any = as_model_sees(baseline_key) if baseline_key else params["baseline"]
+            self._baseline = make_baseline(x, kind).numpy()
         self.sampled = params.get("mode") == "sampled"
         self.plan = plan_of(params) if self.sampled else None
         self._target: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # target() reads the baseline while holding it
+
+    @property
+    def baseline(self) -> np.ndarray:
+        """What absent patches show: the chosen baseline, or the learned one (looked up in
+        the cache, else learned in the sandbox once and stored)."""
+        with self._lock:
+            if self._baseline is None:
+                assert self.learned_key is not None
+                self._baseline = learned_baseline(self)
+            return self._baseline
 
     def logits(self, start: int, stop: int, progress: ProgressFn) -> tuple[np.ndarray, float]:
         """Rows ``start … stop−1`` of the item's logit table, run in this thread's sandbox."""
@@ -213,6 +237,39 @@ class ItemContext:
                 logits, _ = self.coalition_logits(whole, None)
                 self._target = predicted_class(logits[0])
             return self._target
+
+
+def learned_baseline(ctx: ItemContext) -> np.ndarray:
+    """The learned baseline of ``ctx``'s image: from the cache, or learned and stored."""
+    key = ctx.learned_key
+    assert key is not None
+    with session_scope() as s:
+        row = s.get(LearnedBaseline, key)
+        blob = None if row is None else row.blob_key
+    if blob is not None:
+        return np.load(io.BytesIO(blobs().get(blob)))
+    spec, params = ctx.params["learned_baseline"], ctx.params
+    target = params.get("target", "predicted")
+    baseline, info = sandbox.current().learn_baseline(
+        ctx.model, ctx.x, ctx.start,
+        grid=(params["grid_rows"], params["grid_cols"]), players=params.get("players"),
+        others_present=params["others_present"],
+        target=target if isinstance(target, int) else None, output=params["output"],
+        radius=float(spec["radius"]), steps=int(spec["steps"]),
+        batch_size=get_settings().batch_size,
+    )  # fmt: skip
+    row = LearnedBaseline(
+        cache_key=key, blob_key=blobs().put(_npy_bytes(baseline)), target=int(info["target"]),
+        loss_before=float(info["loss_before"]), loss_after=float(info["loss_after"]),
+        history=[float(h) for h in info["history"]],
+    )  # fmt: skip
+    try:
+        with session_scope() as s:
+            if s.get(LearnedBaseline, key) is None:
+                s.add(row)
+    except IntegrityError:
+        log.info("learned baseline %s was stored by another worker meanwhile", key)
+    return baseline
 
 
 #: Item contexts kept per worker process: the chunks of one image reuse theirs.
@@ -540,10 +597,13 @@ def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> Non
                 return
             table_row = s.get_one(LogitTable, item.cache_key)
             stored = blobs().get(table_row.blob_key)
-            if item.analysis.params.get("mode") == "sampled":
+            params = item.analysis.params
+            if params.get("mode") == "sampled":
                 arrays, summary = sampled_outcome(stored)
             else:
-                arrays, summary = _exact_outcome(stored, item.analysis.params)
+                arrays, summary = _exact_outcome(stored, params)
+            if params.get("baseline") == "learned":
+                summary["learned_baseline"] = _learned_summary(s, item, params)
             if "passes" in summary:  # sampled: the passes spent, no longer the expected
                 item.progress_total = summary["passes"]
             item.result_key = blobs().put(_npz_bytes(arrays))
@@ -560,6 +620,20 @@ def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> Non
         _fail_item(item_id, error, owner)
         return
     roll_up(analysis_id)
+
+
+def _learned_summary(s: Session, item: AnalysisItem, params: dict[str, Any]) -> dict[str, Any]:
+    model = s.get_one(ModelRecord, item.analysis.model_id)
+    image = s.get_one(ImageRecord, item.image_id)
+    row = s.get(LearnedBaseline, learned_key(model, image, params))
+    if row is None:
+        raise RuntimeError("the learned baseline of this image is missing from the cache")
+    return {
+        **params["learned_baseline"],
+        "loss_before": row.loss_before,
+        "loss_after": row.loss_after,
+        "history": row.history,
+    }
 
 
 def _exact_outcome(

@@ -207,6 +207,21 @@ class LogitTable(TimestampMixin, Base):
     forward_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class LearnedBaseline(TimestampMixin, Base):
+    """Cache: the baseline an image learned (the "learned" baseline option, migration 0011),
+    per model and image bytes, masking, target, output and learning settings; the blob is
+    the ``[C, H, W]`` float32 baseline (npy)."""
+
+    __tablename__ = "learned_baselines"
+
+    cache_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blob_key: Mapped[str] = mapped_column(String(64))
+    target: Mapped[int] = mapped_column(Integer)
+    loss_before: Mapped[float] = mapped_column(Float)
+    loss_after: Mapped[float] = mapped_column(Float)
+    history: Mapped[list[float]] = mapped_column(JSON)
+
+
 class ComponentJob(LeaseMixin, TimestampMixin, Base):
     """Feature components of different complexity at one layer (SCIENCE.md §7)."""
 

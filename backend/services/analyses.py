@@ -22,7 +22,7 @@ from backend.db.models import (
     Workspace,
 )
 from backend.errors import ClientError
-from backend.schemas import AnalysisCreate, SampledSpec
+from backend.schemas import AnalysisCreate, LearnedBaselineSpec, SampledSpec
 from backend.services import dataset_images, eta, resources
 from backend.storage import LocalBlobStore, description_key
 from conceptlens.sampled_plan import Hybrid, SampledPlan, grid_plan
@@ -54,6 +54,8 @@ def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) ->
         "baseline": params.get("baseline", "mean"),
         "baseline_image": params.get("baseline_image_key"),
     }
+    if params.get("baseline") == "learned":
+        payload |= {"learned": learned_key(model, image, params)}
     if params.get("mode") == "sampled":
         payload |= {
             "mode": "sampled",
@@ -61,6 +63,26 @@ def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) ->
             "target": params["target"],
             "output": params["output"],
         }
+    return description_key(payload)
+
+
+def learned_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> str:
+    """What determines a learned baseline: model and image bytes, masking, the target and
+    output whose interactions it makes sparse, and the learning settings."""
+    payload = {
+        "engine": ENGINE_VERSION,
+        "model": model.blob_key,
+        "input_shape": model.input_shape,
+        "mean": model.mean,
+        "std": model.std,
+        "image": image.blob_key,
+        "grid": [params["grid_rows"], params["grid_cols"]],
+        "players": params.get("players"),
+        "others_present": params.get("others_present", True),
+        "target": params["target"],
+        "output": params["output"],
+        "learned": params["learned_baseline"],
+    }
     return description_key(payload)
 
 
@@ -210,11 +232,17 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
         "top_k": body.top_k,
     }
     if body.mode == "sampled":
+        if body.baseline == "learned":
+            raise AnalysisError("A learned baseline needs exact interactions: use mode exact.")
         if body.and_or is not None:
             raise AnalysisError("The AND-OR split needs exact interactions: use mode exact.")
         return params | _sampled_params(body, rows, cols, settings)
     if body.sampled is not None:
         raise AnalysisError("Sampling settings apply to sampled analyses only (mode: sampled).")
+    if body.baseline == "learned":
+        params["learned_baseline"] = _learned_params(body, model, n, settings)
+    elif body.learned_baseline is not None:
+        raise AnalysisError('Learning settings apply to the baseline "learned" only.')
     if body.and_or is not None:
         if n > settings.max_and_or_players:
             raise AnalysisError(
@@ -229,6 +257,24 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
             "sampled analysis."
         )
     return params
+
+
+def _learned_params(
+    body: AnalysisCreate, model: ModelRecord, n: int, settings: Settings
+) -> dict[str, Any]:
+    if model.format == "onnx":
+        raise AnalysisError(
+            "A learned baseline needs gradients through the model, which ONNX graphs do not "
+            "give here: choose a PyTorch model (TorchScript or safetensors weights)."
+        )
+    if n > settings.max_learned_baseline_players:
+        raise AnalysisError(
+            f"A learned baseline takes at most {settings.max_learned_baseline_players} players "
+            f"(each step runs all 2^n masked inputs forward and backward); this analysis has {n}."
+        )
+    if body.baseline_image_id:
+        raise AnalysisError("Choose a baseline image or a learned baseline, not both.")
+    return (body.learned_baseline or LearnedBaselineSpec()).model_dump()
 
 
 def _sampled_params(

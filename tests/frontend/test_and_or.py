@@ -39,3 +39,30 @@ def test_and_or_split_on_the_result_page(browser: Any, server: str) -> None:
     shot(page, "and-or")
     assert not console.errors, console.errors
     context.close()
+
+
+def test_a_learned_baseline_from_the_form(browser: Any, server: str) -> None:
+    console = Console()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = console.watch(context.new_page())
+    page.goto(f"{server}/#/")
+    page.wait_for_selector("text=Demo digits CNN")
+    ready = """fetch('/api/models').then(r => r.json()).then(b => (b.data || []).filter(
+        m => m.name.includes('PyTorch weights, seed 0') && m.status === 'ready').length)"""
+    page.wait_for_function(f"() => {ready}", timeout=120_000)
+    page.goto(f"{server}/#/new?grid=3x3")
+    page.wait_for_selector("#model-select")
+    onnx = "s => [...s.options].find(o => o.text.startsWith('Demo digits CNN (demo) —')).value"
+    page.select_option("#model-select", value=page.eval_on_selector("#model-select", onnx))
+    page.locator(".image-choice input").first.check()
+    page.select_option("#baseline", "learned")
+    page.wait_for_selector("#run-reason:has-text('needs gradients')")  # ONNX: refused here
+    torch = "s => [...s.options].find(o => o.text.includes('PyTorch weights, seed 0')).value"
+    page.select_option("#model-select", value=page.eval_on_selector("#model-select", torch))
+    page.fill("#learned-steps", "10")
+    page.wait_for_selector("#cost:has-text('512')")
+    page.click("#run")
+    page.wait_for_selector("text=Σ|I|, learned baseline", timeout=120_000)
+    shot(page, "learned-baseline")
+    assert not console.errors, console.errors
+    context.close()

@@ -11,6 +11,8 @@ Every operation takes a JSON header and arrays and returns a JSON-ready result a
   game of :mod:`conceptlens.game`);
 * ``coalitions`` — logits of the same game for given coalitions (bit-packed rows), for
   sampled analyses, whose coalitions are drawn by the worker;
+* ``learn_baseline`` — the learned baseline of one image (:mod:`conceptlens.learned_baseline`;
+  torch models only: it needs gradients);
 * ``components`` — the §7 analysis of a layer (:mod:`worker.components_compute`).
 
 Long operations report ``{"progress": [done, total]}`` messages on the way.
@@ -70,6 +72,7 @@ class Operations:
             "validate": self.validate,
             "logits": self.logits,
             "coalitions": self.coalitions,
+            "learn_baseline": self.learn_baseline,
             "components": self.components,
         }
 
@@ -151,6 +154,39 @@ class Operations:
             self.progress(min(start + step, total), total)
         table = np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
         return {"seconds": time.perf_counter() - t0}, {"logits": table}
+
+    def learn_baseline(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        from conceptlens.learned_baseline import learn_baseline
+
+        model = self.model(h["key"])
+        module = getattr(model, "module", None)
+        if not isinstance(module, torch.nn.Module):
+            raise ValueError(
+                "a learned baseline needs gradients through the model, which ONNX graphs do "
+                "not give here; choose a PyTorch model (TorchScript or safetensors weights)"
+            )
+        module.eval()
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        x = torch.from_numpy(arrays["x"]).to(model.device)
+        rows, cols = h["grid"]
+        grid = PatchGrid(int(rows), int(cols), int(x.shape[1]), int(x.shape[2]))
+        players = Players(grid, h.get("players"), others_present=bool(h["others_present"]))
+        target = h.get("target")
+        if target is None:  # the class predicted on the whole image
+            target = int(model.predict(x[None]).argmax(dim=1)[0])
+        out = learn_baseline(
+            module, x, players, torch.from_numpy(arrays["start"]).to(model.device),
+            target=int(target), output=h["output"], radius=float(h["radius"]),
+            steps=int(h["steps"]), batch_size=int(h["batch_size"]), progress=self.progress,
+        )  # fmt: skip
+        result = {
+            "target": int(target),
+            "loss_before": out.loss_before,
+            "loss_after": out.loss_after,
+            "history": out.history,
+        }
+        return result, {"baseline": out.baseline}
 
     def _game(self, h: dict[str, Any], arrays: wire.Arrays) -> MaskedModelGame:
         model = self.model(h["key"])

@@ -352,6 +352,40 @@ class Sandbox:
             raise SandboxInternalError("the model process returned logits of the wrong size")
         return table.astype(np.float32, copy=False), float(result.get("seconds", 0.0))
 
+    def learn_baseline(
+        self,
+        model: ModelRef,
+        x: np.ndarray,
+        start: np.ndarray,
+        *,
+        grid: tuple[int, int],
+        players: Sequence[int] | None,
+        others_present: bool,
+        target: int | None,
+        output: str,
+        radius: float,
+        steps: int,
+        batch_size: int,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The baseline of ``x`` learned within ``start ± radius`` to make its interactions
+        sparse, and ``{target, loss_before, loss_after, history}``; ``target`` None: the
+        predicted class."""
+        self.ensure(model)
+        header = {
+            "key": model.key, "grid": list(grid),
+            "players": None if players is None else [int(p) for p in players],
+            "others_present": others_present, "target": target, "output": output,
+            "radius": radius, "steps": steps, "batch_size": batch_size,
+        }  # fmt: skip
+        info, out = self.call("learn_baseline", header, {"x": x, "start": start}, progress=progress)
+        baseline = out.get("baseline")
+        if baseline is None or baseline.shape != x.shape or not isinstance(info, dict):
+            raise SandboxInternalError("the model process returned a baseline of the wrong shape")
+        if not np.isfinite(baseline).all():
+            raise ValueError("the learned baseline is not finite; the model's gradients are not")
+        return baseline.astype(np.float32, copy=False), info
+
     def components(
         self,
         model: ModelRef,

@@ -182,6 +182,7 @@ async function renderItem(body, analysis, item, prefix, state) {
       fact("v(N) − v(∅)", s.v_full_minus_empty.toFixed(4)),
       fact("faithfulness residual", s.residual.toExponential(1), s.residual < 1e-6 ? "ok" : "warn"),
       fact("forward passes", `${formatCount(2 ** analysis.n_players)}${s.cached ? " (reused)" : ""}`),
+      s.learned_baseline ? fact("Σ|I|, learned baseline", `${s.learned_baseline.loss_before.toFixed(2)} (${s.learned_baseline.start}) → ${s.learned_baseline.loss_after.toFixed(2)} in ${s.learned_baseline.steps} steps, ±${s.learned_baseline.radius}`) : null,
       h("div.exports", {}, "Export: ",
         ["json", "csv", "npz"].map((fmt) => h("a", { href: url(`${base}/export.${fmt}`), download: "" }, fmt.toUpperCase())))),
     h("div.explore", {},
@@ -375,6 +376,7 @@ function denseNote(analysis, s, state) {
       players: p.players, others_present: p.others_present, baseline: p.baseline, target: p.target,
       output: p.output, tau: p.tau, top_k: p.top_k, and_or: p.and_or ?? null, ...changes,
     };
+    body.learned_baseline = body.baseline === "learned" ? p.learned_baseline : null;
     const created = await api("/analyses", { method: "POST", body });
     state.go(`#/analyses/${created.id}`);
   });

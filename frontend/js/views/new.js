@@ -20,7 +20,9 @@ const BASELINES = [
   ["mean", "Mean colour (per channel)"],
   ["zero", "Zero (black)"],
   ["blur", "Blurred image"],
+  ["learned", "Learned (sparsest; PyTorch models, ≤ 12 players)"],
 ];
+const MAX_LEARNED_PLAYERS = 12; // CONCEPTLENS_MAX_LEARNED_BASELINE_PLAYERS
 const OUTPUTS = [
   ["log-odds", "Log-odds"],
   ["logit", "Logit"],
@@ -145,6 +147,8 @@ class NewAnalysisForm {
       dataset: this.datasets.some((x) => x.id === q.get("dataset")) ? q.get("dataset") : "",
       pick: q.get("pick") === "per_class" ? "per_class" : "first",
       k: q.get("k") || "10",
+      learnedRadius: q.get("radius_b") || "0.5",
+      learnedSteps: q.get("steps_b") || "100",
       andOr: q.get("and_or") === "1",
       andOrSteps: q.get("and_or_steps") || "10000",
       andOrNoise: q.get("and_or_noise") === "1",
@@ -173,6 +177,7 @@ class NewAnalysisForm {
       if (s.hybrid) q.set("hybrid", "1"), q.set("hybrid_pairs", s.hybridPairs), q.set("hybrid_contexts", s.hybridContexts);
     }
     if (s.dataset) q.set("dataset", s.dataset), q.set("pick", s.pick), q.set("k", s.k);
+    if (s.baseline === "learned") q.set("radius_b", s.learnedRadius), q.set("steps_b", s.learnedSteps);
     if (s.andOr && s.mode === "exact") {
       q.set("and_or", "1");
       q.set("and_or_steps", s.andOrSteps);
@@ -277,6 +282,15 @@ class NewAnalysisForm {
       h("option", { value: "first", selected: s.pick === "first" }, "the first k images"),
       h("option", { value: "per_class", selected: s.pick === "per_class" }, "k images of each class"));
     this.kInput = h("input#dataset-k", { type: "number", min: "1", step: "1", value: s.k, inputmode: "numeric", on: { input: () => this.onDataset() } });
+    this.learnedRadius = h("input#learned-radius", { type: "text", value: s.learnedRadius, inputmode: "decimal", on: { input: () => this.onOptions() } });
+    this.learnedSteps = h("input#learned-steps", { type: "number", min: "1", max: "2000", step: "1", value: s.learnedSteps, inputmode: "numeric", on: { input: () => this.onOptions() } });
+    this.learnedField = h(
+      "div.cl-fields#learned-settings",
+      {},
+      h("div.cl-field.cl-field-compact", {}, h("label", { for: "learned-radius" }, "Learned: radius around the mean baseline"), this.learnedRadius),
+      h("div.cl-field.cl-field-compact", {}, h("label", { for: "learned-steps" }, "Learned: steps"), this.learnedSteps),
+      h("small.cl-hint", {}, "Each input value's baseline is learned within ± radius (input units after normalisation) to make Σ|I| as small as possible; it needs gradients, so PyTorch models only."),
+    );
     this.andOrBox = h("input#and-or", { type: "checkbox", checked: s.andOr, on: { change: () => this.onAndOr() } });
     this.andOrSteps = h("input#and-or-steps", { type: "number", min: "1", max: "100000", step: "1", value: s.andOrSteps, inputmode: "numeric", on: { input: () => this.onAndOr() } });
     this.andOrNoise = h("input#and-or-noise", { type: "checkbox", checked: s.andOrNoise, on: { change: () => this.onAndOr() } });
@@ -385,6 +399,7 @@ class NewAnalysisForm {
           this.baseline,
           h("small.cl-hint#baseline-hint", {}, "What a patch shows when it is absent; blur is a Gaussian with σ = max(H, W)/8."),
         ),
+        this.learnedField,
         h(
           "div.cl-field",
           {},
@@ -575,6 +590,8 @@ class NewAnalysisForm {
     s.others = this.othersBox.checked;
     s.baseline = this.baseline.value;
     s.output = this.output.value;
+    s.learnedRadius = this.learnedRadius.value.trim();
+    s.learnedSteps = this.learnedSteps.value.trim();
     s.target = this.target.value === "predicted" ? "predicted" : Number(this.target.value);
     const tau = Number(this.tau.value);
     this.tauValid = this.tau.value.trim() !== "" && tau > 0 && tau <= 1;
@@ -660,6 +677,7 @@ class NewAnalysisForm {
     };
     if (s.mode === "sampled") body.sampled = this.sampledSpec().spec;
     else if (s.andOr) body.and_or = { steps: Number(s.andOrSteps), noise: s.andOrNoise };
+    if (s.baseline === "learned") body.learned_baseline = { radius: Number(s.learnedRadius), steps: Number(s.learnedSteps) };
     if (s.dataset) Object.assign(body, { dataset_id: s.dataset, dataset_pick: s.pick, dataset_k: Number(s.k) });
     return body;
   }
@@ -680,6 +698,7 @@ class NewAnalysisForm {
     this.hybridPairsInput.disabled = this.hybridContextsInput.disabled = !s.hybrid;
     this.pickSelect.disabled = this.kInput.disabled = !s.dataset;
     this.andOrField.hidden = sampled;
+    this.learnedField.hidden = s.baseline !== "learned";
     this.andOrSteps.disabled = this.andOrNoise.disabled = !s.andOr;
     this.summary.textContent = `${n} of ${this.cells} patches ${n === 1 ? "is a player" : "are players"} on the ${s.rows}×${s.cols} grid.`;
     const k = s.images.length;
@@ -740,6 +759,12 @@ class NewAnalysisForm {
       if (n < MIN_PLAYERS) return "Choose at least 2 players: interactions need two patches.";
       if (n > MAX_PLAYERS)
         return `${n} players would need 2^${n} forward passes per image; the limit is ${MAX_PLAYERS} players. Choose a coarser grid or fewer players, or a sampled analysis.`;
+      if (s.baseline === "learned") {
+        if (this.model.format === "onnx") return "A learned baseline needs gradients through the model: choose a PyTorch model (TorchScript or safetensors); ONNX graphs give none here.";
+        if (n > MAX_LEARNED_PLAYERS) return `A learned baseline takes at most ${MAX_LEARNED_PLAYERS} players; ${n} are chosen.`;
+        if (!(Number(s.learnedRadius) > 0 && Number(s.learnedRadius) <= 100)) return "The learned baseline's radius must be a number above 0 (at most 100).";
+        if (!(/^\d+$/.test(s.learnedSteps) && Number(s.learnedSteps) >= 1 && Number(s.learnedSteps) <= 2000)) return "The learned baseline's steps must be a whole number from 1 to 2,000.";
+      }
       if (s.andOr && n > MAX_AND_OR_PLAYERS) return `The AND-OR split takes at most ${MAX_AND_OR_PLAYERS} players; ${n} are chosen.`;
       if (s.andOr && !(/^\d+$/.test(s.andOrSteps) && Number(s.andOrSteps) >= 1 && Number(s.andOrSteps) <= 100000)) return "AND-OR steps must be a whole number from 1 to 100,000.";
     }

@@ -230,3 +230,32 @@ def test_an_and_or_split_through_the_api_is_faithful_and_sparser(
     assert client.get(plain).status_code == 404
     too_many = create(client, **{**body, "grid": "5x4"}, and_or={"steps": 10})
     assert too_many.status_code == 400 and "at most 16 players" in too_many.json()["detail"]
+
+
+def torch_demo(client: TestClient) -> str:
+    models = client.get("/api/models").json()["data"]
+    return next(m["id"] for m in models if m["name"].endswith("(PyTorch weights, seed 0)"))
+
+
+def test_a_learned_baseline_makes_the_interactions_sparser_and_is_what_was_analysed(
+    client: TestClient, demo: str
+) -> None:
+    image = sample_image_id(client, "4")
+    body = {"model_id": torch_demo(client), "image_ids": [image], "grid": "3x3",
+            "baseline": "learned", "learned_baseline": {"radius": 0.5, "steps": 25}}  # fmt: skip
+    analysis = run(client, **body)
+    assert analysis["status"] == "done", analysis["error"]
+    item = analysis["items"][0]
+    learned = item["summary"]["learned_baseline"]
+    assert learned["loss_after"] <= learned["loss_before"] and len(learned["history"]) == 26
+    assert learned["start"] == "mean" and learned["steps"] == 25
+    # the analysis ran with the learned baseline: its Σ_{S≠∅}|I(S)| is the learned loss
+    base = f"/api/analyses/{analysis['id']}/items/{item['id']}"
+    table = np.load(io.BytesIO(client.get(f"{base}/export.npz").content))["interactions"]
+    assert np.abs(table[1:]).sum() == pytest.approx(learned["loss_after"], rel=1e-4)
+    again = create(client, **body).json()
+    assert again["forward_passes"] == 0  # the same request: the stored table and baseline
+    onnx = create(client, **{**body, "model_id": demo})
+    assert onnx.status_code == 400 and "gradients" in onnx.json()["detail"]
+    big = create(client, **{**body, "grid": "4x4"})
+    assert big.status_code == 400 and "at most 12 players" in big.json()["detail"]
