@@ -225,7 +225,7 @@ def order_strength_curve(
     orders: npt.ArrayLike | None = None,
     stderr: npt.ArrayLike | None = None,
     f_log_axis: bool = False,
-    reference: Mapping[str, Sequence[float]] | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> Figure:
     """The order-strength curve ``J^(m)`` with the theory ``F^(m)`` — SCIENCE.md §4.
 
@@ -293,21 +293,22 @@ def order_strength_curve(
 
 
 def _reference_traces(
-    reference: Mapping[str, Sequence[float]], ratio: FloatVector, m: npt.NDArray[np.int64]
+    reference: Mapping[str, Any], ratio: FloatVector, m: npt.NDArray[np.int64]
 ) -> list[go.Scatter]:
     lo, hi, mean = (_vector(reference[k], k) for k in ("lo", "hi", "mean"))
+    name = str(reference.get("name") or "values shuffled")
     _same_length(ratio, mean, "reference")
     band = {"x": _plain(ratio), "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
     return [
         go.Scatter(**band, y=_plain(lo), showlegend=False, legendgroup="reference"),
         go.Scatter(
             **band, y=_plain(hi), fill="tonexty", fillcolor="rgba(148, 103, 189, 0.18)",
-            name="null reference: values shuffled (90 % band)", legendgroup="reference",
+            name=f"null reference: {name} (90 % band)", legendgroup="reference",
         ),
         go.Scatter(
             x=_plain(ratio), y=_plain(mean), customdata=_plain(m), mode="lines",
             line={"color": "rgba(148, 103, 189, 0.9)", "width": 1, "dash": "dot"},
-            name="null reference (mean)", legendgroup="reference",
+            name=f"null reference: {name}", legendgroup="reference",
             hovertemplate=_ratio_hover("reference J<sup>(m)</sup>"),
         ),
     ]  # fmt: skip

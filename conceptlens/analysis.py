@@ -129,6 +129,7 @@ class InteractionResult:
                 "polished": a.polished,
                 "q_max": a.q_max,
                 "q_bound": a.q_bound,
+                "salient_rule": "|I(S)| ≥ τ · the largest |I| of all non-empty AND and OR terms",
                 "salient_and": int(salient.and_mask.sum()),
                 "salient_or": int(salient.or_mask.sum()),
             }

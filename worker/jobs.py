@@ -42,7 +42,7 @@ from conceptlens.models.loaders import ModelLoadError
 from conceptlens.outputs import output_values, predicted_class
 from conceptlens.pairwise import relative_strength, theory_curve
 from conceptlens.players import make_baseline
-from conceptlens.reference import permuted_reference
+from conceptlens.reference import gaussian_expected_strength, permuted_reference
 from conceptlens.sampled_plan import (
     empty_result,
     from_arrays,
@@ -792,6 +792,9 @@ def _sampled_set(analysis: Analysis, done: list[AnalysisItem]) -> dict[str, Any]
         out["J" + suffix], out["J" + suffix + "_se"] = curve.value.tolist(), curve.se.tolist()
     f = theory_curve(analysis.n_players)[orders]
     out["F"] = (f / f.mean()).tolist()
+    iid = gaussian_expected_strength(analysis.n_players)[orders]
+    iid = (iid / iid.mean()).tolist()  # the U that averaging over contexts makes by itself
+    out["reference"] = {"mean": iid, "lo": iid, "hi": iid, "name": "i.i.d. random game"}
     return out
 
 

@@ -213,6 +213,7 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
             per_image=per_image if len(per_image) > 1 else None,
             labels=names,
             f_log_axis=True,
+            reference=summary.get("reference"),
         )
 
     @router.get("/items/{item_id}/sampled_pairs")

@@ -44,7 +44,7 @@ export async function renderSampled(body, analysis, item, prefix, state) {
       h("p.cl-hint", {},
         "J(m) is the average strength |I^(m)(i, j)| of pairwise interactions at order m (the number of other patches present), divided by its mean over the orders: ",
         "the representation bottleneck shows as a curve high at both ends and low in the middle. Bars are ±2 standard errors (about 95 %) of the sampling noise, from a jackknife over groups of contexts. ",
-        "The dashed F(m) is the theory's shape on its own log axis: it predicts an ordering, not values. Thin lines are single images (or classes)."),
+        "The dashed F(m) is the theory's shape on its own log axis: it predicts an ordering, not values. The dotted purple line is what an i.i.d. random game would give (averaging over many contexts alone makes a deep U): the network's structure is how its curve differs. Thin lines are single images (or classes)."),
       h("div.cl-actions", {},
         h("label.cl-check", {}, debias, " Debiased strength"),
         h("label.cl-check", {}, byLabel, " One line per class")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,16 @@ def test_a_sampled_analysis_equals_the_engine_for_the_same_seed(
         np.testing.assert_array_equal(got.count, want.count)
         np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-5)
     curve = client.get(f"/api/analyses/{analysis['id']}/figures/curve").json()
-    j = next(t for t in curve["data"] if t["name"] == "J<sup>(m)</sup>")
+    j = next(t for t in curve["data"] if t.get("name") == "J<sup>(m)</sup>")
     assert j["error_y"]["array"] == pytest.approx(2 * np.array(analysis["summary"]["J_se"]))
     assert curve["layout"]["yaxis2"]["type"] == "log"
+    # the i.i.d. reference: E|I^(m)| ∝ C(n−2, m)^(−1/2) at the sampled orders, mean 1
+    iid = np.array([math.comb(62, m) ** -0.5 for m in (0, 18, 37, 62)])
+    ref = analysis["summary"]["reference"]["mean"]
+    assert ref == pytest.approx(iid / iid.mean())
+    assert any("i.i.d." in (t.get("name") or "") for t in curve["data"])
     debiased = client.get(f"/api/analyses/{analysis['id']}/figures/curve?debias=true").json()
-    assert next(t for t in debiased["data"] if t["name"] == "J<sup>(m)</sup>")["y"] == (
+    assert next(t for t in debiased["data"] if t.get("name") == "J<sup>(m)</sup>")["y"] == (
         pytest.approx(analysis["summary"]["J_debiased"])
     )
     # a clicked patch: its sampled partners, with standard errors, as stored
@@ -209,6 +215,7 @@ def test_an_and_or_split_through_the_api_is_faithful_and_sparser(
     assert a["residual"] < 1e-9 and a["loss"] <= a["loss_and_only"] + 1e-9
     assert 0 <= a["bound"] <= a["loss"] + 1e-9 and a["polished"]  # n ≤ 10: the exact LP
     assert 0 < a["q_max"] <= a["q_bound"] + 1e-12
+    assert "all non-empty AND and OR terms" in a["salient_rule"]
     base = f"/api/analyses/{analysis['id']}/items/{item['id']}"
     npz = np.load(io.BytesIO(client.get(f"{base}/export.npz").content))
     # faithfulness: v(T) − q_T = Σ_{S⊆T} I_and(S) + Σ_{S∩T≠∅} I_or(S) for every T
@@ -259,3 +266,55 @@ def test_a_learned_baseline_makes_the_interactions_sparser_and_is_what_was_analy
     assert onnx.status_code == 400 and "gradients" in onnx.json()["detail"]
     big = create(client, **{**body, "grid": "4x4"})
     assert big.status_code == 400 and "at most 12 players" in big.json()["detail"]
+
+
+class UnanimityNet(torch.nn.Module):
+    """Reads one pixel of each patch of a 4×4 grid on a 16×16 input: on a white image with
+    the zero baseline, its logit 0 is the unanimity game ``2·[0,1] + 3·[1,2,5] −
+    1.5·[5,6,9,10]`` over the patches present (logit 1 is 0)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x[:, 0, ::4, ::4].reshape(x.shape[0], 16)
+        v = 2.0 * p[:, 0] * p[:, 1] + 3.0 * p[:, 1] * p[:, 2] * p[:, 5]
+        v = v - 1.5 * p[:, 5] * p[:, 6] * p[:, 9] * p[:, 10]
+        return torch.stack([v, torch.zeros_like(v)], dim=1)
+
+
+UNANIMITY = ([[0, 1], [1, 2, 5], [5, 6, 9, 10]], [2.0, 3.0, -1.5])
+
+
+def test_a_unanimity_game_comes_back_within_its_standard_errors(
+    client: TestClient, tmp_path: Path
+) -> None:
+    from conceptlens.games import UnanimityGame
+    from tests.backend.conftest import png_bytes
+
+    path = tmp_path / "unanimity.pt"
+    torch.jit.script(UnanimityNet()).save(str(path))
+    upload = client.post("/api/models", files={"file": ("unanimity.pt", path.read_bytes())},
+                         data={"input_size": "16x16", "channels": "1"})  # fmt: skip
+    assert upload.status_code == 201, upload.text
+    model = wait_for(client, f"/api/models/{upload.json()['id']}",
+                     lambda m: m["status"] in ("ready", "failed"))  # fmt: skip
+    assert model["status"] == "ready", model["error"]
+    white = client.post("/api/images", files=[("files", ("white.png", png_bytes(color=255)))])
+    orders = [0, 3, 7, 11, 14]
+    spec = {"orders": orders, "radius": None, "contexts": 40, "seed": 3}
+    analysis = run(client, model_id=model["id"], image_ids=[white.json()["data"][0]["id"]],
+                   grid="4x4", baseline="zero", target=0, output="logit", mode="sampled",
+                   sampled=spec)  # fmt: skip
+    assert analysis["status"] == "done", analysis["error"]
+    stored = from_arrays(dict(np.load(io.BytesIO(client.get(
+        export(analysis, analysis["items"][0])).content))))  # fmt: skip
+    (part,) = stored.values()
+    assert len(part.pairs) == 120 and part.orders.tolist() == orders
+    exact = UnanimityGame(16, *UNANIMITY).exact_multi_order(part.pairs)[orders]
+    noisy = part.se > 1e-9
+    z = (part.mean - exact)[noisy] / part.se[noisy]
+    assert noisy.sum() >= 20  # pairs inside a term, at the sampled orders; the rest are 0
+    assert np.abs(z).max() < 5 and 0.55 < np.abs(z).mean() < 1.05  # E|Z| = 0.80
+    np.testing.assert_allclose(part.mean[[0, -1]], exact[[0, -1]], atol=1e-6)  # m = 0, n − 2
+    # cells whose samples were all equal: pairs outside every term (exactly 0), or, rarely,
+    # a term whose other players no context happened to hold (P ≈ 0.26 for one cell here)
+    missed = ~noisy & (np.abs(part.mean - exact) > 1e-6)
+    assert missed.sum() <= 3 and np.all(part.mean[missed] == 0)
