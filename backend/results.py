@@ -278,7 +278,8 @@ def _finite(value: Any) -> Any:
 
 def sampled_pairs(arrays: Arrays, player: int) -> dict[str, Any]:
     """The sampled pairs with ``player`` of a sampled analysis's result, by partner: orders,
-    mean ``I^(m)(i,j)``, standard error and samples (null where a pair has none)."""
+    mean ``I^(m)(i,j)``, standard error, the 95 % interval (Student t, the cell's variance
+    moderated by its order's) and samples (null where a pair has none)."""
     parts = from_arrays(dict(arrays))
     if not parts:
         raise ClientError("This is not a sampled analysis.")
@@ -287,14 +288,18 @@ def sampled_pairs(arrays: Arrays, player: int) -> dict[str, Any]:
     partners: dict[int, dict[str, list[Any]]] = {}
     for part in parts.values():
         mean, se, count = part.mean, part.se, part.count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lo, hi = part.interval(0.95)
         for p, (i, j) in enumerate(part.pairs.tolist()):
             if player not in (i, j):
                 continue
-            empty: dict[str, list[Any]] = {"orders": [], "mean": [], "se": [], "count": []}
+            empty: dict[str, list[Any]] = {
+                k: [] for k in ("orders", "mean", "se", "lo", "hi", "count")
+            }
             row = partners.setdefault(j if i == player else i, empty)
             row["orders"] += part.orders.tolist()
-            row["mean"] += [_finite(v) for v in mean[:, p].tolist()]
-            row["se"] += [_finite(v) for v in se[:, p].tolist()]
+            for name, values in (("mean", mean), ("se", se), ("lo", lo), ("hi", hi)):
+                row[name] += [_finite(v) for v in values[:, p].tolist()]
             row["count"] += count[:, p].tolist()
     return {
         "player": player,

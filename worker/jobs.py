@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -51,7 +52,7 @@ from conceptlens.sampled_plan import (
     run_units,
     to_arrays,
 )
-from conceptlens.sampling import sampled_relative_strength
+from conceptlens.sampling import OrderStrength, sampled_relative_strength
 from worker import leases
 from worker.sandbox import parent as sandbox
 from worker.sandbox.parent import ModelRef
@@ -684,8 +685,10 @@ def sampled_outcome(stored: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any
         "orders": plain.orders.tolist(),
         "strength": plain.value.tolist(),
         "strength_se": plain.se.tolist(),
+        "strength_df": _finite_df(plain),
         "strength_debiased": debiased.value.tolist(),
         "strength_debiased_se": debiased.se.tolist(),
+        "strength_debiased_df": _finite_df(debiased),
         "J": curve.value.tolist(),
         "J_se": curve.se.tolist(),
         "passes": int(sum(r.passes for r in results)),
@@ -776,6 +779,15 @@ def _exact_set(analysis: Analysis, done: list[AnalysisItem]) -> dict[str, Any]:
     return out
 
 
+#: Degrees of freedom stored for a normal (delta-method) interval: JSON has no infinity.
+NORMAL_DF = 1e9
+
+
+def _finite_df(strength: OrderStrength) -> list[float]:
+    df = np.broadcast_to(np.asarray(strength.df, dtype=np.float64), strength.value.shape)
+    return np.minimum(df, NORMAL_DF).tolist()
+
+
 def _sampled_set(analysis: Analysis, done: list[AnalysisItem]) -> dict[str, Any]:
     """``J^(m)`` over the finished images of a sampled analysis with standard errors (the
     delta method over the images' jackknife errors; plain and debiased strength), and
@@ -784,12 +796,15 @@ def _sampled_set(analysis: Analysis, done: list[AnalysisItem]) -> dict[str, Any]
     orders = summaries[0]["orders"]
     out: dict[str, Any] = {"kind": "sampled", "orders": orders, "images": len(done)}
     for suffix in ("", "_debiased"):
+        dfs = [x.get("strength" + suffix + "_df") for x in summaries]
         curve = sampled_relative_strength(
             np.array([x["strength" + suffix] for x in summaries]),
             np.array([x["strength" + suffix + "_se"] for x in summaries]),
             orders,
+            df=np.array(dfs, dtype=float) if all(d is not None for d in dfs) else math.inf,
         )
         out["J" + suffix], out["J" + suffix + "_se"] = curve.value.tolist(), curve.se.tolist()
+        out["J" + suffix + "_half"] = (curve.interval(0.95)[1] - curve.value).tolist()
     f = theory_curve(analysis.n_players)[orders]
     out["F"] = (f / f.mean()).tolist()
     iid = gaussian_expected_strength(analysis.n_players)[orders]

@@ -176,8 +176,8 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
         by_label: Annotated[bool, Query(description="one curve per class of the images")] = False,
     ) -> dict[str, Any]:
         """``J^(m)`` over the sample set with ``F^(m)``, and each image's own curve (or each
-        class's, with ``by_label``). A sampled analysis's ``J`` carries bars of ±2 standard
-        errors, and ``F`` its own logarithmic axis."""
+        class's, with ``by_label``). A sampled analysis's ``J`` carries its 95 % interval
+        (Student t with the jackknife's degrees of freedom), and ``F`` its own log axis."""
         summary = analysis.summary or {}
         if not summary.get("J"):
             raise HTTPException(409, "No image of this analysis has finished yet.")
@@ -209,7 +209,7 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
             summary["F"],
             analysis.n_players,
             orders=summary["orders"],
-            stderr=(2 * np.asarray(summary[key + "_se"])).tolist(),
+            stderr=summary.get(key + "_half") or (2 * np.asarray(summary[key + "_se"])).tolist(),
             per_image=per_image if len(per_image) > 1 else None,
             labels=names,
             f_log_axis=True,

@@ -43,7 +43,7 @@ export async function renderSampled(body, analysis, item, prefix, state) {
       h("h2#curve-title", {}, `Order-strength curve over ${set.images} image${set.images === 1 ? "" : "s"}`),
       h("p.cl-hint", {},
         "J(m) is the average strength |I^(m)(i, j)| of pairwise interactions at order m (the number of other patches present), divided by its mean over the orders: ",
-        "the representation bottleneck shows as a curve high at both ends and low in the middle. Bars are ±2 standard errors (about 95 %) of the sampling noise, from a jackknife over groups of contexts. ",
+        "the representation bottleneck shows as a curve high at both ends and low in the middle. Bars are 95 % intervals of the sampling noise (a jackknife over groups of contexts, Student t): over repeated runs they hold the curve that infinitely many contexts would give about 95 % of the time. ",
         "The dashed F(m) is the theory's shape on its own log axis: it predicts an ordering, not values. The dotted purple line is what an i.i.d. random game would give (averaging over many contexts alone makes a deep U): the network's structure is how its curve differs. Thin lines are single images (or classes)."),
       h("div.cl-actions", {},
         h("label.cl-check", {}, debias, " Debiased strength"),
@@ -56,7 +56,7 @@ export async function renderSampled(body, analysis, item, prefix, state) {
         h("p.cl-hint", {}, "Patches are numbered row by row from 0 at the top left.")),
       h("section.card", { "aria-labelledby": "pairs-title" },
         h("h2#pairs-title", {}, "Sampled pairwise interactions"),
-        h("p.cl-hint", {}, "Each line is one sampled pair (i, j): the mean change Δv(i, j, S) over random contexts S of m patches, ±2 standard errors. Only pairs in the analysis's pair set appear (local pairs within its radius, or its random pairs)."),
+        h("p.cl-hint", {}, "Each line is one sampled pair (i, j): the mean change Δv(i, j, S) over random contexts S of m patches, with its 95 % interval. Only pairs in the analysis's pair set appear (local pairs within its radius, or its random pairs)."),
         pairs)));
 
   async function drawCurve() {
@@ -91,7 +91,11 @@ export async function renderSampled(body, analysis, item, prefix, state) {
     const data = partners.map((row) => ({
       type: "scatter", mode: "lines+markers", name: `(${cell}, ${row.player})`,
       x: row.orders.map((m) => m / n), y: row.mean,
-      error_y: { type: "data", array: row.se.map((e) => (e == null ? null : 2 * e)), visible: true, thickness: 1, width: 2 },
+      error_y: {
+        type: "data", symmetric: false, visible: true, thickness: 1, width: 2,
+        array: row.hi.map((hi, k) => (hi == null || row.mean[k] == null ? null : hi - row.mean[k])),
+        arrayminus: row.lo.map((lo, k) => (lo == null || row.mean[k] == null ? null : row.mean[k] - lo)),
+      },
       customdata: row.orders, hovertemplate: `pair (${cell}, ${row.player})<br>m = %{customdata}<br>I = %{y:.4g}<extra></extra>`,
     }));
     clear(pairs);

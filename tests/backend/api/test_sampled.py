@@ -60,7 +60,9 @@ def test_a_sampled_analysis_equals_the_engine_for_the_same_seed(
         np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-5)
     curve = client.get(f"/api/analyses/{analysis['id']}/figures/curve").json()
     j = next(t for t in curve["data"] if t.get("name") == "J<sup>(m)</sup>")
-    assert j["error_y"]["array"] == pytest.approx(2 * np.array(analysis["summary"]["J_se"]))
+    half, se = (np.array(analysis["summary"][k]) for k in ("J_half", "J_se"))
+    assert j["error_y"]["array"] == pytest.approx(half)
+    assert np.all(half >= 1.959 * se - 1e-12)  # a Student-t (or normal) 95 % interval
     assert curve["layout"]["yaxis2"]["type"] == "log"
     # the i.i.d. reference: E|I^(m)| ∝ C(n−2, m)^(−1/2) at the sampled orders, mean 1
     iid = np.array([math.comb(62, m) ** -0.5 for m in (0, 18, 37, 62)])
@@ -81,6 +83,8 @@ def test_a_sampled_analysis_equals_the_engine_for_the_same_seed(
     assert (
         row["mean"] == pytest.approx(part.mean[:, k]) and row["count"] == part.count[:, k].tolist()
     )
+    lo, hi = part.interval(0.95)
+    assert row["lo"] == pytest.approx(lo[:, k]) and row["hi"] == pytest.approx(hi[:, k])
     assert client.get(f"{base}/sampled_pairs", params={"player": 64}).status_code == 400
     csv_rows = client.get(f"{base}/export.csv").text.splitlines()
     assert csv_rows[0] == "order,i,j,interaction,stderr,samples"
