@@ -322,3 +322,29 @@ def test_a_unanimity_game_comes_back_within_its_standard_errors(
     # a term whose other players no context happened to hold (P ≈ 0.26 for one cell here)
     missed = ~noisy & (np.abs(part.mean - exact) > 1e-6)
     assert missed.sum() <= 3 and np.all(part.mean[missed] == 0)
+
+
+def test_a_cancelled_then_retried_sampled_analysis_gives_the_uninterrupted_numbers(
+    client: TestClient, demo: str, service: dict[str, Any], tmp_path: Path
+) -> None:
+    image = sample_image_id(client, "8")
+    body = {"model_id": demo, "image_ids": [image], "grid": "8x8", "baseline": "zero",
+            "mode": "sampled", "sampled": {"contexts": 40, "seed": 11}}  # fmt: skip
+    created = create(client, **body).json()
+    path = f"/api/analyses/{created['id']}"
+    wait_for(client, path, lambda a: a["progress_done"] > 0 or finished(a))
+    cancelled = client.post(f"{path}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert client.post(f"{path}/retry").status_code == 200
+    analysis = wait_for(client, path, finished, timeout=300)
+    assert analysis["status"] == "done", analysis["error"]
+    item = analysis["items"][0]
+    assert analysis["progress_done"] == item["summary"]["passes"]
+    stored = from_arrays(dict(np.load(io.BytesIO(client.get(export(analysis, item)).content))))
+    with session_scope() as s:
+        params = s.get_one(Analysis, analysis["id"]).params
+    # every chunk counted once: the same samples as one uninterrupted run of the plan
+    for got, want in zip(stored.values(), engine_run(service, demo, image, params, tmp_path),
+                         strict=True):  # fmt: skip
+        np.testing.assert_array_equal(got.replicate_count, want.replicate_count)
+        np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-5)
