@@ -13,7 +13,7 @@ from tests.services import fresh_postgres_database
 
 TABLES = {
     "workspaces", "models", "images", "analyses", "analysis_items", "chunks",
-    "logit_tables", "share_links", "datasets", "component_jobs",
+    "logit_tables", "share_links", "datasets", "component_jobs", "learned_baselines",
 }  # fmt: skip
 
 
