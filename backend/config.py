@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_learned_baseline_players: int = Field(default=12, ge=2, le=20)
     """Players of an analysis with a learned baseline (each step runs all 2^n masks
     forward and backward)."""
+    max_stability_players: int = Field(default=12, ge=2, le=20)
+    """Players of a stability analysis (images × (1 + draws + 1) × 2^n passes)."""
     max_sampled_players: int = Field(default=1024, ge=4)
     """Largest grid (patches) of a sampled analysis (32×32)."""
     max_sampled_passes: int = Field(default=20_000_000, ge=1000)

@@ -145,6 +145,18 @@ class LearnedBaselineSpec(BaseModel):
     steps: int = Field(default=100, ge=1, le=2000)
 
 
+class StabilitySpec(BaseModel):
+    """A stability analysis (SCIENCE.md §6, seed 003): exact interactions of each image as
+    it is, with Gaussian noise, and under a PGD attack, compared per order."""
+
+    sigma: float = Field(default=0.1, gt=0, le=10, description="noise SD, input units")
+    draws: int = Field(default=4, ge=1, le=32, description="noisy copies of each image")
+    adversarial: bool = Field(default=True, description="also a PGD attack (torch models)")
+    epsilon: float = Field(default=0.05, gt=0, le=10, description="L∞ budget, input units")
+    pgd_steps: int = Field(default=10, ge=1, le=200)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
 class AnalysisCreate(BaseModel):
     model_id: str
     image_ids: list[str] = Field(
@@ -155,7 +167,10 @@ class AnalysisCreate(BaseModel):
         default="first", description="the first k images, or k of each class"
     )
     dataset_k: int = Field(default=10, ge=1, le=5000)
-    mode: Literal["exact", "sampled"] = "exact"
+    mode: Literal["exact", "sampled", "stability"] = "exact"
+    stability: StabilitySpec | None = Field(
+        default=None, description="settings of a stability analysis (mode `stability`)"
+    )
     and_or: AndOrSpec | None = Field(
         default=None, description="exact analyses: also the AND-OR split of each image"
     )
@@ -189,6 +204,9 @@ class AnalysisCreate(BaseModel):
 class ItemPublic(BaseModel):
     id: str
     image_id: str
+    variant: dict[str, Any] | None = Field(
+        default=None, description="stability: the noisy ({kind: noise, draw}) or attacked input"
+    )
     status: Status
     progress_done: int
     progress_total: int

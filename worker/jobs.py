@@ -53,6 +53,13 @@ from conceptlens.sampled_plan import (
     to_arrays,
 )
 from conceptlens.sampling import OrderStrength, sampled_relative_strength
+from conceptlens.stability import (
+    OrderStat,
+    consistency,
+    gaussian_noise,
+    instability,
+    per_order,
+)
 from worker import leases
 from worker.sandbox import parent as sandbox
 from worker.sandbox.parent import ModelRef
@@ -161,7 +168,9 @@ class ItemContext:
             )  # fmt: skip
 
         x = as_model_sees(image_row.blob_key)
-        self.x = x.numpy()
+        self.clean = x.numpy()
+        self.variant = item.variant
+        self._x: np.ndarray | None = None if item.variant else self.clean
         self._baseline: np.ndarray | None = None
         self.learned_key: str | None = None
         if params["baseline"] == "learned":  # learned on first use, outside any session
@@ -175,6 +184,16 @@ class ItemContext:
         self.plan = plan_of(params) if self.sampled else None
         self._target: int | None = None
         self._lock = threading.RLock()  # target() reads the baseline while holding it
+
+    @property
+    def x(self) -> np.ndarray:
+        """The input analysed: the image as the model sees it, or (stability) with its
+        Gaussian noise, or under its PGD attack (computed in the sandbox on first use). The
+        baseline is always the clean image's."""
+        with self._lock:
+            if self._x is None:
+                self._x = perturbed(self)
+            return self._x
 
     @property
     def baseline(self) -> np.ndarray:
@@ -240,6 +259,23 @@ class ItemContext:
             return self._target
 
 
+def perturbed(ctx: ItemContext) -> np.ndarray:
+    """The clean input with the item's perturbation (SCIENCE.md §6)."""
+    variant, spec = ctx.variant or {}, ctx.params["stability"]
+    if variant.get("kind") == "noise":
+        noise = gaussian_noise(
+            ctx.clean.shape, float(spec["sigma"]), int(spec["draws"]), int(spec["seed"])
+        )
+        return (ctx.clean + noise[int(variant["draw"])]).astype(np.float32)
+    if variant.get("kind") == "pgd":
+        delta = sandbox.current().pgd(
+            ctx.model, ctx.clean, epsilon=float(spec["epsilon"]), steps=int(spec["pgd_steps"]),
+            seed=int(spec["seed"]),
+        )  # fmt: skip
+        return (ctx.clean + delta).astype(np.float32)
+    raise ValueError(f"unknown input variant {variant}")
+
+
 def learned_baseline(ctx: ItemContext) -> np.ndarray:
     """The learned baseline of ``ctx``'s image: from the cache, or learned and stored."""
     key = ctx.learned_key
@@ -252,7 +288,7 @@ def learned_baseline(ctx: ItemContext) -> np.ndarray:
     spec, params = ctx.params["learned_baseline"], ctx.params
     target = params.get("target", "predicted")
     baseline, info = sandbox.current().learn_baseline(
-        ctx.model, ctx.x, ctx.start,
+        ctx.model, ctx.clean, ctx.start,
         grid=(params["grid_rows"], params["grid_cols"]), players=params.get("players"),
         others_present=params["others_present"],
         target=target if isinstance(target, int) else None, output=params["output"],
@@ -741,7 +777,8 @@ def roll_up(analysis_id: str) -> None:
     with session_scope() as s:
         analysis = s.get_one(Analysis, analysis_id)
         statuses = {item.status for item in analysis.items}
-        done = [item for item in analysis.items if item.status == "done" and item.summary]
+        finished = [item for item in analysis.items if item.status == "done" and item.summary]
+        done = [item for item in finished if item.variant is None]  # the images as they are
         if done:
             labels = [s.get_one(ImageRecord, item.image_id).label for item in done]
             summarise = _sampled_set if analysis.params.get("mode") == "sampled" else _exact_set
@@ -755,6 +792,9 @@ def roll_up(analysis_id: str) -> None:
                 analysis.summary["by_label"] = by_label
         if statuses & {"queued", "running"}:
             return
+        if analysis.params.get("mode") == "stability" and analysis.summary is not None:
+            labels_of = {i.image_id: s.get_one(ImageRecord, i.image_id).label for i in finished}
+            analysis.summary = {**analysis.summary, **stability_set(finished, labels_of)}
         if "failed" in statuses:
             analysis.status = "failed"
             analysis.error = next(i.error for i in analysis.items if i.status == "failed")
@@ -811,6 +851,64 @@ def _sampled_set(analysis: Analysis, done: list[AnalysisItem]) -> dict[str, Any]
     iid = (iid / iid.mean()).tolist()  # the U that averaging over contexts makes by itself
     out["reference"] = {"mean": iid, "lo": iid, "hi": iid, "name": "i.i.d. random game"}
     return out
+
+
+def stability_set(finished: list[AnalysisItem], labels: dict[str, str | None]) -> dict[str, Any]:
+    """Consistency β, Gaussian instability κ and adversarial sensitivity α per order over
+    the images whose every input finished (SCIENCE.md §6), from their stored interactions.
+    β uses the images' labels as classes (all one class when unlabelled)."""
+    inputs: dict[str, dict[str, np.ndarray]] = {}
+    for item in finished:
+        assert item.result_key is not None
+        with np.load(io.BytesIO(blobs().get(item.result_key)), allow_pickle=False) as npz:
+            table = np.asarray(npz["interactions"], dtype=np.float64)
+        variant = item.variant or {}
+        name = (
+            "clean"
+            if not variant
+            else f"noise{variant['draw']}"
+            if variant["kind"] == "noise"
+            else "pgd"
+        )
+        inputs.setdefault(item.image_id, {})[name] = table
+    wanted = set().union(*(set(v) for v in inputs.values())) if inputs else set()
+    images = sorted(k for k, v in inputs.items() if set(v) == wanted and "clean" in v)
+    if not images:
+        return {}
+    noise = sorted((k for k in wanted if k.startswith("noise")), key=lambda k: int(k[5:]))
+    clean = np.stack([inputs[i]["clean"] for i in images])
+    n = clean.shape[1].bit_length() - 1
+    names = sorted({labels.get(i) or "" for i in images})
+    classes = [names.index(labels.get(i) or "") for i in images]
+    beta, per_class = consistency(clean, classes)
+    out: dict[str, Any] = {
+        "images": len(images),
+        "beta": _order_stat(per_order(beta, n)),
+        "beta_by_class": {
+            names[c]: _order_stat(per_order(b, n))["mean"] for c, b in sorted(per_class.items())
+        },
+    }
+    if noise:
+        noisy = np.stack([np.stack([inputs[i][k] for k in noise]) for i in images])
+        out["kappa"] = _order_stat(per_order(instability(clean, noisy), n))
+    if "pgd" in wanted:
+        attacked = np.stack([inputs[i]["pgd"] for i in images])
+        out["alpha"] = _order_stat(per_order(instability(clean, attacked[:, None]), n))
+    return {"stability": out}
+
+
+def _order_stat(stat: OrderStat) -> dict[str, Any]:
+    """An :class:`OrderStat` for JSON: NaN (undefined) as null."""
+
+    def plain(values: np.ndarray) -> list[Any]:
+        return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
+
+    return {
+        "orders": np.asarray(stat.orders).tolist(),
+        "mean": plain(stat.mean),
+        "sd": plain(stat.sd),
+        "defined": np.asarray(stat.defined).tolist(),
+    }
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

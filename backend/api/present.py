@@ -24,6 +24,7 @@ def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
             ItemPublic(
                 id=item.id,
                 image_id=item.image_id,
+                variant=item.variant,
                 status=item.status,  # type: ignore[arg-type]
                 progress_done=progress,
                 progress_total=item.progress_total,

@@ -169,6 +169,9 @@ class AnalysisItem(LeaseMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    variant: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """What is analysed (migration 0012): the image as it is (null), with Gaussian noise
+    ``{"kind": "noise", "draw": d}`` or under attack ``{"kind": "pgd"}`` (stability)."""
 
     analysis: Mapped[Analysis] = relationship(back_populates="items")
     chunks: Mapped[list[Chunk]] = relationship(

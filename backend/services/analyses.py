@@ -22,7 +22,7 @@ from backend.db.models import (
     Workspace,
 )
 from backend.errors import ClientError
-from backend.schemas import AnalysisCreate, LearnedBaselineSpec, SampledSpec
+from backend.schemas import AnalysisCreate, LearnedBaselineSpec, SampledSpec, StabilitySpec
 from backend.services import dataset_images, eta, resources
 from backend.storage import LocalBlobStore, description_key
 from conceptlens.sampled_plan import Hybrid, SampledPlan, grid_plan
@@ -35,7 +35,12 @@ class AnalysisError(ClientError):
     """An analysis request or action the service refuses (status and message for a person)."""
 
 
-def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> str:
+def cache_key(
+    model: ModelRecord,
+    image: ImageRecord,
+    params: dict[str, Any],
+    variant: dict[str, Any] | None = None,
+) -> str:
     """What determines a logit table: model and image bytes, masking, engine version.
 
     Target, output type, τ and top-k are applied afterwards and are not part of it. A
@@ -56,6 +61,14 @@ def cache_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) ->
     }
     if params.get("baseline") == "learned":
         payload |= {"learned": learned_key(model, image, params)}
+    if variant is not None:  # a stability item: the perturbation and what it depends on
+        spec = params["stability"]
+        payload["variant"] = variant
+        payload["perturbation"] = (
+            {"sigma": spec["sigma"], "draws": spec["draws"], "seed": spec["seed"]}
+            if variant["kind"] == "noise"
+            else {"epsilon": spec["epsilon"], "steps": spec["pgd_steps"], "seed": spec["seed"]}
+        )
     if params.get("mode") == "sampled":
         payload |= {
             "mode": "sampled",
@@ -115,13 +128,17 @@ def create(
         n_players=params["n_players"],
         progress_total=len(images) * per_image,
     )
-    for position, image in enumerate(images):
-        analysis.items.append(
-            AnalysisItem(
-                image_id=image.id, position=position, cache_key=cache_key(model, image, params),
-                progress_total=per_image,
-            )
-        )  # fmt: skip
+    position = 0
+    for image in images:
+        for variant in variants(params):
+            analysis.items.append(
+                AnalysisItem(
+                    image_id=image.id, position=position, variant=variant,
+                    cache_key=cache_key(model, image, params, variant), progress_total=per_image,
+                )
+            )  # fmt: skip
+            position += 1
+    analysis.progress_total = len(analysis.items) * per_image
     session.add(analysis)
     session.commit()
     return analysis
@@ -144,15 +161,28 @@ def estimate(
             images += min(body.dataset_k, dataset.n_images)
         else:
             images += sum(min(body.dataset_k, c) for c in counts)
-    per_image = _passes_per_image(params)
+    per_image = _passes_per_image(params) * len(variants(params))
     return {
         "images": images,
+        "inputs_per_image": len(variants(params)),
         "passes_per_image": per_image,
         "forward_passes": images * per_image,
         "seconds_per_pass": model.seconds_per_pass,
         "orders": params.get("orders"),
         "pairs": params.get("pairs"),
     }
+
+
+def variants(params: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """The inputs analysed per image: the image itself, and for a stability analysis its
+    noisy copies and its attacked copy."""
+    spec = params.get("stability")
+    if params.get("mode") != "stability" or spec is None:
+        return [None]
+    noisy: list[dict[str, Any] | None] = [
+        {"kind": "noise", "draw": d} for d in range(int(spec["draws"]))
+    ]
+    return [None, *noisy, *([{"kind": "pgd"}] if spec["adversarial"] else [])]
 
 
 def _passes_per_image(params: dict[str, Any]) -> int:
@@ -231,6 +261,10 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
         "tau": body.tau,
         "top_k": body.top_k,
     }
+    if body.mode == "stability":
+        params["stability"] = _stability_params(body, model, n, settings)
+    elif body.stability is not None:
+        raise AnalysisError("Stability settings apply to stability analyses only.")
     if body.mode == "sampled":
         if body.baseline == "learned":
             raise AnalysisError("A learned baseline needs exact interactions: use mode exact.")
@@ -257,6 +291,25 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
             "sampled analysis."
         )
     return params
+
+
+def _stability_params(
+    body: AnalysisCreate, model: ModelRecord, n: int, settings: Settings
+) -> dict[str, Any]:
+    spec = body.stability or StabilitySpec()
+    if n > settings.max_stability_players:
+        raise AnalysisError(
+            f"A stability analysis takes at most {settings.max_stability_players} players (each "
+            f"image is analysed 1 + draws + 1 times at 2^n passes); this one has {n}."
+        )
+    if spec.adversarial and model.format == "onnx":
+        raise AnalysisError(
+            "The PGD attack needs gradients through the model, which ONNX graphs do not give "
+            "here: choose a PyTorch model, or leave out the adversarial part."
+        )
+    if body.baseline == "learned":
+        raise AnalysisError("A stability analysis uses a fixed baseline (zero, mean or blur).")
+    return spec.model_dump()
 
 
 def _learned_params(

@@ -13,6 +13,8 @@ Every operation takes a JSON header and arrays and returns a JSON-ready result a
   sampled analyses, whose coalitions are drawn by the worker;
 * ``learn_baseline`` — the learned baseline of one image (:mod:`conceptlens.learned_baseline`;
   torch models only: it needs gradients);
+* ``pgd`` — an L∞ PGD attack on one image (:func:`conceptlens.stability.pgd_attack`; torch
+  models only);
 * ``components`` — the §7 analysis of a layer (:mod:`worker.components_compute`).
 
 Long operations report ``{"progress": [done, total]}`` messages on the way.
@@ -73,6 +75,7 @@ class Operations:
             "logits": self.logits,
             "coalitions": self.coalitions,
             "learn_baseline": self.learn_baseline,
+            "pgd": self.pgd,
             "components": self.components,
         }
 
@@ -187,6 +190,25 @@ class Operations:
             "history": out.history,
         }
         return result, {"baseline": out.baseline}
+
+    def pgd(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        from conceptlens.stability import pgd_attack
+
+        model = self.model(h["key"])
+        module = getattr(model, "module", None)
+        if not isinstance(module, torch.nn.Module):
+            raise ValueError(
+                "the PGD attack needs gradients through the model, which ONNX graphs do not "
+                "give here; choose a PyTorch model (TorchScript or safetensors weights)"
+            )
+        module.eval()
+        x = torch.from_numpy(arrays["x"]).to(model.device)
+        target = int(model.predict(x[None]).argmax(dim=1)[0])
+        delta = pgd_attack(
+            module, x, target, epsilon=float(h["epsilon"]), steps=int(h["steps"]),
+            seed=int(h["seed"]),
+        )  # fmt: skip
+        return {"target": target}, {"delta": delta.detach().cpu().numpy().astype(np.float32)}
 
     def _game(self, h: dict[str, Any], arrays: wire.Arrays) -> MaskedModelGame:
         model = self.model(h["key"])

@@ -386,6 +386,23 @@ class Sandbox:
             raise ValueError("the learned baseline is not finite; the model's gradients are not")
         return baseline.astype(np.float32, copy=False), info
 
+    def pgd(
+        self, model: ModelRef, x: np.ndarray, *, epsilon: float, steps: int, seed: int
+    ) -> np.ndarray:
+        """The L∞ PGD perturbation of ``x`` within ``epsilon`` against the class the model
+        predicts on ``x`` (its cross-entropy loss), ``steps`` steps from a seeded start."""
+        self.ensure(model)
+        header = {"key": model.key, "epsilon": epsilon, "steps": steps, "seed": seed}
+        _, out = self.call("pgd", header, {"x": x})
+        delta = out.get("delta")
+        if delta is None or delta.shape != x.shape:
+            raise SandboxInternalError(
+                "the model process returned a perturbation of the wrong shape"
+            )
+        if not np.isfinite(delta).all() or np.abs(delta).max() > epsilon * (1 + 1e-5):
+            raise ValueError("the attack left its L∞ budget or is not finite")
+        return delta.astype(np.float32, copy=False)
+
     def components(
         self,
         model: ModelRef,

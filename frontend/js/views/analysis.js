@@ -5,6 +5,7 @@ import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } fr
 import { GridCanvas, NEGATIVE, POSITIVE, cursorKey } from "../grid.js";
 import { andOrSection } from "./andor.js";
 import { renderSampled } from "./sampled.js";
+import { stabilitySection } from "./stability.js";
 import { button, fact, sharePanel } from "./styles.js";
 
 const POLL_MS = 500;
@@ -85,9 +86,16 @@ function header(analysis, prefix, state, refresh) {
       badge(analysis.status)),
     h("p.muted", {},
       `${p.output} of ${target}; baseline ${p.baseline}; other patches ${p.others_present ? "present" : "absent"}; `,
-      `${analysis.items.length} image${analysis.items.length > 1 ? "s" : ""}`),
+      imageCount(analysis)),
     analysis.error ? errorBox(analysis.error) : null,
     actions);
+}
+
+/** "4 images", or for a stability analysis "4 images, each also with noise and attacked". */
+function imageCount(analysis) {
+  const images = new Set(analysis.items.map((it) => it.image_id)).size;
+  const per = analysis.items.length / Math.max(images, 1);
+  return `${images} image${images === 1 ? "" : "s"}${per > 1 ? `, each analysed ${per} times (as it is and perturbed)` : ""}`;
 }
 
 /** "3 (cat)" for a class with a label of its own; "3" when there is none or it is the number. */
@@ -114,7 +122,7 @@ function renderProgress(root, analysis, prefix, state, refresh) {
 }
 
 async function renderResults(root, analysis, prefix, state, refresh) {
-  const done = analysis.items.filter((item) => item.status === "done");
+  const done = analysis.items.filter((item) => item.status === "done" && !item.variant);
   const parts = [header(analysis, prefix, state, refresh)];
   if (!done.length) {
     clear(root, ...parts, analysis.status === "done" ? null : errorBox("No image of this analysis finished."));
@@ -123,10 +131,13 @@ async function renderResults(root, analysis, prefix, state, refresh) {
   const item = done.find((it) => it.id === state.itemId) || done[0];
   state.itemId = item.id;
   const body = h("div.result");
+  const stability = analysis.summary?.stability ? stabilitySection(analysis) : null;
+  if (stability) parts.push(stability.section);
   parts.push(imageTabs(analysis, done, item, state, () => renderResults(root, analysis, prefix, state, refresh)));
   parts.push(body);
   if (!isShared()) parts.push(sharePanel(prefix, "analysis"));
   clear(root, ...parts);
+  stability?.draw();
   if (analysis.params.mode === "sampled") await renderSampled(body, analysis, item, prefix, state);
   else await renderItem(body, analysis, item, prefix, state);
 }

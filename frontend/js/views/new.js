@@ -10,6 +10,7 @@ const MAX_PLAYERS = 20; // the server's default CONCEPTLENS_MAX_PLAYERS; it chec
 const MIN_PLAYERS = 2;
 const MAX_IMAGES = 200; // the server's default CONCEPTLENS_MAX_ANALYSIS_IMAGES
 const MAX_AND_OR_PLAYERS = 16; // CONCEPTLENS_MAX_AND_OR_PLAYERS
+const MAX_STABILITY_PLAYERS = 12; // CONCEPTLENS_MAX_STABILITY_PLAYERS
 const MAX_SAMPLED_PLAYERS = 1024; // CONCEPTLENS_MAX_SAMPLED_PLAYERS (32×32)
 const PAPER_RATIOS = "0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1";
 // bench/README.md: as accurate as the paper's estimator at about 0.3× its forward passes
@@ -135,7 +136,12 @@ class NewAnalysisForm {
       target: /^\d+$/.test(target || "") && Number(target) < model.num_classes ? Number(target) : "predicted",
       output: OUTPUTS.some(([v]) => v === q.get("output")) ? q.get("output") : "log-odds",
       tau: q.has("tau") && tau > 0 && tau <= 1 ? tau : DEFAULT_TAU,
-      mode: q.get("mode") === "sampled" ? "sampled" : "exact",
+      mode: ["sampled", "stability"].includes(q.get("mode")) ? q.get("mode") : "exact",
+      sigma: q.get("sigma") || "0.1",
+      draws: q.get("draws") || "4",
+      adversarial: q.get("adversarial") !== "0",
+      epsilon: q.get("epsilon") || "0.05",
+      pgdSteps: q.get("pgd_steps") || "10",
       ratios: q.get("ratios") || PAPER_RATIOS,
       radius: q.has("radius") ? q.get("radius") : "2",
       randomPairs: q.get("random_pairs") || "",
@@ -177,6 +183,12 @@ class NewAnalysisForm {
       if (s.hybrid) q.set("hybrid", "1"), q.set("hybrid_pairs", s.hybridPairs), q.set("hybrid_contexts", s.hybridContexts);
     }
     if (s.dataset) q.set("dataset", s.dataset), q.set("pick", s.pick), q.set("k", s.k);
+    if (s.mode === "stability") {
+      q.set("mode", "stability");
+      q.set("sigma", s.sigma), q.set("draws", s.draws), q.set("epsilon", s.epsilon), q.set("pgd_steps", s.pgdSteps);
+      if (!s.adversarial) q.set("adversarial", "0");
+      if (s.seed !== "0") q.set("seed", s.seed);
+    }
     if (s.baseline === "learned") q.set("radius_b", s.learnedRadius), q.set("steps_b", s.learnedSteps);
     if (s.andOr && s.mode === "exact") {
       q.set("and_or", "1");
@@ -251,6 +263,26 @@ class NewAnalysisForm {
       return [input, h("div.cl-field.cl-field-compact", {}, h("label", { for: id }, text), input, h("small.cl-hint", { id: `${id}-hint` }, hint))];
     };
     this.modeExact = h("input#mode-exact", { type: "radio", name: "mode", value: "exact", checked: s.mode === "exact", on: { change: () => this.onMode() } });
+    this.modeStability = h("input#mode-stability", { type: "radio", name: "mode", value: "stability", checked: s.mode === "stability", on: { change: () => this.onMode() } });
+    const stabilityField = (id, text, value, hint) => {
+      const input = h(`input#${id}`, { type: "text", value, autocomplete: "off", "aria-describedby": `${id}-hint`, on: { input: () => this.onStability() } });
+      return [input, h("div.cl-field.cl-field-compact", {}, h("label", { for: id }, text), input, h("small.cl-hint", { id: `${id}-hint` }, hint))];
+    };
+    const [sigma, sigmaField] = stabilityField("sigma", "Noise σ", s.sigma, "Gaussian noise SD, in input units after normalisation.");
+    const [draws, drawsField] = stabilityField("draws", "Noisy copies", s.draws, "Per image (1–32).");
+    const [epsilon, epsilonField] = stabilityField("epsilon", "PGD budget ε", s.epsilon, "L∞, input units.");
+    const [pgdSteps, pgdField] = stabilityField("pgd-steps", "PGD steps", s.pgdSteps, "");
+    this.adversarialBox = h("input#adversarial", { type: "checkbox", checked: s.adversarial, on: { change: () => this.onStability() } });
+    Object.assign(this, { sigmaInput: sigma, drawsInput: draws, epsilonInput: epsilon, pgdStepsInput: pgdSteps });
+    this.stabilityBox = h(
+      "fieldset.cl-sampled#stability-settings",
+      {},
+      h("legend", {}, "Stability (seed 003)"),
+      h("p.cl-hint", {}, "Each image is analysed exactly as it is, with Gaussian noise, and under a PGD attack; the page compares the interactions per order: consistency β over the images of a class, instability κ under noise, sensitivity α to the attack. Use an image set with several images per class."),
+      h("div.cl-fields", {}, sigmaField, drawsField),
+      h("div.cl-check", {}, this.adversarialBox, h("label", { for: "adversarial" }, "PGD attack (PyTorch models)")),
+      h("div.cl-fields", {}, epsilonField, pgdField),
+    );
     this.modeSampled = h("input#mode-sampled", { type: "radio", name: "mode", value: "sampled", checked: s.mode === "sampled", on: { change: () => this.onMode() } });
     const [ratios, ratiosField] = field("ratios", "Orders as ratios r (m = ⌊(n−2)·r⌋)", s.ratios, "The paper's 13 ratios by default.");
     const [radius, radiusField] = field("radius", "Pairs within radius", s.radius, "Patches apart (Chebyshev); empty: all pairs.", { inputmode: "numeric" });
@@ -350,6 +382,7 @@ class NewAnalysisForm {
         h("legend", {}, "Method"),
         h("div.cl-check", {}, this.modeExact, h("label", { for: "mode-exact" }, "Exact — every coalition (2^n forward passes, up to 20 players)")),
         h("div.cl-check", {}, this.modeSampled, h("label", { for: "mode-sampled" }, "Sampled (large grids) — pairs and orders estimated from random contexts, up to 32×32")),
+        h("div.cl-check", {}, this.modeStability, h("label", { for: "mode-stability" }, "Stability — exact interactions under noise and attack, up to 12 players")),
       ),
       h(
         "div.cl-grid-inputs",
@@ -363,6 +396,7 @@ class NewAnalysisForm {
       this.previewError,
       this.summary,
       this.sampledBox,
+      this.stabilityBox,
       this.playersControls = h("div.cl-players-controls", {}, h(
         "div.cl-field",
         {},
@@ -599,8 +633,16 @@ class NewAnalysisForm {
     this.update();
   }
 
+  onStability() {
+    Object.assign(this.state, {
+      sigma: this.sigmaInput.value.trim(), draws: this.drawsInput.value.trim(), epsilon: this.epsilonInput.value.trim(),
+      pgdSteps: this.pgdStepsInput.value.trim(), adversarial: this.adversarialBox.checked,
+    });
+    this.update();
+  }
+
   onMode() {
-    this.state.mode = this.modeSampled.checked ? "sampled" : "exact";
+    this.state.mode = this.modeSampled.checked ? "sampled" : this.modeStability.checked ? "stability" : "exact";
     if (this.state.mode === "sampled") this.state.players = null; // every patch is a player
     this.update();
   }
@@ -676,6 +718,9 @@ class NewAnalysisForm {
       mode: s.mode,
     };
     if (s.mode === "sampled") body.sampled = this.sampledSpec().spec;
+    else if (s.mode === "stability") {
+      body.stability = { sigma: Number(s.sigma), draws: Number(s.draws), adversarial: s.adversarial, epsilon: Number(s.epsilon), pgd_steps: Number(s.pgdSteps), seed: Number(s.seed) || 0 };
+    }
     else if (s.andOr) body.and_or = { steps: Number(s.andOrSteps), noise: s.andOrNoise };
     if (s.baseline === "learned") body.learned_baseline = { radius: Number(s.learnedRadius), steps: Number(s.learnedSteps) };
     if (s.dataset) Object.assign(body, { dataset_id: s.dataset, dataset_pick: s.pick, dataset_k: Number(s.k) });
@@ -694,6 +739,8 @@ class NewAnalysisForm {
     const n = this.nPlayers;
     const sampled = s.mode === "sampled";
     this.sampledBox.hidden = !sampled;
+    this.stabilityBox.hidden = s.mode !== "stability";
+    this.epsilonInput.disabled = this.pgdStepsInput.disabled = !s.adversarial;
     this.playersControls.hidden = sampled;
     this.hybridPairsInput.disabled = this.hybridContextsInput.disabled = !s.hybrid;
     this.pickSelect.disabled = this.kInput.disabled = !s.dataset;
@@ -705,8 +752,9 @@ class NewAnalysisForm {
     this.imageCount.textContent = s.dataset ? `${k} chosen + from the image set` : `${k} chosen`;
     this.serverRefusal = null; // the inputs changed: ask again
     const reason = this.refusal(n, k);
-    if (!reason && (sampled || s.dataset)) this.estimate();
-    else if (!sampled && !s.dataset) this.renderCost(n, k);
+    const serverCost = sampled || s.dataset || s.mode === "stability";
+    if (!reason && serverCost) this.estimate();
+    else if (!serverCost) this.renderCost(n, k);
     else clear(this.cost);
     this.reason.textContent = reason || "";
     this.reason.hidden = !reason;
@@ -767,6 +815,13 @@ class NewAnalysisForm {
       }
       if (s.andOr && n > MAX_AND_OR_PLAYERS) return `The AND-OR split takes at most ${MAX_AND_OR_PLAYERS} players; ${n} are chosen.`;
       if (s.andOr && !(/^\d+$/.test(s.andOrSteps) && Number(s.andOrSteps) >= 1 && Number(s.andOrSteps) <= 100000)) return "AND-OR steps must be a whole number from 1 to 100,000.";
+    }
+    if (s.mode === "stability") {
+      if (n > MAX_STABILITY_PLAYERS) return `A stability analysis takes at most ${MAX_STABILITY_PLAYERS} players; ${n} are chosen.`;
+      if (!(Number(s.sigma) > 0)) return "σ must be a number above 0.";
+      if (!(/^\d+$/.test(s.draws) && Number(s.draws) >= 1 && Number(s.draws) <= 32)) return "Noisy copies must be a whole number from 1 to 32.";
+      if (s.adversarial && !(Number(s.epsilon) > 0)) return "ε must be a number above 0.";
+      if (s.adversarial && this.model.format === "onnx") return "The PGD attack needs gradients: choose a PyTorch model, or untick the attack.";
     }
     if (!this.tauValid) return "τ must be a number above 0 and at most 1.";
     return this.serverRefusal || null;
