@@ -48,10 +48,27 @@ class ModelPublic(BaseModel):
     seconds_per_pass: float | None
     builtin: bool
     created_at: Timestamp
+    series: str | None = None
+    series_step: int | None = None
 
 
 class ModelsPublic(BaseModel):
     data: list[ModelPublic]
+    count: int
+
+
+class SeriesPublic(BaseModel):
+    """A model series: checkpoints of one model in step order."""
+
+    name: str
+    builtin: bool
+    steps: list[int]
+    model_ids: list[str]
+    statuses: list[str]
+
+
+class SeriesListPublic(BaseModel):
+    data: list[SeriesPublic]
     count: int
 
 
@@ -158,7 +175,7 @@ class StabilitySpec(BaseModel):
 
 
 class AnalysisCreate(BaseModel):
-    model_id: str
+    model_id: str | None = Field(default=None, description="the model (mode dynamics: unused)")
     image_ids: list[str] = Field(
         default=[], max_length=1000, description="images, and/or an image set below"
     )
@@ -167,7 +184,10 @@ class AnalysisCreate(BaseModel):
         default="first", description="the first k images, or k of each class"
     )
     dataset_k: int = Field(default=10, ge=1, le=5000)
-    mode: Literal["exact", "sampled", "stability"] = "exact"
+    mode: Literal["exact", "sampled", "stability", "dynamics"] = "exact"
+    series: str | None = Field(
+        default=None, description="mode `dynamics`: the model series (checkpoints) to compare"
+    )
     stability: StabilitySpec | None = Field(
         default=None, description="settings of a stability analysis (mode `stability`)"
     )

@@ -37,6 +37,7 @@ from backend.services.analyses import learned_key, plan_of
 from backend.storage import LocalBlobStore
 from conceptlens.aliases import ProgressFn
 from conceptlens.analysis import interactions_from_logits
+from conceptlens.dynamics import similarity_per_order, strength_distribution
 from conceptlens.game import Cancelled, default_device
 from conceptlens.images import ImageError, load_image
 from conceptlens.models.loaders import ModelLoadError
@@ -154,7 +155,9 @@ class ItemContext:
         analysis = item.analysis
         self.params = params = analysis.params
         self.n_players = analysis.n_players
-        model_row = s.get_one(ModelRecord, analysis.model_id)
+        model_row = s.get_one(
+            ModelRecord, (item.variant or {}).get("model_id") or analysis.model_id
+        )
         image_row = s.get_one(ImageRecord, item.image_id)
         self.model = model_ref(model_row)
         if not model_row.input_shape:
@@ -170,7 +173,8 @@ class ItemContext:
         x = as_model_sees(image_row.blob_key)
         self.clean = x.numpy()
         self.variant = item.variant
-        self._x: np.ndarray | None = None if item.variant else self.clean
+        perturbs = (item.variant or {}).get("kind") in ("noise", "pgd")
+        self._x: np.ndarray | None = None if perturbs else self.clean
         self._baseline: np.ndarray | None = None
         self.learned_key: str | None = None
         if params["baseline"] == "learned":  # learned on first use, outside any session
@@ -792,6 +796,8 @@ def roll_up(analysis_id: str) -> None:
                 analysis.summary["by_label"] = by_label
         if statuses & {"queued", "running"}:
             return
+        if analysis.params.get("mode") == "dynamics" and analysis.summary is not None:
+            analysis.summary = {**analysis.summary, **dynamics_set(analysis, finished)}
         if analysis.params.get("mode") == "stability" and analysis.summary is not None:
             labels_of = {i.image_id: s.get_one(ImageRecord, i.image_id).label for i in finished}
             analysis.summary = {**analysis.summary, **stability_set(finished, labels_of)}
@@ -895,6 +901,40 @@ def stability_set(finished: list[AnalysisItem], labels: dict[str, str | None]) -
         attacked = np.stack([inputs[i]["pgd"] for i in images])
         out["alpha"] = _order_stat(per_order(instability(clean, attacked[:, None]), n))
     return {"stability": out}
+
+
+def dynamics_set(analysis: Analysis, finished: list[AnalysisItem]) -> dict[str, Any]:
+    """Learning dynamics (SCIENCE.md §6) over the images every checkpoint finished: per
+    checkpoint, the similarity of its interactions to the final model's per order and
+    overall, and its strength distribution over the orders."""
+    final_step = analysis.params["steps"][-1]
+    tables: dict[int, dict[str, np.ndarray]] = {}
+    for item in finished:
+        assert item.result_key is not None
+        step = (item.variant or {}).get("step", final_step)
+        with np.load(io.BytesIO(blobs().get(item.result_key)), allow_pickle=False) as npz:
+            tables.setdefault(int(step), {})[item.image_id] = np.asarray(npz["interactions"])
+    steps = [int(t) for t in analysis.params["steps"] if int(t) in tables]
+    if final_step not in tables or len(steps) < 2:
+        return {}
+    images = sorted(set.intersection(*(set(tables[t]) for t in steps)))
+    if not images:
+        return {}
+    stack = np.stack([np.stack([tables[t][i] for i in images]) for t in steps])
+    per_order, overall = similarity_per_order(stack, stack[-1])
+
+    def plain(values: np.ndarray) -> list[Any]:
+        return [None if not np.isfinite(v) else float(v) for v in np.asarray(values).ravel()]
+
+    return {
+        "dynamics": {
+            "steps": steps,
+            "images": len(images),
+            "similarity": [plain(row) for row in per_order],
+            "overall": plain(overall),
+            "strength": [plain(row) for row in strength_distribution(stack)],
+        }
+    }
 
 
 def _order_stat(stat: OrderStat) -> dict[str, Any]:

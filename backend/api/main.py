@@ -16,6 +16,7 @@ from backend.api.routes import (
     images,
     models,
     results,
+    series,
     shares,
     workspace,
 )
@@ -25,6 +26,7 @@ from backend.schemas import AnalysisPublic
 api_router = APIRouter(responses=ERROR_RESPONSES)
 api_router.include_router(workspace.router)
 api_router.include_router(models.router)
+api_router.include_router(series.router)
 api_router.include_router(images.router)
 api_router.include_router(datasets.router)
 api_router.include_router(components.router)

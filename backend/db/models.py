@@ -70,6 +70,10 @@ class ModelRecord(LeaseMixin, TimestampMixin, Base):
     seconds_per_pass: Mapped[float | None] = mapped_column(Float)
     """Measured at validation on the worker's device: for the cost estimate of an analysis."""
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    series: Mapped[str | None] = mapped_column(String(200), index=True)
+    """A model series (checkpoints of one training run, migration 0013): its name…"""
+    series_step: Mapped[int | None] = mapped_column(Integer)
+    """…and this checkpoint's training step (or epoch)."""
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

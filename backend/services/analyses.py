@@ -107,7 +107,9 @@ def create(
     settings: Settings,
     blobs: LocalBlobStore,
 ) -> Analysis:
-    model = resources.get(session, ModelRecord, workspace=workspace, id=body.model_id)
+    checkpoints = _checkpoints(session, workspace, body) if body.mode == "dynamics" else []
+    model_id = checkpoints[-1].id if checkpoints else _model_id(body)
+    model = resources.get(session, ModelRecord, workspace=workspace, id=model_id)
     if model.status != "ready" or model.input_shape is None or model.num_classes is None:
         raise AnalysisError(
             f"The model is not ready for analysis (status: {model.status}"
@@ -116,6 +118,9 @@ def create(
             409,
         )
     params = _params(body, model, settings)
+    if checkpoints:
+        params["series"] = body.series
+        params["steps"] = [m.series_step or 0 for m in checkpoints]
     if body.baseline_image_id:
         base = resources.get(session, ImageRecord, workspace=workspace, id=body.baseline_image_id)
         params["baseline_image_key"] = base.blob_key
@@ -130,11 +135,21 @@ def create(
     )
     position = 0
     for image in images:
-        for variant in variants(params):
+        for variant in variants(params) if not checkpoints else [None]:
             analysis.items.append(
                 AnalysisItem(
                     image_id=image.id, position=position, variant=variant,
                     cache_key=cache_key(model, image, params, variant), progress_total=per_image,
+                )
+            )  # fmt: skip
+            position += 1
+        for checkpoint in checkpoints[:-1]:  # the last one is the analysis's own model
+            variant = {"kind": "checkpoint", "model_id": checkpoint.id,
+                       "step": checkpoint.series_step or 0}  # fmt: skip
+            analysis.items.append(
+                AnalysisItem(
+                    image_id=image.id, position=position, variant=variant,
+                    cache_key=cache_key(checkpoint, image, params), progress_total=per_image,
                 )
             )  # fmt: skip
             position += 1
@@ -149,10 +164,14 @@ def estimate(
 ) -> dict[str, Any]:
     """What :func:`create` would cost, without creating anything: images, forward passes
     (before the cache), and for a sampled analysis its orders and pairs."""
-    model = resources.get(session, ModelRecord, workspace=workspace, id=body.model_id)
+    checkpoints = _checkpoints(session, workspace, body) if body.mode == "dynamics" else []
+    model_id = checkpoints[-1].id if checkpoints else _model_id(body)
+    model = resources.get(session, ModelRecord, workspace=workspace, id=model_id)
     if model.input_shape is None or model.num_classes is None:
         raise AnalysisError("The model is not ready for analysis yet.", 409)
     params = _params(body, model, settings)
+    if checkpoints:
+        params["steps"] = [m.series_step or 0 for m in checkpoints]
     images = len(set(body.image_ids))
     if body.dataset_id is not None:
         dataset = resources.get(session, DatasetRecord, workspace=workspace, id=body.dataset_id)
@@ -161,16 +180,49 @@ def estimate(
             images += min(body.dataset_k, dataset.n_images)
         else:
             images += sum(min(body.dataset_k, c) for c in counts)
-    per_image = _passes_per_image(params) * len(variants(params))
+    inputs = len(params["steps"]) if params.get("steps") else len(variants(params))
+    per_image = _passes_per_image(params) * inputs
     return {
         "images": images,
-        "inputs_per_image": len(variants(params)),
+        "inputs_per_image": inputs,
         "passes_per_image": per_image,
         "forward_passes": images * per_image,
         "seconds_per_pass": model.seconds_per_pass,
         "orders": params.get("orders"),
         "pairs": params.get("pairs"),
     }
+
+
+def _model_id(body: AnalysisCreate) -> str:
+    if body.model_id is None:
+        raise AnalysisError("Choose a model (model_id).")
+    return body.model_id
+
+
+def _checkpoints(session: Session, workspace: Workspace, body: AnalysisCreate) -> list[ModelRecord]:
+    """The ready checkpoints of the requested series, in step order, all alike."""
+    if not body.series:
+        raise AnalysisError("A dynamics analysis needs a model series (checkpoints).")
+    rows = [
+        m for m in resources.visible(session, ModelRecord, workspace=workspace)
+        if m.series == body.series
+    ]  # fmt: skip
+    rows.sort(key=lambda m: m.series_step or 0)
+    if len(rows) < 2:
+        raise AnalysisError(
+            f"No model series named {body.series!r} with 2 or more checkpoints.", 404
+        )
+    waiting = [m for m in rows if m.status != "ready"]
+    if waiting:
+        raise AnalysisError(
+            f"{len(waiting)} checkpoint(s) of the series are not ready yet "
+            f"(step {waiting[0].series_step}: {waiting[0].status}).",
+            409,
+        )
+    shapes = {(tuple(m.input_shape or ()), m.num_classes) for m in rows}
+    if len(shapes) > 1:
+        raise AnalysisError("The checkpoints of a series must share their input shape and classes.")
+    return rows
 
 
 def variants(params: dict[str, Any]) -> list[dict[str, Any] | None]:
@@ -261,6 +313,11 @@ def _params(body: AnalysisCreate, model: ModelRecord, settings: Settings) -> dic
         "tau": body.tau,
         "top_k": body.top_k,
     }
+    if body.mode == "dynamics" and n > settings.max_stability_players:
+        raise AnalysisError(
+            f"A dynamics analysis takes at most {settings.max_stability_players} players (each "
+            f"checkpoint is analysed exactly at 2^n passes per image); this one has {n}."
+        )
     if body.mode == "stability":
         params["stability"] = _stability_params(body, model, n, settings)
     elif body.stability is not None:

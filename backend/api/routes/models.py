@@ -67,13 +67,41 @@ async def upload_model(
     if shape is not None:
         check_input_values(shape, settings.max_input_values)
     data = await read_capped(file, settings.max_model_bytes, "model file")
+    row = await new_model(
+        session, workspace, settings, blobs, data, file.filename,
+        name=name, shape=shape, mean=mean, std=std, labels=labels, architecture=architecture,
+    )  # fmt: skip
+    session.commit()
+    enqueue(TASK_VALIDATE_MODEL, row.id)
+    return row
+
+
+async def new_model(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    data: bytes,
+    filename: str | None,
+    *,
+    name: str | None,
+    shape: list[int] | None,
+    mean: str | None,
+    std: str | None,
+    labels: str | None,
+    architecture: str | None,
+    series: str | None = None,
+    step: int | None = None,
+) -> ModelRecord:
+    """Check one uploaded model file and add its row (not committed; validation is queued by
+    the caller after the commit)."""
     check_size(data, settings.max_model_bytes, "model file")
     # Parsing ONNX and walking pickles takes up to seconds: not on the event loop.
     await run_in_threadpool(sniff_model, data, max_input_values=settings.max_input_values)
     row = ModelRecord(
         workspace_id=workspace.id,
-        name=(name or file.filename or "model").strip()[:200],
-        filename=(file.filename or "model")[:255],
+        name=(name or filename or "model").strip()[:200],
+        filename=(filename or "model")[:255],
         blob_key="",
         size_bytes=len(data),
         input_shape=shape,
@@ -81,11 +109,11 @@ async def upload_model(
         std=_floats(std, "std"),
         labels=_labels(labels),
         architecture=architecture or None,
+        series=series,
+        series_step=step,
     )
     row.blob_key = blobs.put(data)
     session.add(row)
-    session.commit()
-    enqueue(TASK_VALIDATE_MODEL, row.id)
     return row
 
 

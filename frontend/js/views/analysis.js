@@ -5,6 +5,7 @@ import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } fr
 import { GridCanvas, NEGATIVE, POSITIVE, cursorKey } from "../grid.js";
 import { andOrSection } from "./andor.js";
 import { renderSampled } from "./sampled.js";
+import { dynamicsSection } from "./dynamics.js";
 import { stabilitySection } from "./stability.js";
 import { button, fact, sharePanel } from "./styles.js";
 
@@ -131,7 +132,8 @@ async function renderResults(root, analysis, prefix, state, refresh) {
   const item = done.find((it) => it.id === state.itemId) || done[0];
   state.itemId = item.id;
   const body = h("div.result");
-  const stability = analysis.summary?.stability ? stabilitySection(analysis) : null;
+  const stability = analysis.summary?.stability ? stabilitySection(analysis)
+    : analysis.summary?.dynamics ? dynamicsSection(analysis) : null;
   if (stability) parts.push(stability.section);
   parts.push(imageTabs(analysis, done, item, state, () => renderResults(root, analysis, prefix, state, refresh)));
   parts.push(body);

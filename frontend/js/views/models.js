@@ -64,6 +64,55 @@ export async function mount(root) {
     clear(chosen, file ? fileList([file]) : null);
   });
 
+  const seriesFiles = h("input#series-files", { type: "file", multiple: true, "aria-describedby": "series-hint" });
+  const seriesFields = {
+    name: field("series-name", "Series name", { placeholder: "e.g. my CNN training" }),
+    steps: field("series-steps", "Steps", { placeholder: "e.g. 0, 100, 1000", hint: "One per file, in the order of the files." }),
+    input_size: field("series-input-size", "Input size (H×W)", { placeholder: "e.g. 16x16", hint: "Only if the files do not record it." }),
+    channels: field("series-channels", "Channels", { type: "number", min: "1", max: "4", placeholder: "1 or 3" }),
+    architecture: field("series-architecture", "Architecture", { placeholder: "e.g. digit_cnn", hint: "For safetensors weights." }),
+  };
+  const seriesSubmit = h("button.cl-btn#series-upload", { type: "submit" }, "Upload series");
+  const seriesError = h("div#series-error", { "aria-live": "assertive" });
+  const seriesForm = h(
+    "form.cl-form#series-form",
+    { novalidate: true, on: { submit: (event) => uploadSeries(event) } },
+    h("div.cl-field", {}, h("label", { for: "series-files" }, "Checkpoint files"), seriesFiles,
+      h("small.cl-hint#series-hint", {}, "Several files of one model at different training steps; each is checked and validated like a model. A learning-dynamics analysis then compares them.")),
+    h("div.cl-fields", {}, seriesFields.name.wrap, seriesFields.steps.wrap),
+    h("div.cl-fields.cl-fields-tight", {}, seriesFields.input_size.wrap, seriesFields.channels.wrap, seriesFields.architecture.wrap),
+    h("div.cl-actions", {}, seriesSubmit),
+    seriesError,
+  );
+
+  async function uploadSeries(event) {
+    event.preventDefault();
+    clear(seriesError);
+    const files = [...seriesFiles.files];
+    if (files.length < 2) {
+      clear(seriesError, errorBox("Choose two or more checkpoint files."));
+      return;
+    }
+    const body = new FormData();
+    for (const f of files) body.append("files", f, f.name);
+    for (const [key, { input: el }] of Object.entries(seriesFields)) {
+      const value = el.value.trim();
+      if (value) body.append(key, value);
+    }
+    seriesSubmit.disabled = true;
+    try {
+      const series = await api("/model-series", { method: "POST", form: body });
+      if (!alive) return;
+      toast(`Uploaded the series ${series.name} (${series.steps.length} checkpoints); they are being checked.`);
+      seriesForm.reset();
+      refreshList();
+    } catch (error) {
+      if (alive) clear(seriesError, errorBox(error.message));
+    } finally {
+      seriesSubmit.disabled = false;
+    }
+  }
+
   clear(
     root,
     h(
@@ -71,6 +120,7 @@ export async function mount(root) {
       {},
       h("h1", {}, "Models"),
       h("section.cl-card", { "aria-labelledby": "upload-model-title" }, h("h2#upload-model-title", {}, "Upload a model"), form, status),
+      h("section.cl-card", { "aria-labelledby": "upload-series-title" }, h("h2#upload-series-title", {}, "Upload a model series (checkpoints)"), seriesForm),
       h("section.cl-card", { "aria-labelledby": "model-list-title" }, h("h2#model-list-title", {}, "Models in this workspace"), list),
     ),
   );

@@ -35,7 +35,7 @@ const DEFAULT_TAU = 0.05;
 export async function mount(root, params, ctx) {
   ensureStyles();
   clear(root, h("div.cl-page", { "aria-busy": "true" }, h("h1", {}, "New analysis"), h("p.muted", {}, "Loading models and images…")));
-  const [m, i, d] = await Promise.allSettled([api("/models"), api("/images"), api("/datasets")]);
+  const [m, i, d, ser] = await Promise.allSettled([api("/models"), api("/images"), api("/datasets"), api("/model-series")]);
   if (m.status === "rejected" || i.status === "rejected") {
     clear(root, h("div.cl-page", {}, h("h1", {}, "New analysis"), errorBox((m.reason || i.reason).message)));
     return undefined;
@@ -55,7 +55,8 @@ export async function mount(root, params, ctx) {
     return undefined;
   }
   const datasets = d.status === "fulfilled" ? d.value.data : [];
-  const form = new NewAnalysisForm(root, models, images, params.query, ctx, datasets);
+  const series = ser.status === "fulfilled" ? ser.value.data.filter((x) => x.statuses.every((st) => st === "ready")) : [];
+  const form = new NewAnalysisForm(root, models, images, params.query, ctx, datasets, series);
   return () => form.unmount();
 }
 
@@ -67,8 +68,9 @@ function orderImages(rows) {
 }
 
 class NewAnalysisForm {
-  constructor(root, models, images, query, ctx, datasets = []) {
+  constructor(root, models, images, query, ctx, datasets = [], series = []) {
     this.datasets = datasets;
+    this.series = series;
     this.estimateToken = 0;
     this.estimateTimer = null;
     this.models = models;
@@ -136,7 +138,8 @@ class NewAnalysisForm {
       target: /^\d+$/.test(target || "") && Number(target) < model.num_classes ? Number(target) : "predicted",
       output: OUTPUTS.some(([v]) => v === q.get("output")) ? q.get("output") : "log-odds",
       tau: q.has("tau") && tau > 0 && tau <= 1 ? tau : DEFAULT_TAU,
-      mode: ["sampled", "stability"].includes(q.get("mode")) ? q.get("mode") : "exact",
+      mode: ["sampled", "stability", "dynamics"].includes(q.get("mode")) ? q.get("mode") : "exact",
+      seriesName: this.series.some((x) => x.name === q.get("series")) ? q.get("series") : this.series[0]?.name ?? "",
       sigma: q.get("sigma") || "0.1",
       draws: q.get("draws") || "4",
       adversarial: q.get("adversarial") !== "0",
@@ -183,6 +186,7 @@ class NewAnalysisForm {
       if (s.hybrid) q.set("hybrid", "1"), q.set("hybrid_pairs", s.hybridPairs), q.set("hybrid_contexts", s.hybridContexts);
     }
     if (s.dataset) q.set("dataset", s.dataset), q.set("pick", s.pick), q.set("k", s.k);
+    if (s.mode === "dynamics") q.set("mode", "dynamics"), q.set("series", s.seriesName);
     if (s.mode === "stability") {
       q.set("mode", "stability");
       q.set("sigma", s.sigma), q.set("draws", s.draws), q.set("epsilon", s.epsilon), q.set("pgd_steps", s.pgdSteps);
@@ -282,6 +286,16 @@ class NewAnalysisForm {
       h("div.cl-fields", {}, sigmaField, drawsField),
       h("div.cl-check", {}, this.adversarialBox, h("label", { for: "adversarial" }, "PGD attack (PyTorch models)")),
       h("div.cl-fields", {}, epsilonField, pgdField),
+    );
+    this.modeDynamics = h("input#mode-dynamics", { type: "radio", name: "mode", value: "dynamics", checked: s.mode === "dynamics", disabled: !this.series.length, on: { change: () => this.onMode() } });
+    this.seriesSelect = h("select#series-select", { on: { change: () => { this.state.seriesName = this.seriesSelect.value; this.update(); } } },
+      this.series.map((x) => h("option", { value: x.name, selected: x.name === s.seriesName }, `${x.name} (${x.steps.length} checkpoints, steps ${x.steps.join(", ")})`)));
+    this.dynamicsBox = h(
+      "fieldset.cl-sampled#dynamics-settings",
+      {},
+      h("legend", {}, "Learning dynamics (seed 003)"),
+      h("div.cl-field", {}, h("label", { for: "series-select" }, "Model series (checkpoints)"), this.seriesSelect),
+      h("p.cl-hint", {}, "Every checkpoint is analysed exactly on the same images, grid and baseline; the page shows how similar each one's interactions are to the final model's, per order. Upload a series on the Models page."),
     );
     this.modeSampled = h("input#mode-sampled", { type: "radio", name: "mode", value: "sampled", checked: s.mode === "sampled", on: { change: () => this.onMode() } });
     const [ratios, ratiosField] = field("ratios", "Orders as ratios r (m = ⌊(n−2)·r⌋)", s.ratios, "The paper's 13 ratios by default.");
@@ -383,6 +397,7 @@ class NewAnalysisForm {
         h("div.cl-check", {}, this.modeExact, h("label", { for: "mode-exact" }, "Exact — every coalition (2^n forward passes, up to 20 players)")),
         h("div.cl-check", {}, this.modeSampled, h("label", { for: "mode-sampled" }, "Sampled (large grids) — pairs and orders estimated from random contexts, up to 32×32")),
         h("div.cl-check", {}, this.modeStability, h("label", { for: "mode-stability" }, "Stability — exact interactions under noise and attack, up to 12 players")),
+        h("div.cl-check", {}, this.modeDynamics, h("label", { for: "mode-dynamics" }, `Learning dynamics — the checkpoints of a model series, up to 12 players${this.series.length ? "" : " (no series uploaded yet)"}`)),
       ),
       h(
         "div.cl-grid-inputs",
@@ -397,6 +412,7 @@ class NewAnalysisForm {
       this.summary,
       this.sampledBox,
       this.stabilityBox,
+      this.dynamicsBox,
       this.playersControls = h("div.cl-players-controls", {}, h(
         "div.cl-field",
         {},
@@ -642,7 +658,7 @@ class NewAnalysisForm {
   }
 
   onMode() {
-    this.state.mode = this.modeSampled.checked ? "sampled" : this.modeStability.checked ? "stability" : "exact";
+    this.state.mode = this.modeSampled.checked ? "sampled" : this.modeStability.checked ? "stability" : this.modeDynamics.checked ? "dynamics" : "exact";
     if (this.state.mode === "sampled") this.state.players = null; // every patch is a player
     this.update();
   }
@@ -718,6 +734,7 @@ class NewAnalysisForm {
       mode: s.mode,
     };
     if (s.mode === "sampled") body.sampled = this.sampledSpec().spec;
+    else if (s.mode === "dynamics") body.series = s.seriesName;
     else if (s.mode === "stability") {
       body.stability = { sigma: Number(s.sigma), draws: Number(s.draws), adversarial: s.adversarial, epsilon: Number(s.epsilon), pgd_steps: Number(s.pgdSteps), seed: Number(s.seed) || 0 };
     }
@@ -740,6 +757,7 @@ class NewAnalysisForm {
     const sampled = s.mode === "sampled";
     this.sampledBox.hidden = !sampled;
     this.stabilityBox.hidden = s.mode !== "stability";
+    this.dynamicsBox.hidden = s.mode !== "dynamics";
     this.epsilonInput.disabled = this.pgdStepsInput.disabled = !s.adversarial;
     this.playersControls.hidden = sampled;
     this.hybridPairsInput.disabled = this.hybridContextsInput.disabled = !s.hybrid;
@@ -752,7 +770,7 @@ class NewAnalysisForm {
     this.imageCount.textContent = s.dataset ? `${k} chosen + from the image set` : `${k} chosen`;
     this.serverRefusal = null; // the inputs changed: ask again
     const reason = this.refusal(n, k);
-    const serverCost = sampled || s.dataset || s.mode === "stability";
+    const serverCost = sampled || s.dataset || s.mode === "stability" || s.mode === "dynamics";
     if (!reason && serverCost) this.estimate();
     else if (!serverCost) this.renderCost(n, k);
     else clear(this.cost);
@@ -816,6 +834,7 @@ class NewAnalysisForm {
       if (s.andOr && n > MAX_AND_OR_PLAYERS) return `The AND-OR split takes at most ${MAX_AND_OR_PLAYERS} players; ${n} are chosen.`;
       if (s.andOr && !(/^\d+$/.test(s.andOrSteps) && Number(s.andOrSteps) >= 1 && Number(s.andOrSteps) <= 100000)) return "AND-OR steps must be a whole number from 1 to 100,000.";
     }
+    if (s.mode === "dynamics" && n > MAX_STABILITY_PLAYERS) return `A dynamics analysis takes at most ${MAX_STABILITY_PLAYERS} players; ${n} are chosen.`;
     if (s.mode === "stability") {
       if (n > MAX_STABILITY_PLAYERS) return `A stability analysis takes at most ${MAX_STABILITY_PLAYERS} players; ${n} are chosen.`;
       if (!(Number(s.sigma) > 0)) return "σ must be a number above 0.";
