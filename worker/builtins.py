@@ -75,6 +75,46 @@ def ensure_torch_demos() -> None:
         jobs.validate_model(model_id)
 
 
+#: The built-in model series: the seed-0 PyTorch demo's training run, kept at these epochs
+#: (its last checkpoint has that model's weights exactly).
+DEMO_SERIES_NAME = "Demo digits CNN training (seed 0)"
+DEMO_SERIES_EPOCHS = (1, 2, 3, 4, 6, 8, 12)
+
+
+def ensure_demo_series() -> None:
+    """Add the built-in model series (a second of training) if it is missing; each
+    checkpoint is validated like any model."""
+    with session_scope() as s:
+        if s.scalar(
+            select(ModelRecord).where(
+                ModelRecord.builtin.is_(True), ModelRecord.series == DEMO_SERIES_NAME
+            )
+        ):
+            return
+    kept: dict[int, bytes] = {}
+
+    def keep(epoch: int, model: torch.nn.Module) -> None:
+        if epoch in DEMO_SERIES_EPOCHS:
+            kept[epoch] = safetensors_bytes(model)
+
+    train_demo_model(seed=0, epochs=max(DEMO_SERIES_EPOCHS), on_epoch=keep)
+    store = jobs.blobs()
+    ids = []
+    with session_scope() as s:
+        for epoch, data in sorted(kept.items()):
+            row = ModelRecord(
+                workspace_id=None, name=f"{DEMO_SERIES_NAME} · epoch {epoch}",
+                filename="digit_cnn.safetensors", blob_key=store.put(data), size_bytes=len(data),
+                labels=[str(d) for d in range(10)], architecture="digit_cnn", builtin=True,
+                series=DEMO_SERIES_NAME, series_step=epoch,
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            ids.append(row.id)
+    for model_id in ids:
+        jobs.validate_model(model_id)
+
+
 def ensure_demo_digits() -> None:
     """The built-in labelled image set: scikit-learn's digits with the demo's train/test split,
     stored as a class-per-folder zip of 8-bit PNGs (analyses pick images from it). File
@@ -150,6 +190,7 @@ def _ensure_builtins() -> str:
     if ready_id is not None:
         ensure_demo_digits()
         ensure_torch_demos()
+        ensure_demo_series()
         revalidate_stale_models()
         return ready_id
     store = jobs.blobs()
@@ -172,6 +213,7 @@ def _ensure_builtins() -> str:
     jobs.validate_model(model_id)
     ensure_demo_digits()
     ensure_torch_demos()
+    ensure_demo_series()
     revalidate_stale_models()
     return model_id
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -128,9 +128,15 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 
 def _fit(
-    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int,
+    seed: int,
+    on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> None:
-    """Adam with a one-cycle learning rate, mini-batches of 32 in a seeded order."""
+    """Adam with a one-cycle learning rate, mini-batches of 32 in a seeded order;
+    ``on_epoch(epoch, model)`` after each epoch (in eval mode; it must not change the model)."""
     steps_per_epoch = -(-len(labels) // _BATCH_SIZE)
     optimiser = torch.optim.Adam(model.parameters(), lr=_MAX_LR)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -138,18 +144,26 @@ def _fit(
     )
     order = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         for batch in torch.randperm(len(labels), generator=order).split(_BATCH_SIZE):
             loss = F.cross_entropy(model(images[batch]), labels[batch])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             schedule.step()
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model)
+            model.train()
     model.eval()
 
 
 def train_demo_model(
-    *, seed: int = 0, n_train: int | None = None, epochs: int = 12
+    *,
+    seed: int = 0,
+    n_train: int | None = None,
+    epochs: int = 12,
+    on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> tuple[DigitCNN, dict[str, Any]]:
     """Train the demo :class:`DigitCNN`; return it in eval mode with its scores.
 
@@ -157,6 +171,8 @@ def train_demo_model(
         seed: seeds weight initialisation and batch order. Same seed → identical weights.
         n_train: train on only the first ``n_train`` training samples (all 1,500 if None).
         epochs: passes over the training samples.
+        on_epoch: called as ``on_epoch(epoch, model)`` after each epoch (1 … epochs), e.g.
+            to keep checkpoints; it must not change the model.
 
     Returns:
         ``(model, info)`` with info keys ``train_accuracy``, ``test_accuracy`` (on the
@@ -171,7 +187,7 @@ def train_demo_model(
         train_x, train_y = train_x[:n_train], train_y[:n_train]
     with _reproducible(seed):
         model = DigitCNN()
-        _fit(model, train_x, train_y, epochs, seed)
+        _fit(model, train_x, train_y, epochs, seed, on_epoch)
         info = {
             "train_accuracy": _accuracy(model, train_x, train_y),
             "test_accuracy": _accuracy(model, test_x, test_y),

@@ -33,7 +33,29 @@ def test_concurrent_workers_create_the_builtins_once(tmp_path: Path) -> None:
         finally:
             engine.dispose()
     names = [name for name, _ in models]
-    assert len(names) == len(set(names)) == 4, names  # the ONNX demo and three PyTorch variants
+    # the ONNX demo, three PyTorch variants and the 7 checkpoints of the training series
+    assert len(names) == len(set(names)) == 4 + 7, names
     assert {status for _, status in models} == {"ready"}
     assert len(images) == len(set(images)) == 10
     assert len(datasets) == 1
+
+
+def test_the_series_ends_at_the_seed_0_demo() -> None:
+    """Keeping checkpoints does not change the training: the last checkpoint has the seed-0
+    PyTorch demo's weights exactly, and the first differs from it."""
+    import torch
+    from safetensors.torch import load
+
+    from conceptlens.models.demo import safetensors_bytes, train_demo_model
+    from worker.builtins import DEMO_SERIES_EPOCHS
+
+    kept: dict[int, bytes] = {}
+
+    def keep(epoch: int, model: torch.nn.Module) -> None:
+        kept[epoch] = safetensors_bytes(model)
+
+    train_demo_model(seed=0, epochs=max(DEMO_SERIES_EPOCHS), on_epoch=keep)
+    plain, _ = train_demo_model(seed=0)
+    last, first = load(kept[max(DEMO_SERIES_EPOCHS)]), load(kept[1])
+    assert all(torch.equal(last[k], v) for k, v in plain.state_dict().items())
+    assert not all(torch.equal(first[k], v) for k, v in plain.state_dict().items())

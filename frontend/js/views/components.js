@@ -3,7 +3,7 @@
 // Share link (/s/c/{token}): one job's results, read-only (api.js in share mode).
 import { api, isShared } from "../api.js";
 import { badge, clear, errorBox, formatSeconds, h, plot, toast } from "../dom.js";
-import { deleteButton, sharePanel } from "./styles.js";
+import { deleteButton, listedModel, sharePanel } from "./styles.js";
 
 const POLL_MS = 700;
 
@@ -28,7 +28,7 @@ async function mountList(root, ctx) {
   const [models, datasets, jobs] = await Promise.all([
     api("/models"), api("/datasets"), api("/components"),
   ]);
-  const usable = models.data.filter((m) => m.status === "ready" && (m.layers || []).length);
+  const usable = models.data.filter((m) => listedModel(m) && m.status === "ready" && (m.layers || []).length);
   const option = (value, text) => h("option", { value }, text);
   const model = h("select#comp-model", {}, usable.map((m) => option(m.id, m.name)));
   const compare = h("select#comp-compare", {}, option("", "none (no reliability)"),
@@ -263,7 +263,7 @@ async function comparePanel(job) {
   });
 
   // or run this analysis again, same layer and settings, on another model, then compare
-  const candidates = models.data.filter((m) => m.id !== job.model_id && m.status === "ready" &&
+  const candidates = models.data.filter((m) => listedModel(m) && m.id !== job.model_id && m.status === "ready" &&
     (m.layers || []).includes(job.layer));
   const model = h("select#comp-rerun-model", { "aria-label": "model to run the same analysis on" },
     candidates.map((m) => h("option", { value: m.id }, m.name)));

@@ -1,7 +1,7 @@
 // Overview (#/): the workspace's models, images, analyses and component analyses, newest first.
 import { api, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, h } from "../dom.js";
-import { ensureStyles, formatShape, newestFirst, parseTime, thumbPath } from "./styles.js";
+import { ensureStyles, formatShape, listedModel, newestFirst, parseTime, thumbPath } from "./styles.js";
 
 const POLL_MS = 2000; // while an analysis is queued or running
 const MAX_IMAGES = 12; // thumbnails shown here; the rest on #/images
@@ -99,7 +99,7 @@ function fail(box, error) {
 }
 
 function renderDemo(box, models, images, ctx) {
-  const model = models.find((m) => m.builtin && m.status === "ready");
+  const model = models.find((m) => m.builtin && listedModel(m) && m.status === "ready");
   const sample = [...images].filter((i) => i.builtin).sort((a, b) => parseTime(a.created_at) - parseTime(b.created_at))[0];
   if (!model || !sample) return;
   clear(

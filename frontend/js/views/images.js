@@ -3,17 +3,7 @@
 import { api, url } from "../api.js";
 import { clear, errorBox, formatBytes, formatCount, h, toast } from "../dom.js";
 import { GridCanvas } from "../grid.js";
-import {
-  crispScale,
-  deleteButton,
-  dropZone,
-  ensureStyles,
-  fileList,
-  intValue,
-  loadPicture,
-  newestFirst,
-  thumbPath,
-} from "./styles.js";
+import { crispScale, deleteButton, dropZone, ensureStyles, fileList, intValue, listedModel, loadPicture, newestFirst, thumbPath } from "./styles.js";
 
 const ACCEPT = "image/png,image/jpeg";
 const PREVIEW_PX = 224; // a preview canvas is about this many pixels on its long side
@@ -111,7 +101,7 @@ export async function mount(root) {
   async function refresh() {
     const [m, i] = await Promise.allSettled([api("/models"), api("/images")]);
     if (!alive) return;
-    models = m.status === "fulfilled" ? m.value.data.filter((x) => x.status === "ready" && x.input_shape) : [];
+    models = m.status === "fulfilled" ? m.value.data.filter((x) => listedModel(x) && x.status === "ready" && x.input_shape) : [];
     own.removeAttribute("aria-busy");
     samples.removeAttribute("aria-busy");
     if (i.status === "rejected") {

@@ -2,7 +2,7 @@
 // list the workspace's models with delete and "Analyse".
 import { api } from "../api.js";
 import { badge, clear, errorBox, formatBytes, h, toast } from "../dom.js";
-import { deleteButton, dropZone, ensureStyles, fileList, formatShape, newestFirst } from "./styles.js";
+import { deleteButton, dropZone, ensureStyles, fileList, formatShape, listedModel, newestFirst } from "./styles.js";
 
 const POLL_MS = 500;
 const SLOW_MS = 20000; // after this long in pending/validating, say why it may wait
@@ -212,7 +212,7 @@ export async function mount(root) {
   async function refreshList() {
     clearTimeout(listTimer);
     try {
-      const rows = newestFirst((await api("/models")).data);
+      const rows = newestFirst((await api("/models")).data).filter(listedModel);
       if (!alive) return;
       renderList(rows);
       if (rows.some((m) => WAITING.has(m.status))) listTimer = setTimeout(refreshList, 1500);

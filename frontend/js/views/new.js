@@ -4,7 +4,7 @@
 import { api, url } from "../api.js";
 import { clear, errorBox, formatCount, formatSeconds, h } from "../dom.js";
 import { GridCanvas, cursorKey } from "../grid.js";
-import { crispScale, ensureStyles, intValue, loadPicture, newestFirst, thumbPath } from "./styles.js";
+import { crispScale, ensureStyles, intValue, listedModel, loadPicture, newestFirst, thumbPath } from "./styles.js";
 
 const MAX_PLAYERS = 20; // the server's default CONCEPTLENS_MAX_PLAYERS; it checks again
 const MIN_PLAYERS = 2;
@@ -40,7 +40,7 @@ export async function mount(root, params, ctx) {
     clear(root, h("div.cl-page", {}, h("h1", {}, "New analysis"), errorBox((m.reason || i.reason).message)));
     return undefined;
   }
-  const models = newestFirst(m.value.data).filter((x) => x.status === "ready" && x.input_shape && x.num_classes);
+  const models = newestFirst(m.value.data).filter((x) => listedModel(x) && x.status === "ready" && x.input_shape && x.num_classes);
   const images = orderImages(i.value.data);
   if (!models.length) {
     clear(

@@ -208,3 +208,9 @@ export function sharePanel(prefix, what) {
 export function fact(term, value, kind) {
   return h(`div.fact${kind ? `.${kind}` : ""}`, {}, h("span.muted", {}, term), h("strong", {}, value));
 }
+
+/** Models to offer in model pickers and lists: all but the built-in training series'
+ * checkpoints, which the learning-dynamics mode offers as a series. */
+export function listedModel(model) {
+  return !(model.builtin && model.series);
+}

@@ -76,3 +76,12 @@ def test_series_refusals(client: TestClient, service: dict[str, Any]) -> None:
     assert missing.status_code == 404 and "No model series" in missing.json()["detail"]
     nothing = create(client, image_ids=[sample_image_id(client, "1")], grid="2x2")
     assert nothing.status_code == 400 and "Choose a model" in nothing.json()["detail"]
+
+
+def test_the_built_in_training_series_is_offered(client: TestClient) -> None:
+    from worker.builtins import DEMO_SERIES_EPOCHS, DEMO_SERIES_NAME
+
+    listed = {s["name"]: s for s in client.get("/api/model-series").json()["data"]}
+    series = listed[DEMO_SERIES_NAME]
+    assert series["builtin"] and series["steps"] == list(DEMO_SERIES_EPOCHS)
+    assert set(series["statuses"]) == {"ready"}
