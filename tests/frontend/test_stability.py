@@ -36,5 +36,28 @@ def test_stability_analysis_from_the_form(browser: Any, server: str) -> None:
     page.wait_for_selector("#stability-alpha .main-svg")
     page.wait_for_selector("#stability-title:has-text('4 images')")
     shot(page, "stability")
+    # a second σ on the same images, overlaid on the first analysis's plots
+    first = page.url.split("#")[1]
+    body = page.evaluate(
+        """path => fetch('/api' + path).then(r => r.json()).then(a => ({
+            model_id: a.model_id, image_ids: [...new Set(a.items.map(i => i.image_id))],
+            grid: a.params.grid, baseline: a.params.baseline, mode: 'stability',
+            stability: {...a.params.stability, sigma: 0.5}}))""",
+        first,
+    )
+    second = page.evaluate(
+        """body => fetch('/api/analyses', {method: 'POST', headers: {'Content-Type':
+            'application/json'}, body: JSON.stringify(body)}).then(r => r.json())""",
+        body,
+    )
+    done = f"() => fetch('/api/analyses/{second['id']}').then(r => r.json()).then(a => a.status)"
+    for _ in range(360):
+        if page.evaluate(done) == "done":
+            break
+        page.wait_for_timeout(500)
+    page.reload()
+    page.wait_for_selector(f"#stability-overlay option[value='{second['id']}']", state="attached")
+    page.select_option("#stability-overlay", second["id"])
+    page.wait_for_function("() => document.querySelector('#stability-kappa').data.length === 2")
     assert not console.errors, console.errors
     context.close()
