@@ -187,6 +187,12 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     page.wait_for_selector("#comp-reliability .main-svg")
     page.wait_for_selector("#comp-effects .main-svg")
     page.wait_for_selector("#comp-maps .main-svg")
+    job = page.url.split("#/components/")[1]
+    fits = page.evaluate(f"fetch('/api/components/{job}').then(r => r.json())")["metrics"][
+        "test_r2"
+    ]
+    best = max(r for r in fits if r is not None)
+    assert (page.locator("#poor-fit").count() == 1) == (best < 0.5), fits  # warned iff poor
     shot(page, "components")
 
     # the same analysis on the seed-1 CNN, run from the results page and drawn beside this one

@@ -218,6 +218,7 @@ async function results(root, job, prefix) {
   channel.addEventListener("change", showMap);
   const owner = isShared() ? [] : [await comparePanel(job), sharePanel(prefix, "component analysis")];
   root.append(
+    poorFit(m),
     h("section.card.trust", {},
       h("div.fact", {}, h("span.muted", {}, "held-out R² by order"),
         h("strong", {}, m.test_r2.map((r) => (r === null ? "—" : r.toFixed(3))).join(" · "))),
@@ -232,6 +233,20 @@ async function results(root, job, prefix) {
   // drawn once attached, so Plotly sizes each chart to its card
   drawn.forEach((name, k) => plot(divs[k], figures[name], { name: `components-${name}` }));
   await showMap();
+}
+
+/** Below this held-out R² (of the best order) the components are mostly residual. */
+const POOR_FIT_R2 = 0.5;
+
+/** A warning when the disentanglers explain little of the feature on held-out images. */
+function poorFit(m) {
+  const fits = m.test_r2.filter((r) => r !== null);
+  const best = fits.length ? Math.max(...fits) : null;
+  if (best !== null && best >= POOR_FIT_R2) return null;
+  return h("section.card.cl-notes#poor-fit", { role: "note" },
+    h("p", {}, h("strong", {}, `The fit is poor: held-out R² is at most ${best === null ? "—" : best.toFixed(2)}.`),
+      " The disentanglers reproduce little of the feature on images they did not train on, so most of it is unexplained residual and the shares by order say little. ",
+      "Train longer or wider (on the demo the default 30 epochs reach R² 0.6–0.9), or use more images."));
 }
 
 /** ρ(l) of this job beside another finished one (e.g. a CNN trained on 200 samples vs all). */
