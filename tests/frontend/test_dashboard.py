@@ -193,6 +193,8 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     ]
     best = max(r for r in fits if r is not None)
     assert (page.locator("#poor-fit").count() == 1) == (best < 0.5), fits  # warned iff poor
+    lines = page.evaluate("document.body.innerText.split('\\n').map(l => l.trim())")
+    assert "null" not in lines  # nothing missing was printed as text
     shot(page, "components")
 
     # the same analysis on the seed-1 CNN, run from the results page and drawn beside this one

@@ -217,8 +217,9 @@ async function results(root, job, prefix) {
   picker.addEventListener("change", showMap);
   channel.addEventListener("change", showMap);
   const owner = isShared() ? [] : [await comparePanel(job), sharePanel(prefix, "component analysis")];
+  const warning = poorFit(m);
   root.append(
-    poorFit(m),
+    ...(warning ? [warning] : []),
     h("section.card.trust", {},
       h("div.fact", {}, h("span.muted", {}, "held-out R² by order"),
         h("strong", {}, m.test_r2.map((r) => (r === null ? "—" : r.toFixed(3))).join(" · "))),
