@@ -50,6 +50,7 @@ class ModelPublic(BaseModel):
     created_at: Timestamp
     series: str | None = None
     series_step: int | None = None
+    train_samples: int | None = None
 
 
 class ModelsPublic(BaseModel):

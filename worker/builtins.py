@@ -39,6 +39,8 @@ LOCK_KEY = 0x636C_6275_696C_74  # "clbuilt"
 _THREAD_LOCK = threading.Lock()
 
 DEMO_DIGITS_NAME = "Demo digits (scikit-learn, 16×16)"
+#: Images of the digits' training split the demo models train on by default (all of them).
+DIGITS_TRAIN = 1500
 
 #: PyTorch-weight variants of the demo CNN, for the component analysis (its layers and the
 #: tail after a layer are needed): name → (seed, training samples; None = all 1,500).
@@ -60,6 +62,7 @@ def ensure_torch_demos() -> None:
                 select(ModelRecord).where(ModelRecord.builtin.is_(True), ModelRecord.name == name)
             )
             if found is not None:
+                found.train_samples = found.train_samples or n_train or DIGITS_TRAIN
                 continue
         model, _ = train_demo_model(seed=seed, n_train=n_train)
         data = safetensors_bytes(model)
@@ -68,6 +71,7 @@ def ensure_torch_demos() -> None:
                 workspace_id=None, name=name, filename="digit_cnn.safetensors",
                 blob_key=store.put(data), size_bytes=len(data),
                 labels=[str(d) for d in range(10)], architecture="digit_cnn", builtin=True,
+                train_samples=n_train or DIGITS_TRAIN,
             )  # fmt: skip
             s.add(row)
             s.flush()
@@ -106,7 +110,7 @@ def ensure_demo_series() -> None:
                 workspace_id=None, name=f"{DEMO_SERIES_NAME} · epoch {epoch}",
                 filename="digit_cnn.safetensors", blob_key=store.put(data), size_bytes=len(data),
                 labels=[str(d) for d in range(10)], architecture="digit_cnn", builtin=True,
-                series=DEMO_SERIES_NAME, series_step=epoch,
+                series=DEMO_SERIES_NAME, series_step=epoch, train_samples=DIGITS_TRAIN,
             )  # fmt: skip
             s.add(row)
             s.flush()
@@ -203,7 +207,7 @@ def _ensure_builtins() -> str:
                 existing = ModelRecord(
                     workspace_id=None, name=DEMO_MODEL_NAME, filename=manifest["files"]["onnx"],
                     blob_key=store.put(model_bytes), size_bytes=len(model_bytes),
-                    labels=manifest["labels"], builtin=True,
+                    labels=manifest["labels"], builtin=True, train_samples=DIGITS_TRAIN,
                 )  # fmt: skip
                 s.add(existing)
             for sample in manifest["samples"]:

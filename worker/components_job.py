@@ -61,7 +61,7 @@ def run_component_job(job_id: str) -> None:
             job = s.get_one(ComponentJob, job_id)
             if job.lease_owner != owner:
                 return
-            job.metrics = metrics
+            job.metrics = {**metrics, "train_split": train_split(s, job)}
             job.result_key = key
             job.status = "done"
             job.progress_done = job.progress_total
@@ -111,6 +111,23 @@ def _compute(job_id: str, owner: str) -> tuple[dict[str, Any], dict[str, np.ndar
     )  # fmt: skip
 
 
+def train_split(s: Session, job: ComponentJob) -> str:
+    """Which images the over-fitting metric's training loss was computed on, in words."""
+    model = s.get_one(ModelRecord, job.model_id)
+    dataset = s.get_one(DatasetRecord, job.dataset_id)
+    limit = int(job.params["max_samples"])
+    n_test = max(10, limit // TEST_SHARE)
+    if dataset.kind == "digits" and model.train_samples:
+        n = min(limit - n_test, model.train_samples)
+        return f"the first {n} of the model's own {model.train_samples} training images"
+    if dataset.kind == "digits":
+        return (
+            f"{limit - n_test} images of the digits' training split; the model does not say "
+            "which images it was trained on, so some may be new to it"
+        )
+    return "images of the uploaded set; whether the model was trained on them is not known"
+
+
 def _data(
     s: Session, dataset: DatasetRecord, model: ModelRecord, params: dict[str, Any]
 ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], bool]:
@@ -119,9 +136,11 @@ def _data(
     n_test = max(10, limit // TEST_SHARE)
     if dataset.kind == "digits":
         x_train, y_train, x_test, y_test = split_digits(*load_digits_16())
-        x_train = normalise_batch(x_train[: limit - n_test], model)
+        # a model that records its training images is measured on exactly those
+        n_train = min(limit - n_test, model.train_samples or limit - n_test)
+        x_train = normalise_batch(x_train[:n_train], model)
         x_test = normalise_batch(x_test[:n_test], model)
-        return (x_train, y_train[: limit - n_test], x_test, y_test[:n_test]), True
+        return (x_train, y_train[:n_train], x_test, y_test[:n_test]), True
     assert dataset.blob_key is not None
     data = jobs.blobs().get(dataset.blob_key)
     settings = get_settings()

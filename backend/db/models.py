@@ -74,6 +74,10 @@ class ModelRecord(LeaseMixin, TimestampMixin, Base):
     """A model series (checkpoints of one training run, migration 0013): its name…"""
     series_step: Mapped[int | None] = mapped_column(Integer)
     """…and this checkpoint's training step (or epoch)."""
+    train_samples: Mapped[int | None] = mapped_column(Integer)
+    """The model was trained on the first this many images of the built-in digits' training
+    split (migration 0014; the built-ins record it): component analyses measure over-fitting
+    on exactly those."""
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

@@ -223,6 +223,7 @@ async function results(root, job, prefix) {
     h("section.card.trust", {},
       h("div.fact", {}, h("span.muted", {}, "held-out R² by order"),
         h("strong", {}, m.test_r2.map((r) => (r === null ? "—" : r.toFixed(3))).join(" · "))),
+      m.train_split ? h("div.fact", {}, h("span.muted", {}, "over-fitting measured on"), h("strong", {}, m.train_split)) : null,
       h("div.fact", {}, h("span.muted", {}, "residual share"),
         h("strong", {}, m.significance.residual === null ? "—" : m.significance.residual.toFixed(3))),
       notes.length ? h("ul.muted", {}, notes.map((n) => h("li", {}, n))) : null),

@@ -220,3 +220,24 @@ def test_bad_requests(client: TestClient, change: dict[str, Any], status: int, w
     response = client.post("/api/components", json=body)
     assert response.status_code == status, response.text
     assert words in response.json()["detail"]
+
+
+def test_over_fitting_is_measured_on_the_models_own_training_images(client: TestClient) -> None:
+    """The 200-sample demo records its training images: a job with room for 500 "training"
+    images uses those 200 (it used to fill up with 300 the model never saw), and says so."""
+    models = {m["name"]: m for m in client.get("/api/models").json()["data"]}
+    small = models["Demo digits CNN (PyTorch weights, 200 training samples)"]
+    assert small["train_samples"] == 200
+    body = {**small_job(ids(client)), "model_id": small["id"], "compare_model_id": None,
+            "max_samples": 600, "orders": [0], "epochs": 1}  # fmt: skip
+    created = client.post("/api/components", json=body)
+    assert created.status_code == 201, created.text
+    job = wait_for(client, f"/api/components/{created.json()['id']}", ended, timeout=240)
+    assert job["status"] == "done", job["error"]
+    assert job["metrics"]["train_split"] == "the first 200 of the model's own 200 training images"
+    assert job["metrics"]["n_train"] == 200  # the images themselves, not only the sentence
+    seed0 = ids(client)["seed0"]
+    other = client.post("/api/components", json={**body, "model_id": seed0}).json()
+    done = wait_for(client, f"/api/components/{other['id']}", ended, timeout=240)
+    assert done["metrics"]["train_split"].startswith("the first 500 of the model's own 1500")
+    assert done["metrics"]["n_train"] == 500
