@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     upload or fixed by an ONNX graph, checked before the model is stored or loaded."""
     max_images_per_upload: int = Field(default=32, ge=1)
     max_dataset_bytes: int = Field(default=200 * 2**20, ge=1)
+    max_series_bytes: int = Field(default=500 * 2**20, ge=1)
+    """All checkpoints of one model-series upload together (each is also held to
+    ``max_model_bytes``)."""
     max_dataset_images: int = Field(default=5000, ge=1)
     max_dataset_pixels: int = Field(default=300_000_000, ge=1)
     """Pixels of all images of one image set together (each is decoded once when checked)."""

@@ -22,6 +22,7 @@ def body_cap(method: str, path: str) -> int:
             "/api/models": settings.max_model_bytes,
             "/api/images": settings.max_image_bytes * settings.max_images_per_upload,
             "/api/datasets": settings.max_dataset_bytes,
+            "/api/model-series": settings.max_series_bytes,
         }
         cap = uploads.get(path.rstrip("/"))
         if cap is not None:
