@@ -47,8 +47,10 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, as mypy names it
 
-from bench.bench_sampled_service import Stack, cpu_seconds, run_timed, say, uptime
+from bench_sampled_service import Stack, cpu_seconds, run_timed, say, uptime
+
 from tests.services import fresh_postgres_database
 from tests.test_faults import client_for, forget_tables, stop_group, torch_demos
 from tests.test_production import poll
