@@ -147,7 +147,9 @@ def run_once(setup: Setup, config: Config, rng: np.random.Generator, pairs: IntA
     estimate = paper_estimator if config.estimator == "paper" else sample_multi_order
     result = estimate(setup.game, pairs=pairs, orders=orders, contexts=config.contexts, rng=rng)
     relative = result.relative_strength(debias=True)
-    return Run(result.relative_strength().value, relative.value, relative.se, result.passes)
+    return Run(
+        result.relative_strength(debias=False).value, relative.value, relative.se, result.passes
+    )
 
 
 def run_hybrid(setup: Setup, config: Config, rng: np.random.Generator, pairs: IntArray) -> Run:
