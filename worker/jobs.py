@@ -304,12 +304,7 @@ def learned_baseline(ctx: ItemContext) -> np.ndarray:
         loss_before=float(info["loss_before"]), loss_after=float(info["loss_after"]),
         history=[float(h) for h in info["history"]],
     )  # fmt: skip
-    try:
-        with session_scope() as s:
-            if s.get(LearnedBaseline, key) is None:
-                s.add(row)
-    except IntegrityError:
-        log.info("learned baseline %s was stored by another worker meanwhile", key)
+    _store_once(row, key)
     return baseline
 
 
@@ -526,12 +521,18 @@ def _store_result(item_id: str, data: bytes, classes: int, seconds: float) -> No
         cache_key=cache_key, blob_key=key, n_players=n_players, classes=classes,
         forward_seconds=seconds,
     )  # fmt: skip
+    _store_once(row, cache_key)
+
+
+def _store_once(row: LogitTable | LearnedBaseline, key: str) -> None:
+    """Add a cache row unless one with its key exists. Two workers may get here at once with
+    the same key (identical by construction): the first row stays, the other is dropped."""
     try:
         with session_scope() as s:
-            if s.get(LogitTable, cache_key) is None:
+            if s.get(type(row), key) is None:
                 s.add(row)
     except IntegrityError:
-        log.info("logit table %s was stored by another item meanwhile", cache_key)
+        log.info("%s %s was stored by another worker meanwhile", type(row).__tablename__, key)
 
 
 def run_chunk(chunk_id: str) -> str | None:

@@ -47,15 +47,7 @@ def cache_key(
     sampled analysis stores sampled statistics of ``v``, which also depend on its sampling
     settings, the target and the output."""
     payload = {
-        "engine": ENGINE_VERSION,
-        "model": model.blob_key,
-        "input_shape": model.input_shape,
-        "mean": model.mean,
-        "std": model.std,
-        "image": image.blob_key,
-        "grid": [params["grid_rows"], params["grid_cols"]],
-        "players": params.get("players"),
-        "others_present": params.get("others_present", True),
+        **_masked_input(model, image, params),
         "baseline": params.get("baseline", "mean"),
         "baseline_image": params.get("baseline_image_key"),
     }
@@ -79,10 +71,9 @@ def cache_key(
     return description_key(payload)
 
 
-def learned_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> str:
-    """What determines a learned baseline: model and image bytes, masking, the target and
-    output whose interactions it makes sparse, and the learning settings."""
-    payload = {
+def _masked_input(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> dict[str, Any]:
+    """What the cache keys share: the engine, model and image bytes, and the masking."""
+    return {
         "engine": ENGINE_VERSION,
         "model": model.blob_key,
         "input_shape": model.input_shape,
@@ -92,6 +83,14 @@ def learned_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) 
         "grid": [params["grid_rows"], params["grid_cols"]],
         "players": params.get("players"),
         "others_present": params.get("others_present", True),
+    }
+
+
+def learned_key(model: ModelRecord, image: ImageRecord, params: dict[str, Any]) -> str:
+    """What determines a learned baseline: model and image bytes, masking, the target and
+    output whose interactions it makes sparse, and the learning settings."""
+    payload = {
+        **_masked_input(model, image, params),
         "target": params["target"],
         "output": params["output"],
         "learned": params["learned_baseline"],

@@ -162,19 +162,11 @@ class Operations:
         from conceptlens.learned_baseline import learn_baseline
 
         model = self.model(h["key"])
-        module = getattr(model, "module", None)
-        if not isinstance(module, torch.nn.Module):
-            raise ValueError(
-                "a learned baseline needs gradients through the model, which ONNX graphs do "
-                "not give here; choose a PyTorch model (TorchScript or safetensors weights)"
-            )
-        module.eval()
+        module = _differentiable(model, "a learned baseline")
         for parameter in module.parameters():
             parameter.requires_grad_(False)
         x = torch.from_numpy(arrays["x"]).to(model.device)
-        rows, cols = h["grid"]
-        grid = PatchGrid(int(rows), int(cols), int(x.shape[1]), int(x.shape[2]))
-        players = Players(grid, h.get("players"), others_present=bool(h["others_present"]))
+        players = _players(h, x)
         target = h.get("target")
         if target is None:  # the class predicted on the whole image
             target = int(model.predict(x[None]).argmax(dim=1)[0])
@@ -195,13 +187,7 @@ class Operations:
         from conceptlens.stability import pgd_attack
 
         model = self.model(h["key"])
-        module = getattr(model, "module", None)
-        if not isinstance(module, torch.nn.Module):
-            raise ValueError(
-                "the PGD attack needs gradients through the model, which ONNX graphs do not "
-                "give here; choose a PyTorch model (TorchScript or safetensors weights)"
-            )
-        module.eval()
+        module = _differentiable(model, "the PGD attack")
         x = torch.from_numpy(arrays["x"]).to(model.device)
         target = int(model.predict(x[None]).argmax(dim=1)[0])
         delta = pgd_attack(
@@ -213,11 +199,8 @@ class Operations:
     def _game(self, h: dict[str, Any], arrays: wire.Arrays) -> MaskedModelGame:
         model = self.model(h["key"])
         x = torch.from_numpy(arrays["x"])
-        rows, cols = h["grid"]
-        grid = PatchGrid(int(rows), int(cols), int(x.shape[1]), int(x.shape[2]))
-        players = Players(grid, h.get("players"), others_present=bool(h["others_present"]))
         return MaskedModelGame(
-            model.predict, x, players, torch.from_numpy(arrays["baseline"]),
+            model.predict, x, _players(h, x), torch.from_numpy(arrays["baseline"]),
             device=model.device, batch_size=int(h["batch_size"]),
         )  # fmt: skip
 
@@ -247,6 +230,25 @@ class Operations:
             return
         self._last = now
         wire.send(self.sock, {"progress": [int(done), int(total)]})
+
+
+def _players(h: dict[str, Any], x: torch.Tensor) -> Players:
+    """The players a request names: its grid over ``x`` (``[C, H, W]``) and chosen cells."""
+    rows, cols = h["grid"]
+    grid = PatchGrid(int(rows), int(cols), int(x.shape[1]), int(x.shape[2]))
+    return Players(grid, h.get("players"), others_present=bool(h["others_present"]))
+
+
+def _differentiable(model: LoadedModel, what: str) -> torch.nn.Module:
+    """The model's torch module in eval mode, or a sentence saying why ``what`` needs one."""
+    module = getattr(model, "module", None)
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(
+            f"{what} needs gradients through the model, which ONNX graphs do not give here; "
+            "choose a PyTorch model (TorchScript or safetensors weights)"
+        )
+    module.eval()
+    return module
 
 
 def _describe(model: LoadedModel) -> dict[str, Any]:
