@@ -110,3 +110,15 @@ class Console:
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def ready_models(page: Any, name_part: str, count: int = 1) -> list[dict[str, Any]]:
+    """The ready models whose name holds ``name_part``, once there are ``count`` of them
+    (the PyTorch demos are trained at first start); fails after two minutes."""
+    ready = f"""fetch('/api/models').then(r => r.json()).then(b => (b.data || []).filter(
+        m => m.name.includes({name_part!r}) && m.status === 'ready'))"""
+    deadline = time.monotonic() + 120
+    while len(models := page.evaluate(ready)) < count:
+        assert time.monotonic() < deadline, f"no {count} ready models named like {name_part!r}"
+        page.wait_for_timeout(500)
+    return list(models)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tests.frontend.conftest import Console
+from tests.frontend.conftest import Console, ready_models
 
 
 def test_a_good_fit_shows_no_warning(browser: Any, server: str) -> None:
@@ -14,12 +13,7 @@ def test_a_good_fit_shows_no_warning(browser: Any, server: str) -> None:
     page = console.watch(context.new_page())
     page.goto(f"{server}/#/")
     page.wait_for_selector("text=Demo digits CNN")
-    ready = """fetch('/api/models').then(r => r.json()).then(b => b.data.filter(
-        m => m.name.endsWith('PyTorch weights, seed 0)') && m.status === 'ready'))"""
-    deadline = time.monotonic() + 120
-    while not (models := page.evaluate(ready)):
-        assert time.monotonic() < deadline, "the PyTorch demo model never became ready"
-        page.wait_for_timeout(500)
+    models = ready_models(page, "PyTorch weights, seed 0)")
     sets = page.evaluate("fetch('/api/datasets').then(r => r.json())")["data"]
     body = {"model_id": models[0]["id"], "dataset_id": sets[0]["id"], "layer": "relu2",
             "orders": [0, 1], "epochs": 30, "max_samples": 240}  # fmt: skip

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pickle
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.frontend.conftest import Console, serving, shot
+from tests.frontend.conftest import Console, ready_models, serving, shot
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +155,7 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     page = console.watch(context.new_page())
     page.goto(f"{server}/#/")
     page.wait_for_selector("text=Demo digits CNN")  # the page has its workspace cookie now
-    ready = """fetch('/api/models').then(r => r.json()).then(b => (b.data || []).filter(
-        m => m.name.includes('PyTorch') && m.status === 'ready').length)"""
-    deadline = time.monotonic() + 120  # the PyTorch demos are trained at first start
-    while page.evaluate(ready) < 3:
-        assert time.monotonic() < deadline, "the PyTorch demo models never became ready"
-        page.wait_for_timeout(500)
+    ready_models(page, "PyTorch weights", count=3)
     page.goto(f"{server}/#/components")
     page.wait_for_selector("#comp-model")
     seed0 = page.locator("#comp-model option", has_text="seed 0").get_attribute("value")

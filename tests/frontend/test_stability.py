@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tests.frontend.conftest import Console, shot
+from tests.frontend.conftest import Console, ready_models, shot
 
 
 def test_stability_analysis_from_the_form(browser: Any, server: str) -> None:
@@ -14,12 +13,7 @@ def test_stability_analysis_from_the_form(browser: Any, server: str) -> None:
     page = console.watch(context.new_page())
     page.goto(f"{server}/#/")
     page.wait_for_selector("text=Demo digits CNN")
-    ready = """fetch('/api/models').then(r => r.json()).then(b => (b.data || []).filter(
-        m => m.name.includes('PyTorch weights, seed 0') && m.status === 'ready').length)"""
-    deadline = time.monotonic() + 120  # the PyTorch demos are trained at first start
-    while page.evaluate(ready) < 1:
-        assert time.monotonic() < deadline, "the PyTorch demo model never became ready"
-        page.wait_for_timeout(500)
+    ready_models(page, "PyTorch weights, seed 0)")
     page.goto(f"{server}/#/new?grid=3x3&baseline=zero")
     page.wait_for_selector("#model-select")
     torch = "s => [...s.options].find(o => o.text.includes('PyTorch weights, seed 0')).value"
