@@ -280,3 +280,39 @@ class ShareLink(TimestampMixin, Base):
     )
     token: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TrainingRun(LeaseMixin, TimestampMixin, Base):
+    """Training a project architecture with the order losses of SCIENCE.md §5 (migration 0015).
+
+    Checkpoints land as a model series (``series``) while it runs; the final weights become
+    an ordinary model (``model_id``) and, if asked, an exact analysis of it over held-out
+    images (``evaluation_id``). Runs started together share an ``experiment`` id."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    experiment: Mapped[str | None] = mapped_column(String(32), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    init_model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """One record per finished epoch: losses, accuracies, seconds, forward passes."""
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Final: test accuracy, adversarial accuracy per L∞ budget, split sizes."""
+    series: Mapped[str | None] = mapped_column(String(200))
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    evaluation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("analyses.id", ondelete="SET NULL")
+    )

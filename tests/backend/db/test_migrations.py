@@ -14,6 +14,7 @@ from tests.services import fresh_postgres_database
 TABLES = {
     "workspaces", "models", "images", "analyses", "analysis_items", "chunks",
     "logit_tables", "share_links", "datasets", "component_jobs", "learned_baselines",
+    "training_runs",
 }  # fmt: skip
 
 
