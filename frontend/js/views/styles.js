@@ -3,7 +3,8 @@
 import { api } from "../api.js";
 import { badge, clear, errorBox, formatBytes, h, toast } from "../dom.js";
 
-const HREF = "/static/css/views.css";
+// relative to this module, so the stylesheet comes from the same version as the scripts
+const HREF = new URL("../../css/views.css", import.meta.url).href;
 
 /** Link css/views.css into the page once. */
 export function ensureStyles() {
