@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 
@@ -17,6 +17,9 @@ def _utc(value: datetime) -> datetime:
 
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
 """A UTC time, always serialised with its offset (``…Z``)."""
+
+Tags = Annotated[list[str], BeforeValidator(lambda value: value or [])]
+"""A run's tags (a row without any stores ``NULL``)."""
 
 
 class WorkspacePublic(BaseModel):
@@ -238,6 +241,13 @@ class ItemPublic(BaseModel):
 
 class AnalysisPublic(BaseModel):
     id: str
+    name: str | None = Field(default=None, description="what a person calls it (optional)")
+    note: str | None = Field(default=None, description="a person's note about it")
+    tags: Tags = Field(default=[], description="tags, for filtering lists")
+    dataset_id: str | None = Field(
+        default=None, description="the image set its images were taken from, if one"
+    )
+    dataset_name: str | None = None
     model_id: str
     model_name: str
     labels: list[str] | None = Field(description="the model's class labels, if given")
@@ -291,12 +301,40 @@ class ComponentJobCreate(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
+class ConsistencyJobCreate(BaseModel):
+    """Knowledge consistency (SCIENCE.md §8) between model A at ``layer`` and model B
+    (``compare_model_id``) at ``compare_layer``: fuzziness orders 0, 1 and 2, both directions."""
+
+    model_id: str = Field(description="model A")
+    compare_model_id: str = Field(description="model B, of the same task (input and classes)")
+    dataset_id: str
+    layer: str = Field(description="a layer of model A")
+    compare_layer: str = Field(description="a layer of model B")
+    width: int = Field(
+        default=16,
+        ge=4,
+        description="channels of the non-linear branches, at most CONCEPTLENS_MAX_COMPONENT_WIDTH",
+    )
+    epochs: int = Field(default=30, ge=1, description="at most CONCEPTLENS_MAX_COMPONENT_EPOCHS")
+    max_samples: int = Field(
+        default=600,
+        ge=20,
+        description="images used (fit+held out), at most CONCEPTLENS_MAX_COMPONENT_SAMPLES",
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
 class ComponentJobPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
+    name: str | None = Field(default=None, description="what a person calls it (optional)")
+    note: str | None = Field(default=None, description="a person's note about it")
+    tags: Tags = Field(default=[], description="tags, for filtering lists")
+    kind: str = Field(default="components", description='"components" (§7) or "consistency" (§8)')
     model_id: str
     compare_model_id: str | None
+    compare_layer: str | None = Field(default=None, description="consistency: model B's layer")
     dataset_id: str
     layer: str
     params: dict[str, Any]
@@ -317,6 +355,29 @@ class ComponentJobPublic(BaseModel):
 class ComponentJobsPublic(BaseModel):
     data: list[ComponentJobPublic]
     count: int
+
+
+def _tag(value: str) -> str:
+    tag = " ".join(value.split())
+    if not tag:
+        raise ValueError("a tag must not be blank")
+    return tag
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_tag)]
+
+
+class RunLabelsUpdate(BaseModel):
+    """Name, note and tags of an analysis or component analysis (PATCH): a field left out
+    stays as it is; ``null`` (or an empty string, or ``[]``) clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=5000)
+    tags: list[Tag] | None = Field(
+        default=None, max_length=20, description="at most 20 tags of 1-40 characters"
+    )
 
 
 class SharePublic(BaseModel):

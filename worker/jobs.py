@@ -391,8 +391,10 @@ def leased_reporter(
 
 
 def _analysis_cancelled(analysis_id: str) -> Callable[[Session], bool]:
-    return lambda s: bool(
+    """Whether to stop: the analysis was cancelled, or deleted (its row is gone)."""
+    return lambda s: (
         s.scalar(select(Analysis.cancel_requested).where(Analysis.id == analysis_id))
+        in (True, None)
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from backend.db.models import Analysis, ComponentJob, DatasetRecord, ModelRecord
 from backend.schemas import AnalysisPublic, ComponentJobPublic, ItemPublic
 from backend.services import analyses as service
+from backend.services import runs
 
 
 def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
@@ -35,8 +36,14 @@ def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
         )
     total = sum(item.progress_total for item in analysis.items)
     model = session.get_one(ModelRecord, analysis.model_id)
+    datasets = runs.analysis_datasets(session, analysis)
     return AnalysisPublic(
         id=analysis.id,
+        name=analysis.name,
+        note=analysis.note,
+        tags=analysis.tags or [],
+        dataset_id=datasets[0] if datasets else None,
+        dataset_name=runs.dataset_name(session, datasets[0]) if datasets else None,
         model_id=analysis.model_id,
         model_name=model.name,
         labels=model.labels,

@@ -35,6 +35,15 @@ class LeaseMixin:
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class RunLabelsMixin:
+    """What a person calls a run (migration 0016): a name, a note and tags, all optional.
+    ``tags`` is a JSON list of short strings; lists filter on them."""
+
+    name: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+
+
 class Workspace(TimestampMixin, Base):
     __tablename__ = "workspaces"
 
@@ -126,7 +135,7 @@ class DatasetRecord(TimestampMixin, Base):
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class Analysis(TimestampMixin, Base):
+class Analysis(RunLabelsMixin, TimestampMixin, Base):
     """One interaction analysis of a model over a set of images (one item per image)."""
 
     __tablename__ = "analyses"
@@ -233,7 +242,7 @@ class LearnedBaseline(TimestampMixin, Base):
     history: Mapped[list[float]] = mapped_column(JSON)
 
 
-class ComponentJob(LeaseMixin, TimestampMixin, Base):
+class ComponentJob(RunLabelsMixin, LeaseMixin, TimestampMixin, Base):
     """Feature components of different complexity at one layer (SCIENCE.md §7)."""
 
     __tablename__ = "component_jobs"

@@ -1,16 +1,18 @@
-"""Analyses: create (with its cost), list, get (progress, ETA), cancel, retry, delete."""
+"""Analyses: create (with its cost), list (filtered), get (progress, ETA), name/note/tags,
+cancel, retry, delete."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from backend.api.deps import BlobsDep, OwnedAnalysisDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.api.present import present_analysis
 from backend.queue import TASK_START_ANALYSIS, enqueue
-from backend.schemas import AnalysesPublic, AnalysisCreate, AnalysisPublic
+from backend.schemas import AnalysesPublic, AnalysisCreate, AnalysisPublic, RunLabelsUpdate
 from backend.services import analyses as service
+from backend.services import runs
 
 router = APIRouter(prefix="/analyses", tags=["analyses"])
 
@@ -41,13 +43,42 @@ def estimate_analysis(
 
 
 @router.get("", response_model=AnalysesPublic)
-def list_analyses(session: SessionDep, workspace: WorkspaceDep) -> AnalysesPublic:
-    rows = service.visible(session, workspace=workspace)
+def list_analyses(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    model_id: Annotated[str | None, Query(max_length=64, description="only this model's")] = None,
+    dataset_id: Annotated[
+        str | None, Query(max_length=64, description="only those of this image set's images")
+    ] = None,
+    tag: Annotated[str | None, Query(max_length=40, description="only those with this tag")] = None,
+    mode: Annotated[
+        Literal["exact", "sampled", "stability", "dynamics"] | None,
+        Query(description="only this kind of analysis"),
+    ] = None,
+) -> AnalysesPublic:
+    """The workspace's analyses, newest first; each filter given narrows the list."""
+    rows = runs.filter_analyses(
+        session,
+        service.visible(session, workspace=workspace),
+        model_id=model_id,
+        dataset_id=dataset_id,
+        tag=tag,
+        mode=mode,
+    )
     return AnalysesPublic(data=[present_analysis(session, r) for r in rows], count=len(rows))
 
 
 @router.get("/{analysis_id}", response_model=AnalysisPublic)
 def get_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> AnalysisPublic:
+    return present_analysis(session, analysis)
+
+
+@router.patch("/{analysis_id}", response_model=AnalysisPublic)
+def label_analysis(
+    body: RunLabelsUpdate, analysis: OwnedAnalysisDep, session: SessionDep
+) -> AnalysisPublic:
+    """Name, annotate or tag the analysis (fields left out stay as they are)."""
+    runs.label(session, analysis, body)
     return present_analysis(session, analysis)
 
 
@@ -66,7 +97,6 @@ def retry_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> AnalysisP
 
 @router.delete("/{analysis_id}", status_code=204)
 def delete_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> None:
-    analysis.cancel_requested = True  # running tasks stop at their next batch
-    session.commit()
-    session.delete(analysis)
-    session.commit()
+    """Delete the analysis with its results and share links; a queued or running one is
+    cancelled first (its workers stop at their next batch and write nothing)."""
+    runs.delete_analysis(session, analysis)

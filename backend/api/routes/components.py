@@ -11,7 +11,7 @@ an alias local to :func:`component_results_router`, which FastAPI must see as an
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from backend import figures, results
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
@@ -20,8 +20,14 @@ from backend.config import Settings
 from backend.db.models import ComponentJob, ModelRecord
 from backend.errors import ClientError
 from backend.queue import TASK_RUN_COMPONENTS, enqueue
-from backend.schemas import ComponentJobCreate, ComponentJobPublic, ComponentJobsPublic
+from backend.schemas import (
+    ComponentJobCreate,
+    ComponentJobPublic,
+    ComponentJobsPublic,
+    RunLabelsUpdate,
+)
 from backend.services import components as service
+from backend.services import runs
 
 router = APIRouter(prefix="/components", tags=["components"])
 
@@ -53,9 +59,35 @@ def check_limits(body: ComponentJobCreate, settings: Settings) -> None:
 
 
 @router.get("", response_model=ComponentJobsPublic)
-def list_jobs(session: SessionDep, workspace: WorkspaceDep) -> ComponentJobsPublic:
-    rows = service.visible(session, workspace=workspace)
+def list_jobs(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    model_id: Annotated[
+        str | None, Query(max_length=64, description="only those of (or compared with) this model")
+    ] = None,
+    dataset_id: Annotated[
+        str | None, Query(max_length=64, description="only this image set's")
+    ] = None,
+    tag: Annotated[str | None, Query(max_length=40, description="only those with this tag")] = None,
+) -> ComponentJobsPublic:
+    """The workspace's component analyses, newest first; each filter given narrows the list."""
+    rows = runs.filter_jobs(
+        service.visible(session, workspace=workspace),
+        model_id=model_id,
+        dataset_id=dataset_id,
+        tag=tag,
+    )
     return ComponentJobsPublic(data=[present_job(session, r) for r in rows], count=len(rows))
+
+
+@router.patch("/{job_id}", response_model=ComponentJobPublic)
+def label_job(
+    job_id: str, body: RunLabelsUpdate, session: SessionDep, workspace: WorkspaceDep
+) -> ComponentJobPublic:
+    """Name, annotate or tag the component analysis (fields left out stay as they are)."""
+    job = service.get(session, workspace=workspace, job_id=job_id)
+    runs.label(session, job, body)
+    return present_job(session, job)
 
 
 @router.post("/{job_id}/cancel", response_model=ComponentJobPublic)
@@ -75,11 +107,9 @@ def retry_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> Comp
 
 @router.delete("/{job_id}", status_code=204)
 def delete_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
-    job = service.get(session, workspace=workspace, job_id=job_id)
-    job.cancel_requested = True
-    session.commit()
-    session.delete(job)
-    session.commit()
+    """Delete the component analysis and its share links; a queued or running one is
+    cancelled first (its worker stops at its next epoch and writes nothing)."""
+    runs.delete_job(session, service.get(session, workspace=workspace, job_id=job_id))
 
 
 @router.get("/compare/significance")
