@@ -723,6 +723,8 @@ def compare_significance(series: Sequence[tuple[str, Sequence[int], npt.ArrayLik
 
 def component_figures(metrics: Mapping[str, Any]) -> dict[str, Figure]:
     """The :data:`COMPONENT_FIGURES` a finished component analysis has (missing ones left out)."""
+    if metrics.get("kind") == "consistency":
+        return consistency_figures(metrics)
     orders = metrics["orders"]
     sig = metrics["significance"]
     out = {
@@ -782,3 +784,85 @@ def component_maps_figure(
     fig.update_layout(**{k: v for k, v in layout.items() if k not in ("xaxis", "yaxis")})
     figure: Figure = json.loads(fig.to_json())
     return figure
+
+
+# --- knowledge consistency between two models (SCIENCE.md §8) -------------------------------
+
+CONSISTENCY_FIGURES = ("parts", "cumulative")
+_DIRECTIONS = (("a_from_b", "A from B", NEGATIVE), ("b_from_a", "B from A", POSITIVE))
+
+
+def consistency_parts(metrics: Mapping[str, Any], split: str = "test") -> Figure:
+    """``Var[x^(k)]/Var[f]`` of each order's consistent part and ``Var[ε]/Var[f]`` of the
+    inconsistent rest, both directions side by side, on a log axis (the parts differ by
+    orders of magnitude); the absolute variances on hover."""
+    labels = [*(f"k = {k}" for k in metrics["orders"]), "inconsistent"]
+    traces = []
+    for key, name, colour in _DIRECTIONS:
+        v = metrics[key][split]
+        total = v["feature"] or float("nan")
+        absolute = [*v["consistent"], v["inconsistent"]]
+        share = [x / total if x is not None else None for x in absolute]
+        traces.append(
+            go.Bar(
+                x=labels,
+                y=[_positive(x) for x in share],
+                name=name,
+                customdata=[[_finite(x), v["feature"]] for x in absolute],
+                marker={"color": colour},
+                hovertemplate=f"{name} · %{{x}}<br>share of Var[f] %{{y:{_NUMBER}}}<br>"
+                f"Var = %{{customdata[0]:{_NUMBER}}} of %{{customdata[1]:{_NUMBER}}}"
+                "<extra></extra>",
+            )
+        )
+    where = "held-out" if split == "test" else "fitting"
+    layout = _layout(
+        f"Variance of each part, as a share of the feature's ({where} images)",
+        "part of the feature", "Var[part] / Var[f] (log scale)",
+        yaxis={"type": "log"}, barmode="group",
+    )  # fmt: skip
+    return _figure(traces, layout)
+
+
+def consistency_cumulative(metrics: Mapping[str, Any]) -> Figure:
+    """The share of the feature reconstructed by orders ``≤ k`` (cumulative ``R²``) against
+    ``k``, per direction: solid on held-out images, dashed on the fitting images."""
+    orders = list(metrics["orders"])
+    traces = []
+    for key, name, colour in _DIRECTIONS:
+        for split, dash, where in (("test", "solid", "held-out"), ("train", "dash", "fitting")):
+            r2 = np.asarray(
+                [np.nan if x is None else x for x in metrics[key][split]["cumulative_r2"]],
+                dtype=np.float64,
+            )
+            traces.append(
+                _curve(
+                    orders,
+                    r2,
+                    name=f"{name} ({where})",
+                    colour=colour,
+                    dash=dash,
+                    hover=f"{name}, {where}<br>orders ≤ %{{x}}: R² = %{{y:{_NUMBER}}}"
+                    "<extra></extra>",
+                )
+            )
+    layout = _layout(
+        "Reconstructed share of the feature, by fuzziness order",
+        "orders ≤ k", "R² of x<sup>(0)</sup> + … + x<sup>(k)</sup>",
+        xaxis=_integer_axis(max(orders)),
+    )  # fmt: skip
+    return _figure(traces, layout)
+
+
+def consistency_figures(metrics: Mapping[str, Any]) -> dict[str, Figure]:
+    """The :data:`CONSISTENCY_FIGURES` of a finished knowledge-consistency analysis."""
+    return {"parts": consistency_parts(metrics), "cumulative": consistency_cumulative(metrics)}
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _positive(value: Any) -> float | None:
+    """A share for a log axis: ``None`` (a gap) where it is not a positive number."""
+    return float(value) if value is not None and math.isfinite(value) and value > 0 else None

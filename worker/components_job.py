@@ -17,6 +17,7 @@ from backend.datasets import read_manifest
 from backend.db.base import utcnow
 from backend.db.models import ComponentJob, DatasetRecord, ModelRecord
 from backend.db.session import session_scope
+from conceptlens.components.consistency import ConsistencyPlan
 from conceptlens.components.pipeline import TrainingPlan
 from conceptlens.images import load_image, normalise
 from conceptlens.models.demo import load_digits_16, split_digits
@@ -61,7 +62,9 @@ def run_component_job(job_id: str) -> None:
             job = s.get_one(ComponentJob, job_id)
             if job.lease_owner != owner:
                 return
-            job.metrics = {**metrics, "train_split": train_split(s, job)}
+            if job.kind == "components":
+                metrics = {**metrics, "train_split": train_split(s, job)}
+            job.metrics = metrics
             job.result_key = key
             job.status = "done"
             job.progress_done = job.progress_total
@@ -92,6 +95,14 @@ def _compute(job_id: str, owner: str) -> tuple[dict[str, Any], dict[str, np.ndar
     """Read the job's rows and images here; train and measure in the model sandbox."""
     with session_scope() as s:
         job = s.get_one(ComponentJob, job_id)
+        consistency = _consistency_request(s, job) if job.kind == "consistency" else None
+    if consistency is not None:
+        return sandbox.current().consistency(
+            **consistency, device=str(jobs.device()),
+            progress=jobs.leased_reporter(ComponentJob, job_id, owner, "progress_done"),
+        )  # fmt: skip
+    with session_scope() as s:
+        job = s.get_one(ComponentJob, job_id)
         params, layer = dict(job.params), job.layer
         model_row = s.get_one(ModelRecord, job.model_id)
         model = jobs.model_ref(model_row)
@@ -109,6 +120,31 @@ def _compute(job_id: str, owner: str) -> tuple[dict[str, Any], dict[str, np.ndar
         progress=jobs.leased_reporter(ComponentJob, job_id, owner, "progress_done"),
         maps={"images": MAP_IMAGES, "max_values": MAX_MAP_VALUES},
     )  # fmt: skip
+
+
+def _consistency_request(s: Session, job: ComponentJob) -> dict[str, Any]:
+    """§8: the sandbox call's arguments, with the same images in each model's input space."""
+    assert job.compare_model_id is not None and job.compare_layer is not None
+    params = dict(job.params)
+    rows = s.get_one(ModelRecord, job.model_id), s.get_one(ModelRecord, job.compare_model_id)
+    dataset = s.get_one(DatasetRecord, job.dataset_id)
+    (xa_train, _, xa_test, _), _ = _data(s, dataset, rows[0], params)
+    (xb_train, _, xb_test, _), _ = _data(s, dataset, rows[1], params)
+    # a model that records its training images may cut the digits' training split shorter:
+    # both models get the common prefix, the same images
+    n = min(len(xa_train), len(xb_train))
+    plan = ConsistencyPlan(
+        orders=tuple(params["orders"]), width=params["width"], epochs=params["epochs"],
+        seed=params["seed"],
+    )  # fmt: skip
+    return {
+        "model": jobs.model_ref(rows[0]),
+        "compare": jobs.model_ref(rows[1]),
+        "layer": job.layer,
+        "compare_layer": job.compare_layer,
+        "inputs": [t.numpy() for t in (xa_train[:n], xa_test, xb_train[:n], xb_test)],
+        "plan": plan,
+    }
 
 
 def train_split(s: Session, job: ComponentJob) -> str:

@@ -12,6 +12,7 @@ from backend.api.problems import ERROR_RESPONSES
 from backend.api.routes import (
     analyses,
     components,
+    consistency,
     datasets,
     images,
     models,
@@ -33,6 +34,10 @@ api_router.include_router(components.router)
 api_router.include_router(
     components.component_results_router("/components/{job_id}", "components", shares.owned_job)
 )
+api_router.include_router(consistency.router)
+api_router.include_router(
+    consistency.job_exports_router("/components/{job_id}", "components", shares.owned_job)
+)
 api_router.include_router(analyses.router)
 api_router.include_router(
     results.results_router("/analyses/{analysis_id}", "results", owned_analysis)
@@ -43,6 +48,9 @@ api_router.include_router(
 )
 api_router.include_router(
     components.component_results_router("/shared-components/{token}", "shared", shares.shared_job)
+)
+api_router.include_router(
+    consistency.job_exports_router("/shared-components/{token}", "shared", shares.shared_job)
 )
 
 

@@ -257,6 +257,10 @@ class ComponentJob(RunLabelsMixin, LeaseMixin, TimestampMixin, Base):
     )
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     layer: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="components", server_default="components")
+    """"components" (§7) or "consistency" (§8: ``layer`` of the model reconstructed from and
+    into ``compare_layer`` of the compare model)."""
+    compare_layer: Mapped[str | None] = mapped_column(String(200))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
@@ -267,7 +271,8 @@ class ComponentJob(RunLabelsMixin, LeaseMixin, TimestampMixin, Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result_key: Mapped[str | None] = mapped_column(String(64))
-    """npz in the blob store: component maps of a few test images."""
+    """npz in the blob store: component maps of a few test images (consistency: per-channel
+    variances of each part)."""
     cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
     """Identical requests (same model and data bytes, layer, settings, engine) share results."""
 

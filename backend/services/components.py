@@ -7,10 +7,13 @@ from sqlalchemy.orm import Session
 from backend.db.base import utcnow
 from backend.db.models import ComponentJob, DatasetRecord, ModelRecord, Workspace
 from backend.errors import ClientError
-from backend.schemas import ComponentJobCreate
+from backend.schemas import ComponentJobCreate, ConsistencyJobCreate
 from backend.services import resources
 from backend.services.analyses import ENGINE_VERSION
 from backend.storage import description_key
+
+CONSISTENCY_ORDERS = (0, 1, 2)
+"""The fuzziness orders of a knowledge-consistency job (SCIENCE.md §8)."""
 
 #: The layout of a job's stored results (2: maps of every channel); part of the cache key, so
 #: a new layout is computed afresh rather than served from an older job.
@@ -88,8 +91,68 @@ def _ready_model(session: Session, workspace: Workspace, model_id: str) -> Model
     return model
 
 
-def visible(session: Session, *, workspace: Workspace) -> list[ComponentJob]:
-    return resources.owned(session, ComponentJob, workspace=workspace)
+def create_consistency(
+    session: Session, *, workspace: Workspace, body: ConsistencyJobCreate
+) -> ComponentJob:
+    """A knowledge-consistency job (SCIENCE.md §8): model A at ``layer`` against model B
+    at ``compare_layer``, orders 0, 1, 2, both directions, on one image set."""
+    model = _ready_model(session, workspace, body.model_id)
+    other = _ready_model(session, workspace, body.compare_model_id)
+    dataset = resources.get(session, DatasetRecord, workspace=workspace, id=body.dataset_id)
+    if (other.input_shape, other.num_classes) != (model.input_shape, model.num_classes):
+        raise ClientError(
+            "The two models must take the same input and have the same classes "
+            "(models of the same task)."
+        )
+    for which, record, layer in (("A", model, body.layer), ("B", other, body.compare_layer)):
+        if layer not in (record.layers or []):
+            raise ClientError(
+                f"Model {which} ({record.name}) has no layer {layer!r}; choose one of its "
+                f"layers ({', '.join((record.layers or [])[:12])}…).",
+            )
+    samples = min(body.max_samples, dataset.n_images)
+    if samples < 20:
+        raise ClientError("The image set needs at least 20 images (fit and held out).")
+    params: dict[str, object] = {
+        "orders": list(CONSISTENCY_ORDERS),
+        "width": body.width,
+        "epochs": body.epochs,
+        "max_samples": samples,
+        "seed": body.seed,
+    }
+    job = ComponentJob(
+        workspace_id=workspace.id,
+        kind="consistency",
+        model_id=model.id,
+        compare_model_id=other.id,
+        dataset_id=dataset.id,
+        layer=body.layer,
+        compare_layer=body.compare_layer,
+        params=params,
+        progress_total=consistency_steps(body.epochs),
+    )
+    job.cache_key = _cache_key(
+        model, other.blob_key, dataset, body.layer,
+        {**params, "kind": "consistency", "compare_layer": body.compare_layer},
+    )  # fmt: skip
+    session.add(job)
+    session.commit()
+    return job
+
+
+def consistency_steps(epochs: int) -> int:
+    """Progress steps of a consistency job: per direction, the linear fit and the epochs of
+    the two non-linear orders (:func:`conceptlens.components.consistency.knowledge_consistency`)."""
+    return 2 * (1 + (len(CONSISTENCY_ORDERS) - 1) * epochs)
+
+
+def visible(
+    session: Session, *, workspace: Workspace, kind: str = "components"
+) -> list[ComponentJob]:
+    """The workspace's jobs of one ``kind`` ("components" or "consistency"), newest first."""
+    return [
+        j for j in resources.owned(session, ComponentJob, workspace=workspace) if j.kind == kind
+    ]
 
 
 def get(session: Session, *, workspace: Workspace, job_id: str) -> ComponentJob:

@@ -38,7 +38,6 @@ Variances are :func:`.stats.variance` (per entry over images, averaged over entr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +55,7 @@ from conceptlens.components.disentangler import (
     predict,
 )
 from conceptlens.components.features import ComponentsError, Network, extract, feature_extractor
+from conceptlens.components.pipeline import _on_device_of
 from conceptlens.components.stats import variance
 
 __all__ = [
@@ -353,6 +353,7 @@ def knowledge_consistency(
     x_train: torch.Tensor,
     x_test: torch.Tensor,
     *,
+    inputs_b: tuple[torch.Tensor, torch.Tensor] | None = None,
     plan: ConsistencyPlan | None = None,
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
@@ -360,12 +361,18 @@ def knowledge_consistency(
     """§8 between ``model_a`` at ``layer_a`` and ``model_b`` at ``layer_b``: A from B, then
     B from A, each fitted on ``x_train`` and measured on both image sets.
 
-    ``progress(done, total)`` counts both directions' steps (see :func:`fit_consistency`).
+    ``inputs_b``: the same images as ``(x_train, x_test)`` in model B's input space when it
+    normalises them differently from A. Features are read on each model's device and fitted
+    on ``device``. ``progress(done, total)`` counts both directions' steps (see
+    :func:`fit_consistency`).
     """
     plan = plan or ConsistencyPlan()
-    fa = feature_extractor(model_a, layer_a)
-    fb = feature_extractor(model_b, layer_b)
-    feats = [extract(fn, x) for fn in (fa, fb) for x in (x_train, x_test)]
+    xb_train, xb_test = inputs_b if inputs_b is not None else (x_train, x_test)
+    if len(xb_train) != len(x_train) or len(xb_test) != len(x_test):
+        raise ComponentsError("both models need the same images")
+    fa = _on_device_of(model_a, feature_extractor(model_a, layer_a))
+    fb = _on_device_of(model_b, feature_extractor(model_b, layer_b))
+    feats = [extract(fa, x_train), extract(fa, x_test), extract(fb, xb_train), extract(fb, xb_test)]
     a_train, a_test, b_train, b_test = (_on_cpu(t) for t in feats)
     per = 1 + (len(plan.orders) - 1) * plan.epochs
 
@@ -385,25 +392,3 @@ def knowledge_consistency(
 
 def _on_cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().float().cpu()
-
-
-def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The variance table of :meth:`ConsistencyResult.to_dict` as rows (for CSV exports):
-    direction, split, part (``order k`` or ``inconsistent``), variance and share of
-    ``Var[f]``."""
-    rows: list[dict[str, Any]] = []
-    for direction in ("a_from_b", "b_from_a"):
-        for split in ("train", "test"):
-            v = result[direction][split]
-            total = v["feature"] or 0.0
-            parts: Sequence[tuple[str, Any]] = [
-                *((f"order {k}", x) for k, x in zip(result["orders"], v["consistent"],
-                                                      strict=True)),
-                ("inconsistent", v["inconsistent"]),
-                ("feature", v["feature"]),
-            ]  # fmt: skip
-            for name, value in parts:
-                share = value / total if value is not None and total else None
-                rows.append({"direction": direction, "split": split, "part": name,
-                             "variance": value, "share": share})  # fmt: skip
-    return rows

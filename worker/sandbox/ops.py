@@ -16,6 +16,7 @@ Every operation takes a JSON header and arrays and returns a JSON-ready result a
 * ``pgd`` — an L∞ PGD attack on one image (:func:`conceptlens.stability.pgd_attack`; torch
   models only);
 * ``components`` — the §7 analysis of a layer (:mod:`worker.components_compute`).
+* ``consistency`` — §8 between two models' layers (:mod:`worker.consistency_compute`).
 
 Long operations report ``{"progress": [done, total]}`` messages on the way.
 """
@@ -77,6 +78,7 @@ class Operations:
             "learn_baseline": self.learn_baseline,
             "pgd": self.pgd,
             "components": self.components,
+            "consistency": self.consistency,
         }
 
     def run(self, header: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
@@ -219,6 +221,19 @@ class Operations:
             map_images=int(h["maps"]["images"]), max_map_values=int(h["maps"]["max_values"]),
         )  # fmt: skip
         return metrics, maps
+
+    def consistency(self, h: dict[str, Any], arrays: wire.Arrays) -> tuple[Any, wire.Arrays]:
+        from conceptlens.components.consistency import ConsistencyPlan
+        from worker.consistency_compute import compute_consistency
+
+        a, b = module_of(self.model(h["key"])), module_of(self.model(h["compare_key"]))
+        x = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        plan = h["plan"]
+        return compute_consistency(
+            a, h["layer"], b, h["compare_layer"], (x["xa_train"], x["xa_test"]),
+            (x["xb_train"], x["xb_test"]), plan=ConsistencyPlan(**plan),
+            device=torch.device(h.get("device") or "cpu"), progress=self.progress,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- progress
 

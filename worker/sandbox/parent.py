@@ -431,6 +431,34 @@ class Sandbox:
             raise SandboxInternalError("the model process returned no metrics")
         return metrics, out
 
+    def consistency(
+        self,
+        model: ModelRef,
+        compare: ModelRef,
+        *,
+        layer: str,
+        compare_layer: str,
+        inputs: Sequence[np.ndarray],
+        plan: Any,
+        device: str,
+        progress: Progress | None = None,
+    ) -> tuple[dict[str, Any], wire.Arrays]:
+        """§8 between ``model`` at ``layer`` (A) and ``compare`` at ``compare_layer`` (B):
+        ``inputs = (xa_train, xa_test, xb_train, xb_test)``, the same images in each model's
+        input space; ``plan`` is a :class:`~conceptlens.components.consistency.ConsistencyPlan`."""
+        for ref in (model, compare):
+            self.ensure(ref)
+        header = {
+            "key": model.key, "compare_key": compare.key, "layer": layer,
+            "compare_layer": compare_layer, "plan": _plan_dict(plan), "device": device,
+        }  # fmt: skip
+        names = ("xa_train", "xa_test", "xb_train", "xb_test")
+        arrays = dict(zip(names, inputs, strict=True))
+        metrics, out = self.call("consistency", header, arrays, progress=progress)
+        if not isinstance(metrics, dict):
+            raise SandboxInternalError("the model process returned no metrics")
+        return metrics, out
+
 
 def _plan_dict(plan: Any) -> dict[str, Any]:
     out = asdict(plan)

@@ -118,6 +118,8 @@ def compare(ids: str, session: SessionDep, workspace: WorkspaceDep) -> dict[str,
     series = []
     for job_id in [i for i in ids.split(",") if i]:
         job = service.get(session, workspace=workspace, job_id=job_id)
+        if job.kind != "components":
+            raise ClientError(f"Analysis {job_id} is not a component analysis.", 409)
         if job.metrics is None:
             raise ClientError(f"Analysis {job_id} has no results yet ({job.status}).", 409)
         model = session.get_one(ModelRecord, job.model_id)
@@ -156,6 +158,8 @@ def component_results_router(prefix: str, tag: str, find: Callable[..., Componen
     ) -> dict[str, Any]:
         """Component maps of the ``index``-th stored test image at ``channel`` (default: the
         most activated), with a Plotly figure."""
+        if job.kind != "components":
+            raise ClientError("A knowledge-consistency analysis has no component maps.", 409)
         if job.status != "done":
             raise ClientError(f"The component analysis has no results yet ({job.status}).", 409)
         if job.result_key is None:

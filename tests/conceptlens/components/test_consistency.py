@@ -13,7 +13,6 @@ from conceptlens.components.consistency import (
     Direction,
     fit_consistency,
     knowledge_consistency,
-    summary_rows,
 )
 
 PLAN = ConsistencyPlan(width=8, epochs=4, seed=0)
@@ -113,9 +112,7 @@ def test_both_directions_between_two_models() -> None:
     b_from_a = out["b_from_a"]["test"]
     assert b_from_a["consistent"][0] == pytest.approx(b_from_a["feature"], rel=1e-5)
     assert out["orders"] == [0, 1, 2]
-    rows = summary_rows(out)
-    assert {r["direction"] for r in rows} == {"a_from_b", "b_from_a"}
-    assert len(rows) == 2 * 2 * 5
+    assert out["a_from_b"]["feature_shape"] == [3, 6, 6]
 
 
 def test_refuses_orders_not_starting_at_zero() -> None:
