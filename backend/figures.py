@@ -819,7 +819,7 @@ def consistency_parts(metrics: Mapping[str, Any], split: str = "test") -> Figure
     layout = _layout(
         f"Variance of each part, as a share of the feature's ({where} images)",
         "part of the feature", "Var[part] / Var[f] (log scale)",
-        yaxis={"type": "log"}, barmode="group",
+        yaxis={"type": "log", "exponentformat": "power"}, barmode="group",
     )  # fmt: skip
     return _figure(traces, layout)
 
@@ -847,9 +847,11 @@ def consistency_cumulative(metrics: Mapping[str, Any]) -> Figure:
                 )
             )
     layout = _layout(
-        "Reconstructed share of the feature, by fuzziness order",
+        "Reconstructed share of the feature, by order",
         "orders ≤ k", "R² of x<sup>(0)</sup> + … + x<sup>(k)</sup>",
         xaxis=_integer_axis(max(orders)),
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"},
+        margin={"l": 64, "r": 24, "t": 56, "b": 110},
     )  # fmt: skip
     return _figure(traces, layout)
 

@@ -12,6 +12,8 @@ const ROUTES = [
   [/^#\/analyses\/([0-9a-f]+)$/, () => import("./views/analysis.js")],
   [/^#\/components$/, () => import("./views/components.js")],
   [/^#\/components\/([0-9a-f]+)$/, () => import("./views/components.js")],
+  [/^#\/consistency$/, () => import("./views/consistency.js")],
+  [/^#\/consistency\/([0-9a-f]+)$/, () => import("./views/consistency.js")],
 ];
 
 let unmount = null;

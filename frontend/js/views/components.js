@@ -84,6 +84,9 @@ async function mountList(root, ctx) {
     h("h1", {}, "Feature components"),
     h("p.muted", {}, "Disentangle the feature at a layer into components of increasing complexity: ",
       "nets with l ReLU layers learn to mimic it; ρ(l) says how much of its variance each order explains."),
+    h("p#kc-link", {}, "Two models of the same task: ",
+      h("a", { href: "#/consistency" }, "knowledge consistency between them"),
+      " (how much of one model's feature the other's reconstructs, by order)."),
     h("section.card.comp-form", { "aria-labelledby": "comp-new" },
       h("h2#comp-new", {}, "New component analysis"),
       usable.length ? null : errorBox("No model is ready yet: upload one on the Models page."),
@@ -148,8 +151,14 @@ function jobName(job) {
 async function mountJob(root, prefix) {
   let timer = null;
   let shown = false;
+  let inner = null; // the consistency view's unmount, when it shows the job
   async function refresh() {
     const job = await api(prefix);
+    if (job.kind === "consistency") { // e.g. a share link of a knowledge-consistency job
+      const view = await import("./consistency.js");
+      inner = await view.mountJob(root, prefix);
+      return;
+    }
     const active = job.status === "queued" || job.status === "running";
     if (active) {
       const pct = job.progress_total ? (100 * job.progress_done) / job.progress_total : 0;
@@ -169,7 +178,7 @@ async function mountJob(root, prefix) {
     if (job.status === "done") await results(root, job, prefix);
   }
   await refresh();
-  return () => clearTimeout(timer);
+  return () => { clearTimeout(timer); if (inner) inner(); };
 }
 
 function head(job) {
