@@ -108,11 +108,6 @@ class Assets:
             return None
         return target
 
-    def _load(self, key: str, body: bytes, media_type: str) -> Asset:
-        zipped = gzip.compress(body, 6, mtime=0) if len(body) >= MIN_GZIP_BYTES else None
-        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-        return Asset(body, zipped, media_type, etag)
-
     def asset(self, path: str) -> Asset | None:
         """The file at ``path``, read and compressed on first use; ``None`` if there is none."""
         with self._lock:
@@ -122,7 +117,7 @@ class Assets:
         target = self._resolve(path)
         if target is None:
             return None
-        made = self._load(path, target.read_bytes(), _media_type(target))
+        made = make_asset(target.read_bytes(), _media_type(target))
         with self._lock:
             return self._cache.setdefault(path, made)
 
@@ -135,7 +130,7 @@ class Assets:
         html = (self.root / name).read_text()
         html = html.replace('"/vendor/plotly.min.js"', f'"{self.url(PLOTLY)}"')
         html = html.replace('"/static/', f'"{PREFIX}/{self.version}/')
-        made = self._load(name, html.encode(), TYPES[".html"])
+        made = make_asset(html.encode(), TYPES[".html"])
         with self._lock:
             return self._pages.setdefault(name, made)
 
@@ -146,15 +141,27 @@ class Assets:
             self.asset(name)
 
     def respond(self, request: Request, asset: Asset, cache_control: str) -> Response:
-        headers = {"cache-control": cache_control, "etag": asset.etag, "vary": "Accept-Encoding"}
-        if asset.etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        if asset.gzipped is not None and wants_gzip(request):
-            headers["content-encoding"] = "gzip"
-            body = asset.gzipped
-        else:
-            body = asset.body
-        if request.method == "HEAD":
-            headers["content-length"] = str(len(body))
-            return Response(status_code=200, headers=headers, media_type=asset.media_type)
-        return Response(body, headers=headers, media_type=asset.media_type)
+        return respond_asset(request, asset, cache_control)
+
+
+def make_asset(body: bytes, media_type: str) -> Asset:
+    """``body`` with its gzip (when large enough to be worth it) and its ``ETag``."""
+    zipped = gzip.compress(body, 6, mtime=0) if len(body) >= MIN_GZIP_BYTES else None
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return Asset(body, zipped, media_type, etag)
+
+
+def respond_asset(request: Request, asset: Asset, cache_control: str) -> Response:
+    """``asset`` as a response: 304 for a matching ``If-None-Match``, gzip when accepted."""
+    headers = {"cache-control": cache_control, "etag": asset.etag, "vary": "Accept-Encoding"}
+    if asset.etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if asset.gzipped is not None and wants_gzip(request):
+        headers["content-encoding"] = "gzip"
+        body = asset.gzipped
+    else:
+        body = asset.body
+    if request.method == "HEAD":
+        headers["content-length"] = str(len(body))
+        return Response(status_code=200, headers=headers, media_type=asset.media_type)
+    return Response(body, headers=headers, media_type=asset.media_type)

@@ -1,0 +1,156 @@
+"""Answers derived from a finished result, encoded once and kept: figures and tables.
+
+A finished image's result never changes (a retry re-runs only what is not done, and a new
+result is a new blob), so what is drawn or listed from it is built on the first request and
+then served as stored bytes: no figure building, no JSON encoding, gzip done once. Keys are
+digests of everything an answer depends on — the result's blob key (its content's SHA-256),
+the request's parameters, the summary it reads — and of the code that builds answers
+(:data:`CODE`), so an upgrade that draws differently never serves an old drawing. Answers
+about something unfinished (an analysis still running) are never looked up nor stored.
+
+Two levels: an in-memory LRU of :data:`MEMORY_BYTES` per process, and for figures a folder
+(``<data_dir>/cache/answers``) that survives restarts and is shared by the processes of one
+machine. Both are caches: deleting them loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from backend import figures, results
+from backend.assets import Asset, make_asset, respond_asset
+from backend.storage import description_key
+
+#: Bytes of answers (plain and gzipped together) each process keeps in memory.
+MEMORY_BYTES = 64 * 2**20
+#: Answers are fetched by pages that may hold a stale one: revalidate with the ETag.
+CACHE_CONTROL = "private, no-cache"
+
+
+def _code_digest() -> str:
+    h = hashlib.sha256()
+    for module in (figures, results):
+        h.update(Path(str(module.__file__)).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+#: A digest of the code that builds answers: part of every key.
+CODE = _code_digest()
+
+
+def encode(value: Any) -> bytes:
+    """JSON as Starlette's ``JSONResponse`` writes it (compact, UTF-8, no NaN)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def answer_key(**description: Any) -> str:
+    """The key of an answer described by ``description`` (JSON-able), with :data:`CODE`."""
+    return description_key({**description, "code": CODE})
+
+
+def _asset(body: bytes) -> Asset:
+    return make_asset(body, "application/json")
+
+
+class Answers:
+    """The two levels of the cache; thread-safe (routes run in a thread pool)."""
+
+    def __init__(self, folder: Path | None, memory_bytes: int = MEMORY_BYTES) -> None:
+        self.folder = folder
+        self.memory_bytes = memory_bytes
+        self._lock = threading.Lock()
+        self._memory: OrderedDict[str, Asset] = OrderedDict()
+        self._size = 0
+        self.built = 0  # answers built (not found): for tests and the benchmark
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.folder is None else self.folder / key[:2] / f"{key}.json"
+
+    def _remember(self, key: str, asset: Asset) -> None:
+        size = len(asset.body) + len(asset.gzipped or b"")
+        if size > self.memory_bytes:
+            return
+        with self._lock:
+            if key in self._memory:
+                return
+            self._memory[key] = asset
+            self._size += size
+            while self._size > self.memory_bytes:
+                _, old = self._memory.popitem(last=False)
+                self._size -= len(old.body) + len(old.gzipped or b"")
+
+    def get(self, key: str) -> Asset | None:
+        with self._lock:
+            found = self._memory.get(key)
+            if found is not None:
+                self._memory.move_to_end(key)
+                return found
+        path = self._path(key)
+        if path is None:
+            return None
+        try:
+            body = path.read_bytes()
+        except OSError:
+            return None
+        asset = _asset(body)
+        self._remember(key, asset)
+        return asset
+
+    def put(self, key: str, body: bytes, *, persist: bool) -> Asset:
+        asset = _asset(body)
+        self._remember(key, asset)
+        path = self._path(key)
+        if persist and path is not None:
+            tmp = None
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(body)
+                os.replace(tmp, path)
+            except OSError:  # a read-only or full disk: memory only
+                if tmp is not None:
+                    Path(tmp).unlink(missing_ok=True)
+        return asset
+
+    def answer(
+        self,
+        request: Request,
+        key: str | None,
+        make: Callable[[], Any],
+        *,
+        persist: bool = False,
+    ) -> Response:
+        """The answer under ``key`` (built by ``make`` the first time); ``key=None``: an
+        answer about something unfinished, built every time and never kept."""
+        if key is None:
+            return respond_asset(request, _asset(encode(make())), CACHE_CONTROL)
+        asset = self.get(key)
+        if asset is None:
+            self.built += 1
+            asset = self.put(key, encode(make()), persist=persist)
+        return respond_asset(request, asset, CACHE_CONTROL)
+
+
+_answers: dict[Path, Answers] = {}
+_answers_lock = threading.Lock()
+
+
+def answers_for(data_dir: Path) -> Answers:
+    """The process's cache for the data folder ``data_dir`` (one per folder)."""
+    with _answers_lock:
+        if data_dir not in _answers:
+            _answers[data_dir] = Answers(data_dir / "cache" / "answers")
+        return _answers[data_dir]
