@@ -1,0 +1,51 @@
+"""The registered architectures: shapes, sizes, stable names, TorchScript, per-image outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conceptlens.models.architectures import ARCHITECTURES, SmallResNet, SmallVGG
+from conceptlens.models.demo import _quiet_deprecations
+
+SIZES = {"digit_cnn": 38_282, "small_vgg": 101_402, "small_resnet": 78_042}
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_registered_shapes_and_sizes(name: str) -> None:
+    spec = ARCHITECTURES[name]
+    assert spec.name == name
+    model = spec.build()
+    assert sum(p.numel() for p in model.parameters()) == SIZES[name]
+    out = model(torch.zeros(2, *spec.input_shape))
+    assert out.shape == (2, spec.num_classes)
+
+
+def test_colour_architectures_take_32x32_rgb() -> None:
+    for name in ("small_vgg", "small_resnet"):
+        assert ARCHITECTURES[name].input_shape == (3, 32, 32)
+        assert ARCHITECTURES[name].num_classes == 10
+
+
+def test_submodule_names_are_stable() -> None:
+    vgg = {n for n, _ in SmallVGG().named_modules()}
+    assert {"conv1", "conv5", "pool3", "fc1", "fc2"} <= vgg
+    resnet = {n for n, _ in SmallResNet().named_modules()}
+    assert {"conv1", "layer1.conv2", "layer2.shortcut.conv", "layer3.shortcut.norm", "fc"} <= resnet
+    state = SmallResNet().state_dict()
+    assert "layer2.shortcut.conv.weight" in state and "layer1.norm1.bias" in state
+
+
+@pytest.mark.parametrize("cls", [SmallVGG, SmallResNet])
+def test_scriptable_and_each_image_is_processed_alone(cls: type[torch.nn.Module]) -> None:
+    torch.manual_seed(0)
+    model = cls()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with _quiet_deprecations():
+        scripted = torch.jit.script(model)
+    torch.testing.assert_close(scripted(x), model(x))
+    for mode in (True, False):  # no batch statistics: train and eval agree, batch-free
+        model.train(mode)
+        together = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(4)])
+        torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
