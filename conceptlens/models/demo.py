@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..training import fit, reproducible
 from .architectures import ARCHITECTURES, DigitCNN
 
 __all__ = [
@@ -102,26 +103,6 @@ def split_digits(
     return images[train], labels[train], images[test], labels[test]
 
 
-@contextmanager
-def _reproducible(seed: int) -> Iterator[None]:
-    """Seed torch, force deterministic kernels and one thread; restore all of it afterwards.
-
-    One thread makes the result independent of the machine's core count (the reduction
-    order of convolution gradients depends on it) and avoids thread oversubscription.
-    """
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.set_num_threads(1)
-        torch.use_deterministic_algorithms(True)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(deterministic)
-            torch.set_num_threads(threads)
-
-
 def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.inference_mode():
         return float((model(images).argmax(dim=1) == labels).float().mean())
@@ -135,27 +116,19 @@ def _fit(
     seed: int,
     on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> None:
-    """Adam with a one-cycle learning rate, mini-batches of 32 in a seeded order;
-    ``on_epoch(epoch, model)`` after each epoch (in eval mode; it must not change the model)."""
-    steps_per_epoch = -(-len(labels) // _BATCH_SIZE)
-    optimiser = torch.optim.Adam(model.parameters(), lr=_MAX_LR)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=_MAX_LR, total_steps=epochs * steps_per_epoch
+    """Adam with a one-cycle learning rate, mini-batches of 32 in a seeded order
+    (:func:`conceptlens.training.fit` with no order loss); ``on_epoch(epoch, model)`` after
+    each epoch (in eval mode; it must not change the model)."""
+    fit(
+        model,
+        images,
+        labels,
+        epochs=epochs,
+        batch_size=_BATCH_SIZE,
+        lr=_MAX_LR,
+        seed=seed,
+        on_epoch=None if on_epoch is None else lambda epoch, m, _sums: on_epoch(epoch, m),
     )
-    order = torch.Generator().manual_seed(seed)
-    model.train()
-    for epoch in range(1, epochs + 1):
-        for batch in torch.randperm(len(labels), generator=order).split(_BATCH_SIZE):
-            loss = F.cross_entropy(model(images[batch]), labels[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-        if on_epoch is not None:
-            model.eval()
-            on_epoch(epoch, model)
-            model.train()
-    model.eval()
 
 
 def train_demo_model(
@@ -185,7 +158,7 @@ def train_demo_model(
     train_x, train_y, test_x, test_y = split_digits(*load_digits_16())
     if n_train is not None:
         train_x, train_y = train_x[:n_train], train_y[:n_train]
-    with _reproducible(seed):
+    with reproducible(seed):
         model = DigitCNN()
         _fit(model, train_x, train_y, epochs, seed, on_epoch)
         info = {
