@@ -11,6 +11,7 @@ from backend.api.present import present_analysis
 from backend.api.problems import ERROR_RESPONSES
 from backend.api.routes import (
     analyses,
+    compare,
     components,
     consistency,
     datasets,
@@ -42,12 +43,22 @@ api_router.include_router(analyses.router)
 api_router.include_router(
     results.results_router("/analyses/{analysis_id}", "results", owned_analysis)
 )
+api_router.include_router(
+    compare.run_views_router(
+        "/analyses/{analysis_id}", "compare", owned_analysis, compare.owned_other
+    )
+)
 api_router.include_router(shares.router)
 api_router.include_router(
     results.results_router("/shared/{token}", "shared", shares.shared_analysis)
 )
 api_router.include_router(
     components.component_results_router("/shared-components/{token}", "shared", shares.shared_job)
+)
+api_router.include_router(
+    compare.run_views_router(
+        "/shared/{token}", "shared", shares.shared_analysis, compare.shared_other
+    )
 )
 api_router.include_router(
     consistency.job_exports_router("/shared-components/{token}", "shared", shares.shared_job)
