@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_component_width: int = Field(default=256, ge=4)
     max_component_epochs: int = Field(default=500, ge=1)
     max_component_samples: int = Field(default=20_000, ge=20)
+    max_training_epochs: int = Field(default=200, ge=1)
+    """Epochs of one training run (issue 12: training with the order losses)."""
+    max_training_images: int = Field(default=20_000, ge=10)
+    """Training images of one training run (the rest of the set is its test split)."""
     trust_forwarded_headers: bool = False
     """Behind a proxy: believe ``X-Forwarded-Proto`` (the workspace cookie gets ``Secure``)."""
     max_players: int = Field(default=20, ge=2, le=24)

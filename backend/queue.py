@@ -15,6 +15,7 @@ TASK_VALIDATE_MODEL = "conceptlens.validate_model"
 TASK_START_ANALYSIS = "conceptlens.start_analysis"
 TASK_ENSURE_BUILTINS = "conceptlens.ensure_builtins"
 TASK_RUN_COMPONENTS = "conceptlens.run_components"
+TASK_TRAIN = "conceptlens.train"
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -414,3 +414,113 @@ class ValidationErrorPublic(ErrorPublic):
     errors: list[ValidationIssue] = Field(
         default_factory=list, description="one per parameter, when the schema refused it"
     )
+
+
+# ---------------------------------------------------------------- training (SCIENCE.md §5)
+
+TrainingPreset = Literal["normal", "encourage low", "encourage middle", "encourage high"]
+
+
+class OrderTermSpec(BaseModel):
+    """One order-loss term: ``weight``·L±(r1, r2) over interactions of orders in [r1·n, r2·n]."""
+
+    weight: float = Field(ge=0, le=100, description="λ")
+    r1: float = Field(ge=0, le=1, description="|S1| = ⌊r1·n⌋")
+    r2: float = Field(gt=0, le=1, description="|S2| = ⌊r2·n⌋, above r1")
+
+    @field_validator("r2")
+    @classmethod
+    def _above_r1(cls, value: float, info: Any) -> float:
+        r1 = info.data.get("r1")
+        if r1 is not None and value <= r1:
+            raise ValueError(f"r2 must be above r1 ({r1})")
+        return value
+
+
+class AttackSpec(BaseModel):
+    """Adversarial accuracy of the final model under L∞ PGD on its test split."""
+
+    eps: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default=[0.02, 0.05, 0.1], max_length=6, description="L∞ budgets, in input units"
+    )
+    steps: int = Field(default=10, ge=1, le=100)
+
+
+class EvaluationSpec(BaseModel):
+    """An exact interaction analysis of the final model, started when training ends."""
+
+    grid: str = Field(default="4x4", description="rows x cols, at most 20 players")
+    images: int = Field(default=8, ge=1, le=50, description="the first images of the test split")
+    baseline: Literal["zero", "mean", "blur"] = "zero"
+    output: Literal["log-odds", "logit", "prob", "log-prob"] = "log-odds"
+
+
+class TrainingRunCreate(BaseModel):
+    name: str | None = Field(default=None, max_length=200, description="default: the preset")
+    dataset_id: str = Field(description="a labelled image set (the built-in digits, or a zip)")
+    architecture: Literal["digit_cnn", "small_vgg", "small_resnet"] = "digit_cnn"
+    init_model_id: str | None = Field(
+        default=None, description="fine-tune this safetensors model of the same architecture"
+    )
+    preset: TrainingPreset = "normal"
+    plus: OrderTermSpec | None = Field(
+        default=None, description="λ1·L+(r1, r2); given with or instead of the preset's"
+    )
+    minus: OrderTermSpec | None = Field(default=None, description="λ2·L−(r1, r2)")
+    grid: str = Field(default="4x4", description="patch grid of the order losses")
+    baseline: Literal["zero", "mean"] = "zero"
+    samples: int = Field(default=1, ge=1, le=8, description="pairs S1 ⊂ S2 per image and term")
+    epochs: int = Field(default=8, ge=1, description="at most CONCEPTLENS_MAX_TRAINING_EPOCHS")
+    batch_size: int = Field(default=32, ge=4, le=1024)
+    lr: float = Field(default=1e-2, gt=0, le=1)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    max_train: int | None = Field(
+        default=None, ge=10, description="train on the first N training images (default all)"
+    )
+    checkpoint_every: int = Field(default=1, ge=1, description="keep a checkpoint every k epochs")
+    attack: AttackSpec = AttackSpec()
+    evaluate: EvaluationSpec | None = EvaluationSpec()
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: str) -> str:
+        return AnalysisCreate._grid(value)
+
+
+class TrainingExperimentCreate(TrainingRunCreate):
+    presets: list[TrainingPreset] = Field(
+        default=["normal", "encourage low", "encourage middle", "encourage high"],
+        min_length=2,
+        max_length=4,
+        description="one run per preset, all other settings shared",
+    )
+
+
+class TrainingRunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    experiment: str | None
+    dataset_id: str
+    init_model_id: str | None
+    params: dict[str, Any]
+    status: Status
+    progress_done: int
+    progress_total: int
+    error: str | None
+    history: list[dict[str, Any]] | None
+    metrics: dict[str, Any] | None
+    series: str | None
+    model_id: str | None
+    evaluation_id: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    dataset_name: str | None = None
+    eta_seconds: float | None = None
+
+
+class TrainingRunsPublic(BaseModel):
+    data: list[TrainingRunPublic]
+    count: int

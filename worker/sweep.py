@@ -26,9 +26,9 @@ from sqlalchemy import and_, select, update
 
 from backend.config import get_settings
 from backend.db.base import utcnow
-from backend.db.models import AnalysisItem, Chunk, ComponentJob, ModelRecord
+from backend.db.models import AnalysisItem, Chunk, ComponentJob, ModelRecord, TrainingRun
 from backend.db.session import session_scope
-from backend.queue import TASK_RUN_COMPONENTS, TASK_VALIDATE_MODEL, enqueue
+from backend.queue import TASK_RUN_COMPONENTS, TASK_TRAIN, TASK_VALIDATE_MODEL, enqueue
 from worker import leases
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ KINDS = {
     "components": Kind(
         ComponentJob, ComponentJob.status.in_(("queued", "running")), TASK_RUN_COMPONENTS,
         "queued",
+    ),
+    "training": Kind(
+        TrainingRun, TrainingRun.status.in_(("queued", "running")), TASK_TRAIN, "queued"
     ),
     # an image run whole (no chunks); a chunked image's own chunks are swept as chunks
     "item": Kind(

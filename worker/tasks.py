@@ -17,11 +17,12 @@ from backend.queue import (
     TASK_ENSURE_BUILTINS,
     TASK_RUN_COMPONENTS,
     TASK_START_ANALYSIS,
+    TASK_TRAIN,
     TASK_VALIDATE_MODEL,
     celery_app,
     enqueue,
 )
-from worker import builtins, components_job, jobs
+from worker import builtins, components_job, jobs, training_job
 from worker.sweep import start_sweeper
 
 
@@ -61,6 +62,11 @@ def assemble_item(item_id: str) -> None:
 @celery_app.task(name=TASK_RUN_COMPONENTS)
 def run_components(job_id: str) -> None:
     components_job.run_component_job(job_id)
+
+
+@celery_app.task(name=TASK_TRAIN)
+def train(run_id: str) -> None:
+    training_job.run_training(run_id)
 
 
 @celery_app.task(name=TASK_ENSURE_BUILTINS)

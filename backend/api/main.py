@@ -20,6 +20,7 @@ from backend.api.routes import (
     results,
     series,
     shares,
+    training,
     workspace,
 )
 from backend.db.models import Analysis
@@ -49,6 +50,7 @@ api_router.include_router(
     )
 )
 api_router.include_router(shares.router)
+api_router.include_router(training.router)
 api_router.include_router(
     results.results_router("/shared/{token}", "shared", shares.shared_analysis)
 )

@@ -15,6 +15,10 @@ const ROUTES = [
   [/^#\/consistency$/, () => import("./views/consistency.js")],
   [/^#\/consistency\/([0-9a-f]+)$/, () => import("./views/consistency.js")],
 ];
+  [/^#\/training$/, () => import("./views/training.js")],
+  [/^#\/training\/([0-9a-f]+)$/, () => import("./views/training.js")],
+  [/^#\/bottleneck$/, () => import("./views/training.js")],
+  [/^#\/bottleneck\/([0-9a-f]+)$/, () => import("./views/training.js")],
 
 let unmount = null;
 

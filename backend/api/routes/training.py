@@ -1,0 +1,106 @@
+"""Training runs with the order losses L+ and L− (SCIENCE.md §5, seed 000).
+
+A run trains a project architecture on a labelled image set; checkpoints land as a model
+series while it runs, the final weights as an ordinary model, and an exact analysis of that
+model measures where its interactions lie. An *experiment* is runs started together, one per
+preset, compared side by side on the bottleneck page.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
+
+from backend.api.deps import SessionDep, SettingsDep, WorkspaceDep
+from backend.db.models import DatasetRecord, TrainingRun
+from backend.queue import TASK_TRAIN, enqueue
+from backend.schemas import (
+    TrainingExperimentCreate,
+    TrainingRunCreate,
+    TrainingRunPublic,
+    TrainingRunsPublic,
+)
+from backend.services import training as service
+
+router = APIRouter(prefix="/training-runs", tags=["training"])
+
+
+def present(session: Session, run: TrainingRun) -> TrainingRunPublic:
+    dataset = session.get(DatasetRecord, run.dataset_id)
+    return TrainingRunPublic.model_validate(run).model_copy(
+        update={
+            "dataset_name": dataset.name if dataset else None,
+            "eta_seconds": service.eta_seconds(run),
+        }
+    )
+
+
+def _listing(session: Session, runs: list[TrainingRun]) -> TrainingRunsPublic:
+    return TrainingRunsPublic(data=[present(session, r) for r in runs], count=len(runs))
+
+
+@router.post("", response_model=TrainingRunPublic, status_code=201)
+def create_run(
+    body: TrainingRunCreate, session: SessionDep, workspace: WorkspaceDep, settings: SettingsDep
+) -> TrainingRunPublic:
+    """Queue one training run. The preset sets the order-loss terms unless ``plus`` or
+    ``minus`` are given (then those are used as given, the preset's others dropped)."""
+    run = service.create(session, workspace=workspace, body=body, settings=settings)
+    enqueue(TASK_TRAIN, run.id)
+    return present(session, run)
+
+
+@router.post("/experiment", response_model=TrainingRunsPublic, status_code=201)
+def create_experiment(
+    body: TrainingExperimentCreate,
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+) -> TrainingRunsPublic:
+    """Queue one run per preset (default: normal, encourage low, middle, high) with the
+    other settings shared; the runs share an ``experiment`` id for the bottleneck page."""
+    runs = service.create_experiment(session, workspace=workspace, body=body, settings=settings)
+    for run in runs:
+        enqueue(TASK_TRAIN, run.id)
+    return _listing(session, runs)
+
+
+@router.get("", response_model=TrainingRunsPublic)
+def list_runs(
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    experiment: str | None = Query(default=None, max_length=32),
+) -> TrainingRunsPublic:
+    """The workspace's runs, newest first; ``experiment`` keeps one experiment's."""
+    return _listing(session, service.visible(session, workspace=workspace, experiment=experiment))
+
+
+@router.get("/{run_id}", response_model=TrainingRunPublic)
+def get_run(run_id: str, session: SessionDep, workspace: WorkspaceDep) -> TrainingRunPublic:
+    return present(session, service.get(session, workspace=workspace, run_id=run_id))
+
+
+@router.post("/{run_id}/cancel", response_model=TrainingRunPublic)
+def cancel_run(run_id: str, session: SessionDep, workspace: WorkspaceDep) -> TrainingRunPublic:
+    run = service.get(session, workspace=workspace, run_id=run_id)
+    service.cancel(session, run)
+    return present(session, run)
+
+
+@router.post("/{run_id}/retry", response_model=TrainingRunPublic)
+def retry_run(run_id: str, session: SessionDep, workspace: WorkspaceDep) -> TrainingRunPublic:
+    run = service.get(session, workspace=workspace, run_id=run_id)
+    service.retry(session, run)
+    enqueue(TASK_TRAIN, run.id)
+    return present(session, run)
+
+
+@router.delete("/{run_id}", status_code=204)
+def delete_run(run_id: str, session: SessionDep, workspace: WorkspaceDep) -> Response:
+    """Delete the run's record (cancelling it first); the models it produced stay."""
+    run = service.get(session, workspace=workspace, run_id=run_id)
+    run.cancel_requested = True
+    session.commit()
+    session.delete(run)
+    session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,154 @@
+"""Training runs with the order losses (SCIENCE.md §5, seed 000) through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from tests.backend.conftest import wait_for
+
+
+def digits_id(client: TestClient) -> str:
+    sets = client.get("/api/datasets").json()["data"]
+    return next(d["id"] for d in sets if d["builtin"] and d["labelled"])
+
+
+def train(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/api/training-runs", json={"dataset_id": digits_id(client), **body})
+    assert response.status_code == 201, response.text
+    return wait_for(
+        client, f"/api/training-runs/{response.json()['id']}",
+        lambda r: r["status"] in ("done", "failed", "cancelled"), timeout=300,
+    )  # fmt: skip
+
+
+SMALL = {"epochs": 2, "max_train": 96, "batch_size": 32, "grid": "2x2"}
+
+
+def test_a_run_trains_keeps_checkpoints_and_measures_its_model(client: TestClient) -> None:
+    run = train(
+        client, name="small high", preset="encourage high", checkpoint_every=1,
+        attack={"eps": [0.05, 0.2], "steps": 3}, evaluate={"grid": "2x2", "images": 2},
+        **SMALL,
+    )  # fmt: skip
+    assert run["status"] == "done", run["error"]
+    assert [r["epoch"] for r in run["history"]] == [1, 2]
+    assert run["progress_done"] == run["progress_total"] == 2 * 3 + 2
+    m = run["metrics"]
+    # the preset's terms were used, and the order loss cost its forward passes: per batch
+    # B + 2·B per active term (the last batch of 96 images in 32s is full)
+    terms = [t for t in (m["order_terms"]["plus"], m["order_terms"]["minus"]) if t]
+    assert terms and all(h["loss_plus"] is not None for h in run["history"])
+    assert m["passes"] == 2 * 96 * (1 + 2 * len(terms))
+    adv = m["adversarial"]
+    assert set(adv) == {"0.05", "0.2"} and adv["0.2"] <= adv["0.05"] <= m["test_accuracy"] + 1e-9
+    # checkpoints: a model series of the run, one model per epoch, validated
+    series = next(s for s in client.get("/api/model-series").json()["data"]
+                  if s["name"] == run["series"])  # fmt: skip
+    assert series["steps"] == [1, 2]
+    for model_id in series["model_ids"]:
+        model = wait_for(client, f"/api/models/{model_id}", lambda x: x["status"] != "pending"
+                         and x["status"] != "validating")  # fmt: skip
+        assert model["status"] == "ready", model["error"]
+    # the final model is an ordinary ready model with the last checkpoint's weights
+    final = client.get(f"/api/models/{run['model_id']}").json()
+    assert final["status"] == "ready" and final["architecture"] == "digit_cnn"
+    assert final["series"] is None and final["labels"] == [str(d) for d in range(10)]
+    # and its exact analysis ran on the first test images
+    analysis = wait_for(client, f"/api/analyses/{run['evaluation_id']}",
+                        lambda a: a["status"] in ("done", "failed"))  # fmt: skip
+    assert analysis["status"] == "done", analysis["error"]
+    assert analysis["model_id"] == run["model_id"] and len(analysis["items"]) == 2
+    assert analysis["n_players"] == 4 and len(analysis["summary"]["J"]) == 3
+
+
+def test_the_same_seed_gives_the_same_weights(client: TestClient) -> None:
+    import safetensors.torch
+
+    from backend.config import get_settings
+    from backend.db.models import ModelRecord
+    from backend.db.session import session_scope
+    from backend.storage import LocalBlobStore
+
+    runs = [train(client, preset="encourage low", evaluate=None, attack={"eps": [0.1]},
+                  **SMALL) for _ in range(2)]  # fmt: skip
+    assert [r["status"] for r in runs] == ["done", "done"]
+    assert runs[0]["history"][-1]["loss"] == runs[1]["history"][-1]["loss"]
+    store = LocalBlobStore(get_settings().blobs)
+    weights = []
+    for r in runs:
+        with session_scope() as s:
+            key = s.get_one(ModelRecord, r["model_id"]).blob_key
+        weights.append(safetensors.torch.load(store.get(key)))
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
+
+
+def test_an_experiment_runs_one_run_per_preset(client: TestClient) -> None:
+    response = client.post(
+        "/api/training-runs/experiment",
+        json={"dataset_id": digits_id(client), "presets": ["normal", "encourage middle"],
+              "evaluate": None, "attack": {"eps": [0.1], "steps": 2}, **SMALL},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    runs = response.json()["data"]
+    assert [r["params"]["preset"] for r in runs] == ["normal", "encourage middle"]
+    experiment = runs[0]["experiment"]
+    assert experiment and all(r["experiment"] == experiment for r in runs)
+    for r in runs:
+        done = wait_for(client, f"/api/training-runs/{r['id']}",
+                        lambda x: x["status"] in ("done", "failed"), timeout=300)  # fmt: skip
+        assert done["status"] == "done", done["error"]
+    listed = client.get(f"/api/training-runs?experiment={experiment}").json()
+    assert listed["count"] == 2
+    normal = next(r for r in listed["data"] if r["params"]["preset"] == "normal")
+    # a normal run has no order terms and spends one forward pass per image
+    assert normal["metrics"]["order_terms"] == {}
+    assert normal["metrics"]["passes"] == 2 * 96
+    assert all(h["loss_plus"] is None for h in normal["history"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"epochs": 100000}, 422, "epochs must be at most"),
+        ({"grid": "40x40"}, 400, "does not fit"),
+        ({"plus": {"weight": 1, "r1": 0.6, "r2": 0.2}}, 422, "r2 must be above r1"),
+        ({"evaluate": {"grid": "5x5"}}, 400, "at most 20 patches"),
+        ({"dataset_id": "nope"}, 404, "No such image set"),
+    ],
+)
+def test_refusals_say_what_is_wrong(
+    client: TestClient, body: dict[str, Any], status: int, words: str
+) -> None:
+    before = client.get("/api/training-runs").json()["count"]
+    response = client.post("/api/training-runs", json={"dataset_id": digits_id(client), **body})
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert words in (detail if isinstance(detail, str) else str(detail))
+    assert client.get("/api/training-runs").json()["count"] == before  # nothing stored
+
+
+def test_cancel_stops_a_run_and_retry_trains_it_again(client: TestClient) -> None:
+    response = client.post(
+        "/api/training-runs",
+        json={"dataset_id": digits_id(client), "epochs": 40, "grid": "2x2", "evaluate": None,
+              "preset": "encourage middle", "attack": {"eps": [0.1], "steps": 1}},
+    )  # fmt: skip
+    run_id = response.json()["id"]
+    wait_for(client, f"/api/training-runs/{run_id}", lambda r: r["progress_done"] > 0)
+    cancelled = client.post(f"/api/training-runs/{run_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert client.post(f"/api/training-runs/{run_id}/cancel").status_code == 409
+    # the worker stops at its next batch: no final model ever appears
+    again = client.post(f"/api/training-runs/{run_id}/retry")
+    assert again.status_code == 200 and again.json()["status"] == "queued"
+    wait_for(client, f"/api/training-runs/{run_id}", lambda r: r["status"] == "running")
+    client.post(f"/api/training-runs/{run_id}/cancel")
+    final = client.get(f"/api/training-runs/{run_id}").json()
+    assert final["status"] == "cancelled" and final["model_id"] is None
+    assert client.delete(f"/api/training-runs/{run_id}").status_code == 204
+    assert client.get(f"/api/training-runs/{run_id}").status_code == 404

@@ -1,0 +1,63 @@
+"""Training with the order losses from the browser: a run from the form with live curves,
+then two presets as an experiment on the bottleneck page (small settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.frontend.conftest import Console, shot
+
+
+def test_training_run_and_bottleneck_experiment(browser: Any, server: str) -> None:
+    console = Console()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = console.watch(context.new_page())
+    page.goto(f"{server}/#/training")
+    page.wait_for_selector("#train-run")
+    # one small custom run: L+ on the upper half of a 2x2 grid
+    page.check("#train-custom")
+    page.fill("#train-plus-weight", "0.5")
+    page.fill("#train-plus-r1", "0.5")
+    page.fill("#train-plus-r2", "1")
+    page.fill("#train-grid", "2x2")
+    page.fill("#train-epochs", "2")
+    page.fill("#train-max", "64")
+    page.fill("#train-eps", "0.1")
+    page.fill("#train-eval-grid", "2x2")
+    page.fill("#train-eval-images", "2")
+    page.click("#train-run")
+    page.wait_for_selector("h1:has-text('Training run')")
+    page.wait_for_selector("#train-loss .main-svg", timeout=120_000)
+    page.wait_for_selector("#adv-table", timeout=120_000)
+    page.wait_for_selector("#train-evaluation", timeout=120_000)
+    assert "L+: λ 0.5 on orders [0.5·n, 1·n]" in page.inner_text("main")
+    shot(page, "training-run")
+    # a bad setting is refused with the server's sentence, nothing started
+    page.goto(f"{server}/#/training")
+    page.wait_for_selector("#train-run")
+    page.fill("#train-grid", "40x40")
+    page.click("#train-run")
+    page.wait_for_selector(".error:has-text('does not fit')")
+    refused = [e for e in console.errors if "status of 400" in e]  # the refusal above
+    assert len(refused) == 1
+    console.errors = [e for e in console.errors if e not in refused]
+    # two presets as an experiment
+    page.fill("#train-grid", "2x2")
+    page.fill("#train-epochs", "2")
+    page.fill("#train-max", "64")
+    page.fill("#train-eps", "0.1")
+    page.fill("#train-eval-grid", "2x2")
+    page.fill("#train-eval-images", "2")
+    page.click("#train-experiment")
+    page.wait_for_selector("h1:has-text('Bottleneck experiment')")
+    page.wait_for_selector("#bottleneck-curve .main-svg", timeout=240_000)
+    traces = page.locator("#bottleneck-curve .scatterlayer .trace")
+    for _ in range(480):  # one curve per run, as each run's analysis ends
+        if traces.count() == 4:
+            break
+        page.wait_for_timeout(500)
+    assert traces.count() == 4
+    assert page.locator("#adv-table tbody tr").count() == 4
+    shot(page, "bottleneck-experiment")
+    assert not console.errors, console.errors
+    context.close()
