@@ -850,8 +850,8 @@ def consistency_cumulative(metrics: Mapping[str, Any]) -> Figure:
         "Reconstructed share of the feature, by order",
         "orders ≤ k", "R² of x<sup>(0)</sup> + … + x<sup>(k)</sup>",
         xaxis=_integer_axis(max(orders)),
-        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"},
-        margin={"l": 64, "r": 24, "t": 56, "b": 110},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.32, "yanchor": "top"},
+        margin={"l": 64, "r": 24, "t": 56, "b": 120},
     )  # fmt: skip
     return _figure(traces, layout)
 

@@ -203,12 +203,12 @@ async function results(root, job, prefix) {
   const m = job.metrics;
   const charts = [
     ["parts", "Variance of each part",
-      "Bars are Var[part] / Var[f] on the held-out images, blue for A's feature reconstructed from B's, red for B's from A's. " +
-      "The scale is logarithmic: each step is ten times. Consistent knowledge sits in the k = 0 bar (what a linear map of the other model's feature reproduces); " +
-      "k = 1 and 2 are what one and two ReLU layers add; a tall \"inconsistent\" bar means knowledge the other model does not have."],
+      "Each bar is the variance of one part as a share of the feature's, on held-out images (a log scale, so small parts stay visible), " +
+      "blue for A's feature rebuilt from B's and red for B's from A's. Knowledge the two models share sits in k = 0 (a linear map of the other's feature) " +
+      "and in k = 1, 2 (one and two ReLU layers more); a tall \"inconsistent\" bar is knowledge the other model lacks."],
     ["cumulative", "Reconstructed share by order",
-      "How much of each feature orders up to k reproduce together (R², 1 = all of it). Solid lines are held-out images, dashed the images the maps were fitted on; " +
-      "a flat line after k = 0 means the non-linear orders add nothing, and a gap between dashed and solid means the reconstruction over-fits."],
+      "How much of each feature the orders up to k reproduce together (R², 1 = all of it), solid on held-out images and dashed on the images the maps were fitted on. " +
+      "A flat line after k = 0 means the non-linear orders add nothing; a gap between dashed and solid means the reconstruction over-fits."],
   ];
   const divs = charts.map(([name]) => h(`div.figure#kc-${name}`));
   const exportLinks = h("p#kc-exports", {}, "Download: ",
