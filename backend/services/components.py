@@ -110,6 +110,10 @@ def create_consistency(
                 f"Model {which} ({record.name}) has no layer {layer!r}; choose one of its "
                 f"layers ({', '.join((record.layers or [])[:12])}…).",
             )
+    shapes = ((model.layer_shapes or {}).get(body.layer), (other.layer_shapes or {}).get(
+        body.compare_layer))  # fmt: skip
+    if shapes[0] is not None and shapes[1] is not None:
+        check_consistency_shapes(shapes[0], shapes[1])
     samples = min(body.max_samples, dataset.n_images)
     if samples < 20:
         raise ClientError("The image set needs at least 20 images (fit and held out).")
@@ -138,6 +142,47 @@ def create_consistency(
     session.add(job)
     session.commit()
     return job
+
+
+#: The engine's linear order reads a 5×5 window of the other feature per position, and at
+#: most this many values (``conceptlens.components.consistency``, torch-free here).
+LINEAR_WINDOW = 5
+MAX_LINEAR_INPUTS = 4096
+
+
+def check_consistency_shapes(shape_a: list[int], shape_b: list[int]) -> None:
+    """A 400 before any work when the layers' shapes cannot be reconstructed one from the
+    other: not a map ``[C, H, W]`` or a vector ``[D]``, or too many inputs for order 0."""
+    for which, shape in (("A", shape_a), ("B", shape_b)):
+        if len(shape) not in (1, 3):
+            raise ClientError(
+                f"The layer of model {which} gives a feature of shape {shape}; knowledge "
+                "consistency needs a map [C, H, W] or a vector [D]."
+            )
+    for source, target, direction in (
+        (shape_b, shape_a, "A from B"),
+        (shape_a, shape_b, "B from A"),
+    ):
+        inputs = linear_inputs(source, target)
+        if inputs > MAX_LINEAR_INPUTS:
+            raise ClientError(
+                f"Reconstructing {direction} would read {inputs} values per position linearly "
+                f"(at most {MAX_LINEAR_INPUTS}); choose a layer with fewer channels."
+            )
+
+
+def linear_inputs(source: list[int], target: list[int]) -> int:
+    """How many values of ``source`` one entry of the linear reconstruction of ``target``
+    reads (the engine's ``_LinearBranch.inputs``, which a test keeps equal to this)."""
+    c, h, w = (source[0], 1, 1) if len(source) == 1 else (source[0], source[1], source[2])
+    if len(target) == 3:
+        grid = (target[1], target[2])
+    else:
+        grid = (h, w) if c * h * w <= MAX_LINEAR_INPUTS else (min(h, 4), min(w, 4))
+    ratio = h // grid[0] if grid[0] else 0
+    if (h, w) != grid and h % grid[0] == 0 and w % grid[1] == 0 and ratio == w // grid[1]:
+        c *= ratio * ratio  # resampled by pixel-unshuffle: space to channels
+    return c * LINEAR_WINDOW**2 if len(target) == 3 else c * grid[0] * grid[1]
 
 
 def consistency_steps(epochs: int) -> int:
