@@ -122,7 +122,8 @@ def create_experiment(
     if body.plus is not None or body.minus is not None:
         raise ClientError("An experiment compares the presets: leave plus and minus out.")
     experiment = new_id()
-    prefix = f"{body.name.strip()} · " if body.name and body.name.strip() else ""
+    # each run is called "<name> · <preset>", cut to fit the 200 characters of a name
+    prefix = f"{body.name.strip()[:180]} · " if body.name and body.name.strip() else ""
     runs = []
     for preset in body.presets:
         one = TrainingRunCreate(**{**body.model_dump(), "preset": preset, "name": prefix + preset})

@@ -102,6 +102,7 @@ def test_an_experiment_runs_one_run_per_preset(client: TestClient) -> None:
         done = wait_for(client, f"/api/training-runs/{r['id']}",
                         lambda x: x["status"] in ("done", "failed"), timeout=300)  # fmt: skip
         assert done["status"] == "done", done["error"]
+    assert [r["name"] for r in runs] == ["normal", "encourage middle"]
     listed = client.get(f"/api/training-runs?experiment={experiment}").json()
     assert listed["count"] == 2
     normal = next(r for r in listed["data"] if r["params"]["preset"] == "normal")
@@ -152,3 +153,18 @@ def test_cancel_stops_a_run_and_retry_trains_it_again(client: TestClient) -> Non
     assert final["status"] == "cancelled" and final["model_id"] is None
     assert client.delete(f"/api/training-runs/{run_id}").status_code == 204
     assert client.get(f"/api/training-runs/{run_id}").status_code == 404
+
+
+def test_an_experiment_with_a_long_name_cuts_its_runs_names(client: TestClient) -> None:
+    """Found by schemathesis: a 200-character name plus " · normal" broke the name limit."""
+    response = client.post(
+        "/api/training-runs/experiment",
+        json={"dataset_id": digits_id(client), "name": "x" * 200, "epochs": 1, "max_train": 12,
+              "evaluate": None, "attack": {"eps": [0.1], "steps": 1}, "grid": "2x2",
+              "presets": ["normal", "encourage high"]},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    names = [r["name"] for r in response.json()["data"]]
+    assert names == ["x" * 180 + " · normal", "x" * 180 + " · encourage high"]
+    for r in response.json()["data"]:
+        client.post(f"/api/training-runs/{r['id']}/cancel")
