@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from backend.api.deps import SessionDep, owned_analysis
+from backend.api.deps import SessionDep, owned_analysis, owned_analysis_results
 from backend.api.present import present_analysis
 from backend.api.problems import ERROR_RESPONSES
 from backend.api.routes import (
@@ -42,7 +42,7 @@ api_router.include_router(
 )
 api_router.include_router(analyses.router)
 api_router.include_router(
-    results.results_router("/analyses/{analysis_id}", "results", owned_analysis)
+    results.results_router("/analyses/{analysis_id}", "results", owned_analysis_results)
 )
 api_router.include_router(
     compare.run_views_router(
@@ -52,7 +52,7 @@ api_router.include_router(
 api_router.include_router(shares.router)
 api_router.include_router(training.router)
 api_router.include_router(
-    results.results_router("/shared/{token}", "shared", shares.shared_analysis)
+    results.results_router("/shared/{token}", "shared", shares.shared_analysis_results)
 )
 api_router.include_router(
     components.component_results_router("/shared-components/{token}", "shared", shares.shared_job)

@@ -211,7 +211,8 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
                 summary["tau"] = tau
             return figures.result_figures(arrays, summary)
 
-        key = {"route": "figures", "result": result_key, "summary": summary, "tau": tau}
+        drawn_from = {k: summary.get(k) for k in ("n_players", "tau", "p", "reference")}
+        key = {"route": "figures", "result": result_key, "summary": drawn_from, "tau": tau}
         return cached(request, settings, key, make, persist=True)
 
     @router.get("/items/{item_id}/figures/shapley", response_class=Response, responses=JSON_OBJECT)

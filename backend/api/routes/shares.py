@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import ColumnElement, select
 
 from backend.api.deps import (
+    WITHOUT_CHUNKS,
     OwnedAnalysisDep,
     SessionDep,
     WorkspaceDep,
@@ -107,6 +108,14 @@ def shared_analysis(token: str, session: SessionDep) -> Analysis:
     if link.analysis_id is None:
         raise HTTPException(404, "This share link opens a component analysis, not an analysis.")
     return session.get_one(Analysis, link.analysis_id)
+
+
+def shared_analysis_results(token: str, session: SessionDep) -> Analysis:
+    """:func:`shared_analysis` for the result routes: the items without their chunks."""
+    link = _live_link(token, session)
+    if link.analysis_id is None:
+        raise HTTPException(404, "This share link opens a component analysis, not an analysis.")
+    return session.get_one(Analysis, link.analysis_id, options=[WITHOUT_CHUNKS])
 
 
 def shared_job(token: str, session: SessionDep) -> ComponentJob:

@@ -114,3 +114,27 @@ def test_exports_stream_and_match_the_stored_result(
             assert response.text == results.to_csv(arrays)
         else:
             assert response.text == json.dumps(results.to_json(arrays, summary["summary"]))
+
+
+def test_a_stored_answer_costs_no_chunk_rows(finished: dict[str, Any]) -> None:
+    """Serving a kept answer loads the analysis and its items, never their chunks."""
+    from sqlalchemy import event
+
+    from backend.db.session import get_engine
+
+    client, base = finished["client"], finished["base"]
+    client.get(f"{base}/figures")  # built and kept
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]).lower())
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for path in (f"{base}/figures", f"{finished['shared']}/figures"):
+            statements.clear()
+            assert client.get(path).status_code == 200
+            assert statements and not [s for s in statements if "from chunks" in s], statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
