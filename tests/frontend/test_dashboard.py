@@ -270,6 +270,7 @@ def test_pages_keep_to_the_content_security_policy(browser: Any, server: str) ->
         ("#/images", "img"),
         ("#/new", "canvas"),
         ("#/components", "#comp-model"),
+        ("#/consistency", "#kc-a-model"),
     ]:
         page.goto(f"{server}/{route}")
         page.wait_for_selector(ready)
