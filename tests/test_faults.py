@@ -248,3 +248,50 @@ def test_killed_embedded_server_resumes_after_restart(tmp_path: Path, demo_dir: 
         assert np.array_equal(interactions(client, survived), interactions(client, again))
     finally:
         stop_group(server)
+
+
+def model_blob(db_url: str, model_id: str) -> str:
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        key = conn.execute(text("SELECT blob_key FROM models WHERE id = :i"), {"i": model_id})
+        value = str(key.scalar_one())
+    engine.dispose()
+    return value
+
+
+def test_killed_worker_mid_training_run(production: dict[str, Any]) -> None:
+    """A training run whose worker is killed mid-epoch is trained again from the start by
+    another worker and ends with the weights and history of an undisturbed run; checkpoints
+    kept before the kill are not stored twice."""
+    first = production["new_worker"]()
+    client = client_for(production["base"])
+    digits = poll(client, "/api/datasets", lambda d: any(x["builtin"] for x in d["data"]))
+    body = {
+        "dataset_id": next(d["id"] for d in digits["data"] if d["builtin"]),
+        "preset": "encourage middle", "grid": "2x2", "epochs": 12, "max_train": 600,
+        "batch_size": 16, "samples": 2, "evaluate": None, "attack": {"eps": [0.1], "steps": 2},
+    }  # fmt: skip
+    created = client.post("/api/training-runs", json=body)
+    assert created.status_code == 201, created.text
+    path = f"/api/training-runs/{created.json()['id']}"
+    seen = poll(client, path, lambda r: len(r["history"] or []) >= 1 or ended(r), timeout=240)
+    assert not ended(seen), "the run ended before it could be interrupted"
+    kill_group(first)
+    production["new_worker"]()
+    survived = poll(client, path, ended, timeout=400)
+    assert survived["status"] == "done", survived["error"]
+    again = client.post("/api/training-runs", json=body).json()
+    undisturbed = poll(client, f"/api/training-runs/{again['id']}", ended, timeout=400)
+    assert undisturbed["status"] == "done", undisturbed["error"]
+
+    def timeless(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    assert timeless(survived["history"]) == timeless(undisturbed["history"])
+    assert comparable(survived["metrics"]) == comparable(undisturbed["metrics"])
+    db = production["db"]
+    assert model_blob(db, survived["model_id"]) == model_blob(db, undisturbed["model_id"])
+    series = next(
+        s for s in client.get("/api/model-series").json()["data"] if s["name"] == survived["series"]
+    )
+    assert series["steps"] == list(range(1, 13))  # one checkpoint per epoch, none twice

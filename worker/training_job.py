@@ -11,7 +11,6 @@ by the earlier attempt is recognised by its step and not stored twice.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import zipfile
 from typing import Any
@@ -33,6 +32,7 @@ from conceptlens.game import Cancelled
 from conceptlens.images import load_image
 from conceptlens.models.architectures import ARCHITECTURES
 from conceptlens.models.demo import load_digits_16, split_digits
+from conceptlens.models.weights import weights_bytes
 from conceptlens.order_loss import OrderLossConfig, OrderTerm
 from conceptlens.training import (
     PRESETS,
@@ -159,7 +159,7 @@ def _train(run_id: str, owner: str) -> None:
         row = s.get_one(TrainingRun, run_id)
         if row.lease_owner != owner:
             return
-        data = weights_file(model, params["architecture"])
+        data = weights_bytes(model, params["architecture"])
         final_model = ModelRecord(
             workspace_id=workspace_id, name=f"{name} (trained)",
             filename=f"{params['architecture']}.safetensors", blob_key=jobs.blobs().put(data),
@@ -198,7 +198,7 @@ def _keep_checkpoint(
     )
     if found is not None:
         return None
-    data = weights_file(model, params["architecture"])
+    data = weights_bytes(model, params["architecture"])
     row = ModelRecord(
         workspace_id=run.workspace_id, name=f"{run.name} · epoch {epoch}",
         filename=f"{params['architecture']}.safetensors", blob_key=jobs.blobs().put(data),
@@ -231,20 +231,6 @@ def _evaluate(run_id: str, model_id: str, params: dict[str, Any]) -> str | None:
         analysis_id = str(analysis.id)
     enqueue(TASK_START_ANALYSIS, analysis_id)
     return analysis_id
-
-
-def weights_file(model: torch.nn.Module, architecture: str) -> bytes:
-    """The model's weights as a safetensors file that records its architecture."""
-    import safetensors.torch
-
-    spec = ARCHITECTURES[architecture]
-    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    metadata = {
-        "conceptlens_architecture": architecture,
-        "input_shape": json.dumps(list(spec.input_shape)),
-        "num_classes": str(spec.num_classes),
-    }
-    return safetensors.torch.save(state, metadata)
 
 
 def _init_state(model: ModelRecord) -> dict[str, torch.Tensor]:
