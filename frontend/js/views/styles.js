@@ -210,8 +210,9 @@ export function fact(term, value, kind) {
   return h(`div.fact${kind ? `.${kind}` : ""}`, {}, h("span.muted", {}, term), h("strong", {}, value));
 }
 
-/** Models to offer in model pickers and lists: all but the built-in training series'
- * checkpoints, which the learning-dynamics mode offers as a series. */
+/** Models to offer in model pickers and lists: all but the checkpoints of the built-in
+ * training series and of training runs (series "<name> (training run <id>)"), which the
+ * learning-dynamics mode offers as a series and the run's page links to. */
 export function listedModel(model) {
-  return !(model.builtin && model.series);
+  return !(model.series && (model.builtin || model.series.includes("(training run ")));
 }
