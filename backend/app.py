@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from backend.answers import FastAnswers
 from backend.api.main import api_router
 from backend.api.middleware import BodyLimit, CatchAll, SecurityHeaders
 from backend.api.problems import allowed_methods, readable
@@ -54,6 +55,7 @@ def create_app(*, on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] =
     app.include_router(health.router)
     app.include_router(api_router, prefix="/api")
 
+    app.add_middleware(FastAnswers)  # innermost: inside the headers, the 500s, the cap
     app.add_middleware(BodyLimit, cap=body_cap)
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders)

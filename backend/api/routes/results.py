@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from backend import figures, results
-from backend.answers import answer_key, answers_for
+from backend.answers import Route, answer_key, answers_for
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep
 from backend.config import Settings
 from backend.db.models import Analysis, AnalysisItem, ImageRecord, ModelRecord
@@ -68,11 +68,18 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
         make: Callable[[], Any],
         *,
         persist: bool = False,
+        item: AnalysisItem | None = None,
     ) -> Response:
         """The answer ``make()`` builds, kept under ``key`` (``None``: not kept; for what
-        is unfinished) — see :mod:`backend.answers`."""
+        is unfinished) — see :mod:`backend.answers`. An answer about one finished ``item``
+        is then served at this URL by :class:`~backend.answers.FastAnswers`."""
         digest = None if key is None else answer_key(**key)
-        return answers_for(settings.data_dir).answer(request, digest, make, persist=persist)
+        cache = answers_for(settings.data_dir)
+        response = cache.answer(request, digest, make, persist=persist)
+        if digest is not None and item is not None and item.result_key is not None:
+            token = request.path_params.get("token")
+            cache.route(request, Route(digest, item.analysis_id, item.id, item.result_key, token))
+        return response
 
     def item_answer(
         request: Request,
@@ -90,7 +97,11 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
         result_key = item.result_key
         description = {**key, "result": result_key}
         return cached(
-            request, settings, description, lambda: make(results.stored(blobs, result_key))
+            request,
+            settings,
+            description,
+            lambda: make(results.stored(blobs, result_key)),
+            item=item,
         )
 
     @router.get("/items/{item_id}/interactions", response_class=Response, responses=JSON_OBJECT)
@@ -213,7 +224,7 @@ def results_router(prefix: str, tag: str, find: Callable[..., Analysis]) -> APIR
 
         drawn_from = {k: summary.get(k) for k in ("n_players", "tau", "p", "reference")}
         key = {"route": "figures", "result": result_key, "summary": drawn_from, "tau": tau}
-        return cached(request, settings, key, make, persist=True)
+        return cached(request, settings, key, make, persist=True, item=item)
 
     @router.get("/items/{item_id}/figures/shapley", response_class=Response, responses=JSON_OBJECT)
     def shapley_figure(

@@ -138,3 +138,38 @@ def test_a_stored_answer_costs_no_chunk_rows(finished: dict[str, Any]) -> None:
             assert statements and not [s for s in statements if "from chunks" in s], statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def test_kept_answers_are_served_before_routing_only_to_who_may_read_them(
+    client: TestClient, other_client: TestClient, app: Any, service: dict[str, Any]
+) -> None:
+    body = {"model_id": service["demo_model_id"], "image_ids": [sample_image_id(client, "2")]}
+    created = client.post("/api/analyses", json={**body, "grid": "2x2"}).json()
+    done = wait_for(client, f"/api/analyses/{created['id']}", lambda a: a["status"] == "done")
+    item = done["items"][0]["id"]
+    owner_url = f"/api/analyses/{created['id']}/items/{item}/figures?tau=0.05"
+    link = client.post(f"/api/analyses/{created['id']}/shares").json()
+    shared_url = f"/api/shared/{link['token']}/items/{item}/figures?tau=0.05"
+
+    first = client.get(owner_url)
+    assert client.get(shared_url).content == first.content  # the routes kept both URLs
+    fast = cache(service).fast
+    again = client.get(owner_url)
+    assert cache(service).fast == fast + 1 and again.content == first.content
+    assert "content-security-policy" in again.headers  # inside the headers middleware
+    assert again.headers["etag"] == first.headers["etag"]
+    assert client.get(shared_url).status_code == 200 and cache(service).fast == fast + 2
+
+    # the same URL for anyone else: what the routes say, not the kept answer
+    assert other_client.get(owner_url).status_code == 404
+    assert TestClient(app).get(owner_url).status_code == 401
+    bearer = {"Authorization": "Bearer not-a-secret"}
+    assert TestClient(app).get(owner_url, headers=bearer).status_code == 401
+    assert cache(service).fast == fast + 2
+
+    # a revoked link and a deleted analysis are gone at once
+    assert client.delete(f"/api/shares/{link['id']}").status_code == 204
+    assert client.get(shared_url).status_code == 404
+    assert client.delete(f"/api/analyses/{created['id']}").status_code == 204
+    assert client.get(owner_url).status_code == 404
+    assert cache(service).fast == fast + 2
