@@ -39,6 +39,8 @@ __all__ = [
 ARCHITECTURE = "digit_cnn"
 TEST_SIZE = 297
 """Number of samples held out for testing (the tail of a fixed shuffle)."""
+TRAIN_SIZE = 1797 - TEST_SIZE
+"""Images in the digits' training split (1,500): a model records how many it trained on."""
 SPLIT_SEED = 0
 """Seed of the fixed shuffle behind the train/test split; independent of the training seed."""
 DEMO_FILES = {

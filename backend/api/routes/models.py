@@ -21,8 +21,22 @@ from backend.queue import TASK_VALIDATE_MODEL, enqueue
 from backend.schemas import ModelPublic, ModelsPublic
 from backend.services import resources
 from backend.uploads import UploadError, check_input_values, check_size, sniff_model
+from conceptlens.models.demo import TRAIN_SIZE
 
 router = APIRouter(prefix="/models", tags=["models"])
+
+#: The form field that says which images of the built-in digits a model was trained on.
+TrainSamples = Annotated[
+    int | None,
+    Form(
+        ge=1,
+        le=TRAIN_SIZE,
+        description=(
+            "trained on the first N images of the built-in digits' training split "
+            f"(1 to {TRAIN_SIZE}); the over-fitting metric then uses those images"
+        ),
+    ),
+]
 
 
 @router.get("", response_model=ModelsPublic)
@@ -62,6 +76,7 @@ async def upload_model(
     architecture: Annotated[
         str | None, Form(description="for weights-only files, e.g. digit_cnn")
     ] = None,
+    train_samples: TrainSamples = None,
 ) -> ModelRecord:
     shape = _input_shape(input_size, channels)
     if shape is not None:
@@ -70,6 +85,7 @@ async def upload_model(
     row = await new_model(
         session, workspace, settings, blobs, data, file.filename,
         name=name, shape=shape, mean=mean, std=std, labels=labels, architecture=architecture,
+        train_samples=train_samples,
     )  # fmt: skip
     session.commit()
     enqueue(TASK_VALIDATE_MODEL, row.id)
@@ -92,6 +108,7 @@ async def new_model(
     architecture: str | None,
     series: str | None = None,
     step: int | None = None,
+    train_samples: int | None = None,
 ) -> ModelRecord:
     """Check one uploaded model file and add its row (not committed; validation is queued by
     the caller after the commit)."""
@@ -111,6 +128,7 @@ async def new_model(
         architecture=architecture or None,
         series=series,
         series_step=step,
+        train_samples=train_samples,
     )
     row.blob_key = blobs.put(data)
     session.add(row)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from sqlalchemy import or_, select
 
 from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
-from backend.api.routes.models import _input_shape, new_model
+from backend.api.routes.models import TrainSamples, _input_shape, new_model
 from backend.api.uploading import read_capped
 from backend.db.models import ModelRecord
 from backend.queue import TASK_VALIDATE_MODEL, enqueue
@@ -73,6 +73,7 @@ async def upload_series(
     std: Annotated[str | None, Form()] = None,
     labels: Annotated[str | None, Form()] = None,
     architecture: Annotated[str | None, Form(description="for weights-only files")] = None,
+    train_samples: TrainSamples = None,
 ) -> SeriesPublic:
     """Upload the checkpoints of one training run; each is validated like a model."""
     if not 2 <= len(files) <= MAX_CHECKPOINTS:
@@ -100,6 +101,7 @@ async def upload_series(
                 session, workspace, settings, blobs, data, file.filename,
                 name=f"{name.strip()} · step {step}", shape=shape, mean=mean, std=std,
                 labels=labels, architecture=architecture, series=name.strip(), step=step,
+                train_samples=train_samples,
             )  # fmt: skip
         except UploadError as error:  # nothing of the series is kept
             session.rollback()

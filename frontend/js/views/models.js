@@ -37,6 +37,13 @@ export async function mount(root) {
     mean: field("model-mean", "Normalisation mean", { placeholder: "e.g. 0.485, 0.456, 0.406", hint: "Optional; one value or one per channel." }),
     std: field("model-std", "Normalisation std", { placeholder: "e.g. 0.229, 0.224, 0.225", hint: "Optional; one value or one per channel." }),
     labels: field("model-labels", "Class labels", { placeholder: "e.g. cat, dog, bird", hint: "Optional; comma-separated, in class order." }),
+    train_samples: field("model-train-samples", "Trained on the first … digits", {
+      type: "number",
+      min: "1",
+      max: "1500",
+      placeholder: "e.g. 200",
+      hint: "Optional: if the model was trained on the first N images of the built-in digits' training split (at most 1500), the over-fitting metric uses those images.",
+    }),
   };
   const submit = h("button.cl-btn.primary#model-upload", { type: "submit" }, "Upload model");
   const formError = h("div#model-error", { "aria-live": "assertive" });
@@ -55,6 +62,7 @@ export async function mount(root) {
     chosen,
     h("div.cl-fields", {}, fields.name.wrap, fields.labels.wrap),
     h("div.cl-fields.cl-fields-tight", {}, fields.input_size.wrap, fields.channels.wrap, fields.mean.wrap, fields.std.wrap),
+    h("div.cl-fields", {}, fields.train_samples.wrap),
     h("div.cl-actions", {}, submit),
     formError,
   );
@@ -249,7 +257,13 @@ export async function mount(root) {
       h(
         "div.cl-row-meta.muted",
         {},
-        [m.format || "format not known yet", formatShape(m.input_shape), m.num_classes ? `${m.num_classes} classes` : null, formatBytes(m.size_bytes)]
+        [
+          m.format || "format not known yet",
+          formatShape(m.input_shape),
+          m.num_classes ? `${m.num_classes} classes` : null,
+          formatBytes(m.size_bytes),
+          m.train_samples ? `trained on the first ${m.train_samples} training digits` : null,
+        ]
           .filter(Boolean)
           .join(" · "),
       ),
