@@ -10,15 +10,16 @@ const ROUTES = [
   [/^#\/images$/, () => import("./views/images.js")],
   [/^#\/new$/, () => import("./views/new.js")],
   [/^#\/analyses\/([0-9a-f]+)$/, () => import("./views/analysis.js")],
+  [/^#\/compare$/, () => import("./views/compare.js")],
   [/^#\/components$/, () => import("./views/components.js")],
   [/^#\/components\/([0-9a-f]+)$/, () => import("./views/components.js")],
   [/^#\/consistency$/, () => import("./views/consistency.js")],
   [/^#\/consistency\/([0-9a-f]+)$/, () => import("./views/consistency.js")],
-];
   [/^#\/training$/, () => import("./views/training.js")],
   [/^#\/training\/([0-9a-f]+)$/, () => import("./views/training.js")],
   [/^#\/bottleneck$/, () => import("./views/training.js")],
   [/^#\/bottleneck\/([0-9a-f]+)$/, () => import("./views/training.js")],
+];
 
 let unmount = null;
 
@@ -42,12 +43,19 @@ async function route() {
     return;
   }
   const [m, load] = match;
+  // each page gets a container of its own: a page left before it finished loading (its mount
+  // still awaiting) draws, or fails, into its detached container, never over the next page
+  const root = document.createElement("div");
+  VIEW.replaceChildren(root);
+  const current = () => root.isConnected;
   try {
     const view = await load();
     const params = { id: m[1], query: new URLSearchParams(query || "") };
-    unmount = (await view.mount(VIEW, params, { navigate })) || null;
+    const stop = (await view.mount(root, params, { navigate })) || null;
+    if (current()) unmount = stop;
+    else if (stop) stop(); // left while loading: stop it now
   } catch (error) {
-    clear(VIEW, errorBox(error.message));
+    if (current()) clear(root, errorBox(error.message));
   }
 }
 

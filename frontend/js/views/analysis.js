@@ -8,6 +8,9 @@ import { renderSampled } from "./sampled.js";
 import { dynamicsSection } from "./dynamics.js";
 import { stabilitySection } from "./stability.js";
 import { button, fact, sharePanel } from "./styles.js";
+import { compareEntry, sharedCompareSection } from "./compare.js";
+import { datasetSection } from "./dataset.js";
+import { labelsPanel } from "./runlabels.js";
 
 const POLL_MS = 500;
 const CANVAS_PX = 384;
@@ -68,6 +71,7 @@ function header(analysis, prefix, state, refresh) {
         refresh();
       }));
     }
+    if (analysis.summary?.J) actions.append(compareEntry(analysis, state.go));
     actions.append(button("Delete", "#delete-analysis", async () => {
       const what = `${analysis.model_name} · ${p.grid} grid`;
       if (!window.confirm(`Delete the analysis “${what}”? Its results are deleted too; a running one is cancelled.`)) return;
@@ -81,14 +85,17 @@ function header(analysis, prefix, state, refresh) {
       state.leave();
     }));
   }
+  const what = `${analysis.model_name} · ${p.grid} grid · ${analysis.n_players} players${p.mode === "sampled" ? " · sampled" : ""}`;
+  const title = h("h1#analysis-title", {}, analysis.name || what);
+  const retitle = (run) => clear(title, run.name || what);
   return h("section.card.analysis-head", {},
-    h("div.head-line", {},
-      h("h1", {}, `${analysis.model_name} · ${p.grid} grid · ${analysis.n_players} players${p.mode === "sampled" ? " · sampled" : ""}`),
-      badge(analysis.status)),
+    h("div.head-line", {}, title, badge(analysis.status)),
+    analysis.name ? h("p.muted", {}, what) : null,
     h("p.muted", {},
       `${p.output} of ${target}; baseline ${p.baseline}; other patches ${p.others_present ? "present" : "absent"}; `,
       imageCount(analysis)),
     analysis.error ? errorBox(analysis.error) : null,
+    isShared() || isActive(analysis) ? null : labelsPanel({ path: prefix, run: analysis, onSaved: retitle }),
     actions);
 }
 
@@ -135,11 +142,21 @@ async function renderResults(root, analysis, prefix, state, refresh) {
   const stability = analysis.summary?.stability ? stabilitySection(analysis)
     : analysis.summary?.dynamics ? dynamicsSection(analysis) : null;
   if (stability) parts.push(stability.section);
+  const dataset = done.length > 1 && analysis.params.mode !== "sampled"
+    ? datasetSection(prefix, (itemId) => {
+      state.itemId = itemId;
+      state.i = state.j = null;
+      renderResults(root, analysis, prefix, state, refresh).then(() => root.querySelector("nav.tabs")?.scrollIntoView());
+    })
+    : null;
+  if (dataset) parts.push(dataset.section);
   parts.push(imageTabs(analysis, done, item, state, () => renderResults(root, analysis, prefix, state, refresh)));
   parts.push(body);
   if (!isShared()) parts.push(sharePanel(prefix, "analysis"));
+  else parts.push(sharedCompareSection(url("")));
   clear(root, ...parts);
   stability?.draw();
+  dataset?.draw();
   if (analysis.params.mode === "sampled") await renderSampled(body, analysis, item, prefix, state);
   else await renderItem(body, analysis, item, prefix, state);
 }

@@ -4,6 +4,7 @@
 import { api, isShared } from "../api.js";
 import { badge, clear, errorBox, formatSeconds, h, plot, toast } from "../dom.js";
 import { deleteButton, listedModel, sharePanel } from "./styles.js";
+import { labelsPanel } from "./runlabels.js";
 
 const POLL_MS = 700;
 
@@ -145,7 +146,7 @@ function uploadDatasetField(select, isAlive) {
 }
 
 function jobName(job) {
-  return `${job.model_name || "model"} · ${job.layer}`;
+  return job.name || `${job.model_name || "model"} · ${job.layer}`;
 }
 
 async function mountJob(root, prefix) {
@@ -174,7 +175,9 @@ async function mountJob(root, prefix) {
     }
     if (shown) return;
     shown = true;
-    clear(root, head(job), job.error ? errorBox(job.error) : null);
+    clear(root, head(job),
+      isShared() ? null : labelsPanel({ path: prefix, run: job, onSaved: (updated) => clear(root.querySelector("h1"), `Components of ${jobName(updated)}`) }),
+      job.error ? errorBox(job.error) : null);
     if (job.status === "done") await results(root, job, prefix);
   }
   await refresh();

@@ -2,6 +2,9 @@
 import { api, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, h } from "../dom.js";
 import { ensureStyles, formatShape, listedModel, newestFirst, parseTime, thumbPath } from "./styles.js";
+import { tagChips } from "./runlabels.js";
+
+const MODES = ["exact", "sampled", "stability", "dynamics"];
 
 const POLL_MS = 2000; // while an analysis is queued or running
 const MAX_IMAGES = 12; // thumbnails shown here; the rest on #/images
@@ -13,6 +16,9 @@ export async function mount(root, params, ctx) {
   const images = h("div", { "aria-busy": "true" }, h("p.muted", {}, "Loading images…"));
   const analyses = h("div", { "aria-busy": "true" }, h("p.muted", {}, "Loading analyses…"));
   const components = h("div#home-component-list", { "aria-busy": "true" }, h("p.muted", {}, "Loading…"));
+  // filters of both run lists, kept in the URL (#/?model=&dataset=&tag=&kind=)
+  const filters = Object.fromEntries(["model", "dataset", "tag", "kind"].map((k) => [k, params.query.get(k) || ""]));
+  const filterBar = h("form.run-filters#run-filters", { "aria-label": "Filter analyses and component analyses" });
   clear(
     root,
     h(
@@ -32,6 +38,7 @@ export async function mount(root, params, ctx) {
       ),
       section("Models", "#/models", "Upload a model", models),
       section("Images", "#/images", "Upload images", images),
+      filterBar,
       section("Analyses", "#/new", "New analysis", analyses),
       section("Component analyses", "#/components", "New component analysis", components),
     ),
@@ -62,15 +69,65 @@ export async function mount(root, params, ctx) {
   if (!alive) return undefined;
 
   const active = (row) => row.status === "queued" || row.status === "running";
+  const filterBy = (tag) => setFilters({ ...filters, tag });
+  function setFilters(next) {
+    Object.assign(filters, next);
+    const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+    history.replaceState(null, "", query.size ? `#/?${query}` : "#/"); // a shareable, reloadable list
+    renderFilters();
+    clearTimeout(timer);
+    refreshAnalyses();
+  }
+  async function renderFilters() {
+    let sets = [];
+    try {
+      sets = (await api("/datasets")).data;
+    } catch {
+      // the image-set filter stays empty
+    }
+    if (!alive) return;
+    const select = (id, label, value, options) => h("label", {}, `${label} `,
+      h(`select#${id}`, { on: { change: (e) => setFilters({ [id.replace("filter-", "")]: e.target.value }) } },
+        options.map(([v, text]) => h("option", { value: v, selected: v === value }, text))));
+    const tag = h("input#filter-tag", { type: "search", value: filters.tag, placeholder: "any tag", size: 12 });
+    tag.addEventListener("change", () => setFilters({ tag: tag.value.trim() }));
+    const any = Object.values(filters).some(Boolean);
+    clear(filterBar,
+      h("strong", {}, "Show "),
+      select("filter-kind", "kind", filters.kind, [["", "all kinds"], ...MODES.map((m) => [m, `${m} analyses`]), ["components", "component analyses"]]),
+      select("filter-model", "model", filters.model, [["", "any model"], ...modelRows.filter(listedModel).map((m) => [m.id, m.name])]),
+      select("filter-dataset", "image set", filters.dataset, [["", "any image set"], ...sets.map((d) => [d.id, d.name])]),
+      h("label", {}, "tag ", tag),
+      any ? h("button#filter-clear", { type: "button", on: { click: () => setFilters({ model: "", dataset: "", tag: "", kind: "" }) } }, "Clear filters") : null);
+  }
+  filterBar.addEventListener("submit", (e) => e.preventDefault());
+  await renderFilters();
+
   async function refreshAnalyses() {
     timer = null;
-    const [a, c] = await Promise.allSettled([api("/analyses"), api("/components")]);
+    const query = (extra) => {
+      const q = new URLSearchParams(extra);
+      if (filters.model) q.set("model_id", filters.model);
+      if (filters.dataset) q.set("dataset_id", filters.dataset);
+      if (filters.tag) q.set("tag", filters.tag);
+      return q.size ? `?${q}` : "";
+    };
+    const showAnalyses = filters.kind !== "components";
+    const showJobs = !filters.kind || filters.kind === "components";
+    const none = Promise.resolve({ data: [] });
+    const [a, c] = await Promise.allSettled([
+      showAnalyses ? api(`/analyses${query(MODES.includes(filters.kind) ? { mode: filters.kind } : {})}`) : none,
+      showJobs ? api(`/components${query({})}`) : none,
+    ]);
     if (!alive) return;
     const rows = a.status === "fulfilled" ? newestFirst(a.value.data) : [];
     const jobs = c.status === "fulfilled" ? newestFirst(c.value.data) : [];
-    if (a.status === "fulfilled") renderAnalyses(analyses, rows, modelRows);
+    const filtered = Object.values(filters).some(Boolean);
+    if (!showAnalyses) clear(analyses, h("p.muted", {}, "Hidden: the list shows component analyses only."));
+    else if (a.status === "fulfilled") renderAnalyses(analyses, rows, modelRows, filtered, filterBy);
     else fail(analyses, a.reason);
-    if (c.status === "fulfilled") renderComponents(components, jobs);
+    if (!showJobs) clear(components, h("p.muted", {}, `Hidden: the list shows ${filters.kind} analyses only.`));
+    else if (c.status === "fulfilled") renderComponents(components, jobs, filtered, filterBy);
     else fail(components, c.reason);
     if (rows.some(active) || jobs.some(active)) timer = setTimeout(refreshAnalyses, POLL_MS);
   }
@@ -168,8 +225,12 @@ function renderImages(box, rows) {
   );
 }
 
-function renderAnalyses(box, rows, models) {
+function renderAnalyses(box, rows, models, filtered, filterBy) {
   box.removeAttribute("aria-busy");
+  if (!rows.length && filtered) {
+    clear(box, h("p.muted#no-matching-analyses", {}, "No analysis matches these filters."));
+    return;
+  }
   if (!rows.length) {
     clear(
       box,
@@ -192,12 +253,15 @@ function renderAnalyses(box, rows, models) {
           h(
             "div.cl-row-main",
             {},
-            h("a", { href: `#/analyses/${a.id}` }, `${names.get(a.model_id) || "Model"} · grid ${a.params.grid}`),
+            h("a", { href: `#/analyses/${a.id}` }, a.name || `${names.get(a.model_id) || "Model"} · grid ${a.params.grid}`),
+            a.params.mode && a.params.mode !== "exact" ? h("span.cl-tag", {}, a.params.mode) : null,
+            tagChips(a.tags, filterBy),
           ),
           h(
             "div.cl-row-meta.muted",
             {},
-            `${images} image${images === 1 ? "" : "s"} · ${a.n_players} players · ${parseTime(a.created_at).toLocaleString()}`,
+            [a.name ? `${names.get(a.model_id) || "Model"} · grid ${a.params.grid}` : null, a.dataset_name,
+              `${images} image${images === 1 ? "" : "s"} · ${a.n_players} players · ${parseTime(a.created_at).toLocaleString()}`].filter(Boolean).join(" · "),
           ),
           h(
             "div.cl-row-side",
@@ -214,8 +278,12 @@ function renderAnalyses(box, rows, models) {
   );
 }
 
-function renderComponents(box, rows) {
+function renderComponents(box, rows, filtered, filterBy) {
   box.removeAttribute("aria-busy");
+  if (!rows.length && filtered) {
+    clear(box, h("p.muted#no-matching-components", {}, "No component analysis matches these filters."));
+    return;
+  }
   if (!rows.length) {
     clear(
       box,
@@ -233,7 +301,7 @@ function renderComponents(box, rows) {
         return h(
           "li.cl-row",
           {},
-          h("div.cl-row-main", {}, h("a", { href: `#/components/${job.id}` }, `${job.model_name || "Model"} · ${job.layer}`)),
+          h("div.cl-row-main", {}, h("a", { href: `#/components/${job.id}` }, job.name || `${job.model_name || "Model"} · ${job.layer}`), tagChips(job.tags, filterBy)),
           h(
             "div.cl-row-meta.muted",
             {},
