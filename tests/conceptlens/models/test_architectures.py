@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +51,34 @@ def test_scriptable_and_each_image_is_processed_alone(cls: type[torch.nn.Module]
         together = model(x)
         alone = torch.cat([model(x[i : i + 1]) for i in range(4)])
         torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")  # GroupNorm's check
+@pytest.mark.parametrize("name", ["small_vgg", "small_resnet"])
+def test_weights_and_onnx_load_back(name: str, tmp_path: Path) -> None:
+    import safetensors.torch
+
+    from conceptlens.models.loaders import load_model
+
+    torch.manual_seed(1)
+    model = ARCHITECTURES[name].build().eval()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(safetensors.torch.save(state, {"conceptlens_architecture": name}))
+    loaded = load_model(path)
+    assert (loaded.architecture, loaded.input_shape, loaded.num_classes) == (name, (3, 32, 32), 10)
+    torch.testing.assert_close(loaded.predict(x), model(x).detach())
+    onnx_path = tmp_path / "model.onnx"
+    with _quiet_deprecations():
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, 32, 32),),
+            str(onnx_path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
+    from_onnx = load_model(onnx_path)
+    torch.testing.assert_close(from_onnx.predict(x), model(x).detach(), rtol=1e-4, atol=1e-4)
