@@ -306,4 +306,5 @@ def test_encouraging_low_orders_raises_j_there(sum_task) -> None:
     x, y, plain = sum_task
     low = _exact_j(_train("plus", 1.0, 0.0, 0.25, x, y), x[:8], y[:8])
     assert low[0] > 1.5 * plain[0]
-    assert low[5:].mean() < plain[5:].mean()
+    # the plain curve rises from order 0 to order 3; the encouraged one now falls
+    assert plain[0] < plain[3] and low[0] > 1.5 * low[3]
