@@ -75,7 +75,7 @@ export async function mount(root) {
   const seriesFiles = h("input#series-files", { type: "file", multiple: true, "aria-describedby": "series-hint" });
   const seriesFields = {
     name: field("series-name", "Series name", { placeholder: "e.g. my CNN training" }),
-    steps: field("series-steps", "Steps", { placeholder: "e.g. 0, 100, 1000", hint: "One per file, in the order of the files." }),
+    steps: field("series-steps", "Steps", { placeholder: "e.g. 0, 100, 1000", hint: "One per file, in the order of the files; not for a zip." }),
     input_size: field("series-input-size", "Input size (H×W)", { placeholder: "e.g. 16x16", hint: "Only if the files do not record it." }),
     channels: field("series-channels", "Channels", { type: "number", min: "1", max: "4", placeholder: "1 or 3" }),
     architecture: field("series-architecture", "Architecture", { placeholder: "e.g. digit_cnn", hint: "For safetensors weights." }),
@@ -86,7 +86,7 @@ export async function mount(root) {
     "form.cl-form#series-form",
     { novalidate: true, on: { submit: (event) => uploadSeries(event) } },
     h("div.cl-field", {}, h("label", { for: "series-files" }, "Checkpoint files"), seriesFiles,
-      h("small.cl-hint#series-hint", {}, "Several files of one model at different training steps; each is checked and validated like a model. A learning-dynamics analysis then compares them.")),
+      h("small.cl-hint#series-hint", {}, "Several files of one model at different training steps, or one .zip of them (each file's step is the last number in its name, e.g. step_100.onnx, or given by a steps.json inside); each is checked and validated like a model. A learning-dynamics analysis then compares them.")),
     h("div.cl-fields", {}, seriesFields.name.wrap, seriesFields.steps.wrap),
     h("div.cl-fields.cl-fields-tight", {}, seriesFields.input_size.wrap, seriesFields.channels.wrap, seriesFields.architecture.wrap),
     h("div.cl-actions", {}, seriesSubmit),
@@ -97,15 +97,17 @@ export async function mount(root) {
     event.preventDefault();
     clear(seriesError);
     const files = [...seriesFiles.files];
-    if (files.length < 2) {
-      clear(seriesError, errorBox("Choose two or more checkpoint files."));
+    const zipped = files.length === 1 && /\.zip$/i.test(files[0].name);
+    if (files.length < 2 && !zipped) {
+      clear(seriesError, errorBox("Choose two or more checkpoint files, or one .zip of them."));
       return;
     }
     const body = new FormData();
-    for (const f of files) body.append("files", f, f.name);
+    if (zipped) body.append("archive", files[0], files[0].name);
+    else for (const f of files) body.append("files", f, f.name);
     for (const [key, { input: el }] of Object.entries(seriesFields)) {
       const value = el.value.trim();
-      if (value) body.append(key, value);
+      if (value && !(zipped && key === "steps")) body.append(key, value);
     }
     seriesSubmit.disabled = true;
     try {
