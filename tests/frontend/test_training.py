@@ -3,9 +3,30 @@ then two presets as an experiment on the bottleneck page (small settings)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from tests.frontend.conftest import Console, shot
+from tests.frontend.conftest import ROOT, Console, shot
+
+
+def test_the_page_describes_the_presets_the_engine_uses() -> None:
+    from conceptlens.order_loss import OrderTerm
+    from conceptlens.training import PRESETS
+
+    source = (ROOT / "frontend" / "js" / "views" / "training.js").read_text()
+    block = source.split("const PRESET_NOTES = {")[1].split("};")[0]
+    notes = dict(re.findall(r'^  "?([a-z ]+)"?: "([^"]+)",$', block, flags=re.M))
+
+    def term(t: OrderTerm, sign: str) -> str:
+        return f"{t.weight:g}·L{sign}({t.r1:g}, {t.r2:g})"
+
+    assert set(notes) == set(PRESETS)
+    for name, config in PRESETS.items():
+        if config is None:
+            assert notes[name] == "classification loss only"
+            continue
+        parts = [term(t, s) for t, s in ((config.plus, "+"), (config.minus, "−")) if t]
+        assert notes[name].split(" (")[0] == " + ".join(parts), name
 
 
 def test_training_run_and_bottleneck_experiment(browser: Any, server: str) -> None:

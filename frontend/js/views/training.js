@@ -9,14 +9,28 @@ import { deleteButton, fact, listedModel } from "./styles.js";
 
 const POLL_MS = 1000;
 const PRESETS = ["normal", "encourage low", "encourage middle", "encourage high"];
+// what each preset of conceptlens.training.PRESETS adds (tests/frontend/test_training.py
+// checks these against it); tuned on the digits CNN at a 4x4 grid with the zero baseline
 const PRESET_NOTES = {
   normal: "classification loss only",
-  "encourage low": "L+ on low orders, L− on high orders",
-  "encourage middle": "L+ on middle orders",
-  "encourage high": "L+ on high orders, L− on low orders (the seed's “penalise low-order & boost high-order”)",
+  "encourage low": "0.01·L+(0, 0.25) + 0.01·L−(0.75, 1)",
+  "encourage middle": "0.03·L+(0.25, 0.5)",
+  "encourage high": "0.03·L+(0.75, 1) + 0.03·L−(0, 0.25) (the seed's “penalise low-order & boost high-order”)",
 };
 const COLORS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"];
 const ended = (run) => ["done", "failed", "cancelled"].includes(run.status);
+const BELOW = { orientation: "h", y: -0.28, x: 0 };
+
+/** The runs' names without the part all of them share ("Digits bottleneck · normal" → "normal"). */
+function shortNames(runs) {
+  const names = runs.map((r) => r.name);
+  if (names.length < 2) return names;
+  let cut = 0;
+  const prefix = names.reduce((a, b) => { let i = 0; while (i < a.length && a[i] === b[i]) i++; return a.slice(0, i); });
+  const at = prefix.lastIndexOf(" · ");
+  if (at >= 0) cut = at + 3;
+  return names.map((n) => n.slice(cut) || n);
+}
 
 export async function mount(root, params, ctx) {
   const path = location.hash.split("?")[0];
@@ -137,7 +151,7 @@ async function mountList(root, ctx) {
       "Networks trained this way reach similar accuracy but differ in robustness. Train runs here, then compare them on the bottleneck page."),
     h("section.card", { "aria-labelledby": "train-example-title" },
       h("h2#train-example-title", {}, "One click: the bottleneck experiment on the digits"),
-      h("p", {}, "Trains the digits CNN four times (normal, encourage low, middle, high; 6 epochs each, seed 0), measures each final model's J(m) exactly on 8 held-out digits at a 4×4 grid, and its accuracy under a PGD attack. About a few minutes on two CPU cores."),
+      h("p", {}, "Trains the digits CNN four times (normal, encourage low, middle, high; 6 epochs each, seed 0), measures each final model's J(m) exactly on 8 held-out digits at a 4×4 grid, and its accuracy under a PGD attack. About 5 to 10 minutes on two CPU cores, most of it the 2 million forward passes of the four exact analyses."),
       example),
     h("section.card.train-form", { "aria-labelledby": "train-new" },
       h("h2#train-new", {}, "New training run"),
@@ -145,7 +159,8 @@ async function mountList(root, ctx) {
       h("div.comp-grid", {},
         field("Image set", dataset, "labelled; the built-in digits keep their 1,500/297 split, an upload holds out one image in six"),
         field("Architecture", architecture), field("Start from", init),
-        field("Preset", preset), field("Custom terms", custom, "set λ, r1, r2 yourself")),
+        field("Preset", preset, "tuned on the digits CNN at a 4×4 grid with the zero baseline; other settings move them differently"),
+        field("Custom terms", custom, "set λ, r1, r2 yourself")),
       customBox,
       h("div.comp-grid", {},
         field("Order-loss grid", grid, "patches = players n"), field("Baseline", baseline, "what a masked patch becomes"),
@@ -182,7 +197,7 @@ function historyFigures(runs) {
     const hist = run.history || [];
     const x = hist.map((r) => r.epoch);
     const color = COLORS[k % COLORS.length];
-    const tag = runs.length > 1 ? `${run.name}: ` : "";
+    const tag = runs.length > 1 ? `${shortNames(runs)[k]}: ` : "";
     loss.push({ type: "scatter", mode: "lines+markers", name: `${tag}total`, x, y: hist.map((r) => r.loss), line: { color } });
     loss.push({ type: "scatter", mode: "lines", name: `${tag}classification`, x, y: hist.map((r) => r.loss_cls), line: { color, dash: "dot" } });
     if (runs.length === 1) {
@@ -194,8 +209,8 @@ function historyFigures(runs) {
   });
   const axis = { title: { text: "epoch" }, dtick: 1 };
   return {
-    loss: { data: loss, layout: { title: { text: "Loss during training" }, height: 340, margin: { t: 56 }, xaxis: axis, yaxis: { title: { text: "loss" } } } },
-    acc: { data: acc, layout: { title: { text: "Accuracy during training" }, height: 340, margin: { t: 56 }, xaxis: axis, yaxis: { title: { text: "accuracy" }, range: [0, 1.02] } } },
+    loss: { data: loss, layout: { title: { text: "Loss during training" }, height: 400, margin: { t: 56 }, legend: BELOW, xaxis: axis, yaxis: { title: { text: "loss" } } } },
+    acc: { data: acc, layout: { title: { text: "Accuracy during training" }, height: 400, margin: { t: 56 }, legend: BELOW, xaxis: axis, yaxis: { title: { text: "accuracy" }, range: [0, 1.02] } } },
   };
 }
 
@@ -356,11 +371,11 @@ function renderExperiment(root, runs, evaluations) {
     const a = evaluations[k];
     if (!a?.summary?.J) return;
     const n = a.n_players;
-    data.push({ type: "scatter", mode: "lines+markers", name: r.name, x: a.summary.J.map((_, m) => m / n), y: a.summary.J,
+    data.push({ type: "scatter", mode: "lines+markers", name: shortNames(runs)[k], x: a.summary.J.map((_, m) => m / n), y: a.summary.J,
       line: { color: COLORS[k % COLORS.length] }, hovertemplate: "m = %{customdata}<br>J = %{y:.3f}<extra></extra>", customdata: a.summary.J.map((_, m) => m) });
   });
   if (data.length) {
-    plot(curve, { data, layout: { title: { text: "J(m) of each trained model" }, height: 360, margin: { t: 56 },
+    plot(curve, { data, layout: { title: { text: "J(m) of each trained model" }, height: 400, margin: { t: 56 }, legend: BELOW,
       xaxis: { title: { text: "order m / n" }, range: [0, 1] }, yaxis: { title: { text: "J(m)" }, rangemode: "tozero" } } }, { name: "bottleneck-j" });
   } else {
     curve.append(h("p.muted", {}, "The curves appear as each run's interactions are measured."));
