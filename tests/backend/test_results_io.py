@@ -126,3 +126,32 @@ def test_json_export_is_the_definition_byte_for_byte(tmp_path: Path) -> None:
     assert back["interactions"][3] is None and back["flag"] is True and back["p"] is None
     assert back["multi_order"] == arrays["multi_order"].tolist()
     assert len(list(results.json_chunks(stored, summary))) > 4  # written in pieces
+
+
+def test_sampled_csv_export_is_the_definition_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One row per part, order and pair, as ``csv.writer`` wrote them."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    parts = {
+        k: SimpleNamespace(
+            orders=np.array(orders),
+            pairs=rng.integers(0, 64, size=(pairs, 2)),
+            mean=rng.normal(size=(len(orders), pairs)) * 1e-3,
+            se=np.where(
+                rng.random((len(orders), pairs)) < 0.1, np.nan, rng.random((len(orders), pairs))
+            ),
+            count=rng.integers(0, 50, size=(len(orders), pairs)),
+        )
+        for k, (orders, pairs) in enumerate([([0, 5, 9], 7), ([30, 62], 11)])
+    }
+    monkeypatch.setattr(results, "from_arrays", lambda arrays: parts)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["order", "i", "j", "interaction", "stderr", "samples"])
+    for part in parts.values():
+        for k, m in enumerate(part.orders.tolist()):
+            for p, (i, j) in enumerate(part.pairs.tolist()):
+                mean, se = float(part.mean[k, p]), float(part.se[k, p])
+                writer.writerow([m, i, j, repr(mean), repr(se), int(part.count[k, p])])
+    assert results.to_csv({"p0_orders": np.zeros(1)}) == out.getvalue()
