@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -154,6 +156,8 @@ def _train(run_id: str, owner: str) -> None:
         "order_terms": effective,
         "passes": sum(int(h["passes"]) for h in history),
         "seconds": sum(float(h["seconds"]) for h in history),
+        # the final model's files for download (blob keys; the API shows only that they exist)
+        "onnx_key": jobs.blobs().put(onnx_bytes(model, params["architecture"])),
     }
     with session_scope() as s:
         row = s.get_one(TrainingRun, run_id)
@@ -169,7 +173,7 @@ def _train(run_id: str, owner: str) -> None:
         s.add(final_model)
         s.flush()
         row.model_id = final_model.id
-        row.metrics = metrics
+        row.metrics = {**metrics, "safetensors_key": final_model.blob_key}
         model_id = final_model.id
     jobs.validate_model(model_id)
     evaluation = _evaluate(run_id, model_id, params) if params.get("evaluate") else None
@@ -231,6 +235,20 @@ def _evaluate(run_id: str, model_id: str, params: dict[str, Any]) -> str | None:
         analysis_id = str(analysis.id)
     enqueue(TASK_START_ANALYSIS, analysis_id)
     return analysis_id
+
+
+def onnx_bytes(model: torch.nn.Module, architecture: str) -> bytes:
+    """The trained model as ONNX (input ``input``, output ``logits``, any batch size)."""
+    from conceptlens.models.demo import _quiet_deprecations
+
+    example = torch.zeros(1, *ARCHITECTURES[architecture].input_shape)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_deprecations():
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model, (example,), str(path), input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+        )  # fmt: skip
+        return path.read_bytes()
 
 
 def _init_state(model: ModelRecord) -> dict[str, torch.Tensor]:

@@ -8,11 +8,14 @@ preset, compared side by side on the bottleneck page.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
-from backend.api.deps import SessionDep, SettingsDep, WorkspaceDep
+from backend.api.deps import BlobsDep, SessionDep, SettingsDep, WorkspaceDep
 from backend.db.models import DatasetRecord, TrainingRun
+from backend.errors import ClientError
 from backend.queue import TASK_TRAIN, enqueue
 from backend.schemas import (
     TrainingExperimentCreate,
@@ -27,10 +30,12 @@ router = APIRouter(prefix="/training-runs", tags=["training"])
 
 def present(session: Session, run: TrainingRun) -> TrainingRunPublic:
     dataset = session.get(DatasetRecord, run.dataset_id)
+    metrics = run.metrics and {k: v for k, v in run.metrics.items() if not k.endswith("_key")}
     return TrainingRunPublic.model_validate(run).model_copy(
         update={
             "dataset_name": dataset.name if dataset else None,
             "eta_seconds": service.eta_seconds(run),
+            "metrics": metrics,
         }
     )
 
@@ -93,6 +98,28 @@ def retry_run(run_id: str, session: SessionDep, workspace: WorkspaceDep) -> Trai
     service.retry(session, run)
     enqueue(TASK_TRAIN, run.id)
     return present(session, run)
+
+
+@router.get(
+    "/{run_id}/model.{fmt}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_model(
+    run_id: str, fmt: Literal["safetensors", "onnx"], session: SessionDep,
+    workspace: WorkspaceDep, blobs: BlobsDep,
+) -> Response:  # fmt: skip
+    """The trained model as safetensors (weights with their architecture, what
+    ``init_model_id`` and the Models page take) or ONNX (input ``input``, output ``logits``)."""
+    run = service.get(session, workspace=workspace, run_id=run_id)
+    key = (run.metrics or {}).get(f"{fmt}_key")
+    if run.status != "done" or key is None:
+        raise ClientError(f"The training run has no trained model yet ({run.status}).", 409)
+    filename = f"{run.params['architecture']}-{run.id[:8]}.{fmt}"
+    return Response(
+        blobs.get(key), media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )  # fmt: skip
 
 
 @router.delete("/{run_id}", status_code=204)

@@ -3,7 +3,7 @@
 // #/training/{id} — one run: progress, loss and accuracy curves, what it produced;
 // #/bottleneck/{experiment} or #/bottleneck?runs=a,b — runs side by side: J(m) of each final
 // model, test and adversarial accuracy, accuracy during training.
-import { api } from "../api.js";
+import { api, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } from "../dom.js";
 import { deleteButton, fact, listedModel } from "./styles.js";
 
@@ -266,7 +266,9 @@ function render(root, run, ctx, refresh) {
   const produced = [];
   if (run.series && (run.history || []).length) produced.push(h("li", {}, `Checkpoints: the model series “${run.series}” — `,
     h("button#train-dynamics", { type: "button", on: { click: () => dynamics(run, ctx) } }, "Learning dynamics of this run")));
-  if (run.model_id) produced.push(h("li", {}, "The final model: ", h("a#train-model", { href: "#/models" }, `${run.name} (trained)`), " — analyse it like any model, export it or share it."));
+  if (run.model_id) produced.push(h("li", {}, "The final model: ", h("a#train-model", { href: `#/new?model=${run.model_id}` }, `${run.name} (trained)`),
+    " — analyse it like any model; download it as ", h("a#train-safetensors", { href: url(`/training-runs/${run.id}/model.safetensors`), download: "" }, "safetensors"),
+    " (weights with their architecture; fine-tune it here) or ", h("a#train-onnx", { href: url(`/training-runs/${run.id}/model.onnx`), download: "" }, "ONNX"), "."));
   if (run.evaluation_id) produced.push(h("li", {}, h("a#train-evaluation", { href: `#/analyses/${run.evaluation_id}` }, "Interactions of the trained model"), ` (exact, ${run.params.evaluate.grid}, ${run.params.evaluate.images} test images)`));
   if (run.experiment) produced.push(h("li", {}, h("a", { href: `#/bottleneck/${run.experiment}` }, "Compare with the other runs of its experiment")));
   clear(root,

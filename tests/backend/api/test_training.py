@@ -57,12 +57,35 @@ def test_a_run_trains_keeps_checkpoints_and_measures_its_model(client: TestClien
     final = client.get(f"/api/models/{run['model_id']}").json()
     assert final["status"] == "ready" and final["architecture"] == "digit_cnn"
     assert final["series"] is None and final["labels"] == [str(d) for d in range(10)]
+    # both downloads hold that model: ONNX gives the safetensors weights' logits
+    assert "safetensors_key" not in m and "onnx_key" not in m  # no blob keys in the API
+    weights = client.get(f"/api/training-runs/{run['id']}/model.safetensors")
+    onnx = client.get(f"/api/training-runs/{run['id']}/model.onnx")
+    assert weights.status_code == onnx.status_code == 200
+    assert "attachment" in onnx.headers["content-disposition"]
+    check_downloads(weights.content, onnx.content)
     # and its exact analysis ran on the first test images
     analysis = wait_for(client, f"/api/analyses/{run['evaluation_id']}",
                         lambda a: a["status"] in ("done", "failed"))  # fmt: skip
     assert analysis["status"] == "done", analysis["error"]
     assert analysis["model_id"] == run["model_id"] and len(analysis["items"]) == 2
     assert analysis["n_players"] == 4 and len(analysis["summary"]["J"]) == 3
+
+
+def check_downloads(weights: bytes, onnx: bytes) -> None:
+    import onnxruntime
+    import safetensors.torch
+
+    from conceptlens.models.architectures import ARCHITECTURES
+
+    model = ARCHITECTURES["digit_cnn"].build()
+    model.load_state_dict(safetensors.torch.load(weights))
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {"input": x.numpy()})[0]
+    assert got == pytest.approx(expected, abs=1e-4)
 
 
 def test_the_same_seed_gives_the_same_weights(client: TestClient) -> None:
@@ -151,6 +174,8 @@ def test_cancel_stops_a_run_and_retry_trains_it_again(client: TestClient) -> Non
     client.post(f"/api/training-runs/{run_id}/cancel")
     final = client.get(f"/api/training-runs/{run_id}").json()
     assert final["status"] == "cancelled" and final["model_id"] is None
+    refused = client.get(f"/api/training-runs/{run_id}/model.onnx")
+    assert refused.status_code == 409 and "no trained model" in refused.json()["detail"]
     assert client.delete(f"/api/training-runs/{run_id}").status_code == 204
     assert client.get(f"/api/training-runs/{run_id}").status_code == 404
 
