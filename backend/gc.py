@@ -26,6 +26,7 @@ from backend.db.models import (
     LearnedBaseline,
     LogitTable,
     ModelRecord,
+    TrainingRun,
 )
 from backend.storage import LocalBlobStore
 
@@ -61,6 +62,9 @@ def referenced_keys(session: Session) -> set[str]:
     keys: set[str] = set()
     for column in BLOB_COLUMNS:
         keys.update(k for k in session.scalars(select(column).distinct()) if k)
+    # a training run's downloadable files are keys inside its metrics (``…_key``)
+    for metrics in session.scalars(select(TrainingRun.metrics)):
+        keys.update(v for k, v in (metrics or {}).items() if k.endswith("_key") and v)
     return keys
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from backend.db.base import Base
-from backend.db.models import ImageRecord, ModelRecord
+from backend.db.models import ImageRecord, ModelRecord, TrainingRun, Workspace
 from backend.gc import BLOB_COLUMNS, collect, referenced_keys
 from backend.storage import LocalBlobStore
 
@@ -90,3 +90,20 @@ def test_every_blob_column_is_known() -> None:
         if column.name in ("blob_key", "result_key")
     }
     assert named == keyish
+
+
+def test_a_training_runs_files_are_referenced(session: Session, tmp_path: Path) -> None:
+    """The trained model's ONNX file is a key inside the run's metrics, not a column."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    onnx, orphan = store.put(b"onnx"), store.put(b"o")
+    for key in (onnx, orphan):
+        age(store, key, 2 * HOUR)
+    session.add(Workspace(id="w", secret_hash="h"))
+    session.add(TrainingRun(
+        workspace_id="w", name="r", dataset_id="d", params={},
+        metrics={"onnx_key": onnx, "test_accuracy": 0.9, "other_key": None},
+    ))  # fmt: skip
+    session.commit()
+    assert referenced_keys(session) == {onnx}
+    assert collect(session, store, min_age_s=HOUR).removed == [orphan]
+    assert store.exists(onnx)
