@@ -73,8 +73,8 @@ def test_organise_and_compare_runs(browser: Any, server: str) -> None:
     page.wait_for_selector("#compare-canvas-a")
     page.click("#compare-swap")
     page.wait_for_url(f"**/#/compare?a={b}&b={a}")
-    page.wait_for_selector(f"#compare-canvas-a >> xpath=//ancestor::div[contains(@class, 'compare-view')]")
-    page.wait_for_selector(f".compare-run a[href='#/analyses/{b}']")
+    page.wait_for_selector(f".compare-run:first-child a[href='#/analyses/{b}']")  # B is A now
+    page.wait_for_selector("#compare-canvas-a")
 
     # the lists filter by tag and kind (kept in the URL)
     page.goto(f"{server}/#/?tag=paper")
