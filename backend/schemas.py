@@ -283,7 +283,20 @@ class ComponentJobCreate(BaseModel):
     dataset_id: str
     layer: str = Field(description="a layer name from the validated model's `layers`")
     compare_model_id: str | None = Field(
-        default=None, description="a second model of the same task: enables reliability"
+        default=None,
+        description="an exemplary model of the same task: enables reliability (older "
+        "clients; `compare_model_ids` takes two)",
+    )
+    compare_model_ids: list[str] = Field(
+        default=[],
+        max_length=2,
+        description="up to two exemplary models of the same task (seed 001 uses two): "
+        "reliability is the share of each component they reproduce",
+    )
+    reliability: Literal["cycle", "preview"] = Field(
+        default="cycle",
+        description='"cycle": the paper\'s estimator (parallel heads, cycle maps); "preview": '
+        "the fast closed form on separately trained disentanglers",
     )
     orders: list[Annotated[int, Field(ge=0)]] = Field(
         default=[0, 1, 2, 4, 8],
@@ -334,6 +347,7 @@ class ComponentJobPublic(BaseModel):
     kind: str = Field(default="components", description='"components" (§7) or "consistency" (§8)')
     model_id: str
     compare_model_id: str | None
+    compare_model_ids: list[str] = Field(default=[], description="§7: the exemplary models")
     compare_layer: str | None = Field(default=None, description="consistency: model B's layer")
     dataset_id: str
     layer: str

@@ -59,9 +59,10 @@ def run_component_job(job_id: str) -> None:
             _finish(job_id, owner, error=error)
             return
         with session_scope() as s:
-            job = s.get_one(ComponentJob, job_id)
-            if job.lease_owner != owner:
+            found = s.get(ComponentJob, job_id)  # None: deleted meanwhile, nothing to store
+            if found is None or found.lease_owner != owner:
                 return
+            job = found
             if job.kind == "components":
                 metrics = {**metrics, "train_split": train_split(s, job)}
             job.metrics = metrics
@@ -106,13 +107,13 @@ def _compute(job_id: str, owner: str) -> tuple[dict[str, Any], dict[str, np.ndar
         params, layer = dict(job.params), job.layer
         model_row = s.get_one(ModelRecord, job.model_id)
         model = jobs.model_ref(model_row)
-        exemplars = []
-        if job.compare_model_id:
-            exemplars.append(jobs.model_ref(s.get_one(ModelRecord, job.compare_model_id)))
+        exemplars = [
+            jobs.model_ref(s.get_one(ModelRecord, exemplar)) for exemplar in job.compare_model_ids
+        ]  # models too: they load only in the sandbox
         data, labelled = _data(s, s.get_one(DatasetRecord, job.dataset_id), model_row, params)
     plan = TrainingPlan(
         orders=tuple(params["orders"]), width=params["width"], epochs=params["epochs"],
-        seed=params["seed"],
+        seed=params["seed"], reliability=params.get("reliability", "preview"),
     )  # fmt: skip
     return sandbox.current().components(
         model, exemplars, layer=layer, data=[t.numpy() for t in data], labelled=labelled,
@@ -215,8 +216,8 @@ def normalise_batch(x: torch.Tensor, model: ModelRecord) -> torch.Tensor:
 def _finish(job_id: str, owner: str, *, error: BaseException) -> None:
     status, message = jobs.outcome(error, f"component job {job_id}")
     with session_scope() as s:
-        job = s.get_one(ComponentJob, job_id)
-        if job.lease_owner != owner:
+        job = s.get(ComponentJob, job_id)
+        if job is None or job.lease_owner != owner:  # deleted, or no longer this worker's
             return
         job.status, job.error = status, message
         job.finished_at = utcnow()

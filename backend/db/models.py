@@ -255,6 +255,10 @@ class ComponentJob(RunLabelsMixin, LeaseMixin, TimestampMixin, Base):
     compare_model_id: Mapped[str | None] = mapped_column(
         ForeignKey("models.id", ondelete="CASCADE")
     )
+    second_compare_model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE")
+    )
+    """§7: the second exemplary model (migration 0018)."""
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     layer: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16), default="components", server_default="components")
@@ -273,6 +277,12 @@ class ComponentJob(RunLabelsMixin, LeaseMixin, TimestampMixin, Base):
     result_key: Mapped[str | None] = mapped_column(String(64))
     """npz in the blob store: component maps of a few test images (consistency: per-channel
     variances of each part)."""
+
+    @property
+    def compare_model_ids(self) -> list[str]:
+        """§7: the exemplary models, in order (none, one or two)."""
+        return [m for m in (self.compare_model_id, self.second_compare_model_id) if m]
+
     cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
     """Identical requests (same model and data bytes, layer, settings, engine) share results."""
 

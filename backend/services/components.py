@@ -28,24 +28,17 @@ def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) 
             f"The model has no layer {body.layer!r}; choose one of its layers "
             f"({', '.join((model.layers or [])[:12])}…).",
         )
-    if body.compare_model_id:
-        other = _ready_model(session, workspace, body.compare_model_id)
-        if (other.input_shape, other.num_classes) != (model.input_shape, model.num_classes):
-            raise ClientError("The model to compare with must take the same input and classes.")
-        if body.layer not in (other.layers or []):
-            raise ClientError(f"The model to compare with has no layer {body.layer!r}.")
+    exemplars = _exemplars(session, workspace, body, model)
     orders = sorted(set(body.orders))
-    compare_key = (
-        resources.get(session, ModelRecord, workspace=workspace, id=body.compare_model_id).blob_key
-        if body.compare_model_id
-        else None
-    )
+    keys = [e.blob_key for e in exemplars]
+    compare_key: str | list[str] | None = keys[0] if len(keys) == 1 else keys or None
     if orders[0] < 0:
         raise ClientError("Orders are numbers of ReLU layers: 0 or more.")
     job = ComponentJob(
         workspace_id=workspace.id,
         model_id=model.id,
-        compare_model_id=body.compare_model_id,
+        compare_model_id=exemplars[0].id if exemplars else None,
+        second_compare_model_id=exemplars[1].id if len(exemplars) > 1 else None,
         dataset_id=dataset.id,
         layer=body.layer,
         params={
@@ -54,8 +47,10 @@ def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) 
             "epochs": body.epochs,
             "max_samples": min(body.max_samples, dataset.n_images),
             "seed": body.seed,
+            # only with exemplars: jobs without them keep their cache keys
+            **({"reliability": body.reliability} if exemplars else {}),
         },
-        progress_total=(1 + bool(body.compare_model_id)) * len(orders) * body.epochs,
+        progress_total=_trainings(len(exemplars), body.reliability) * len(orders) * body.epochs,
     )
     job.cache_key = _cache_key(model, compare_key, dataset, body.layer, job.params)
     session.add(job)
@@ -63,9 +58,40 @@ def create(session: Session, *, workspace: Workspace, body: ComponentJobCreate) 
     return job
 
 
+def _exemplars(
+    session: Session, workspace: Workspace, body: ComponentJobCreate, model: ModelRecord
+) -> list[ModelRecord]:
+    """The exemplary models of a §7 job, checked: ready, same input, classes and layer."""
+    ids = list(body.compare_model_ids)
+    if body.compare_model_id and ids and ids[0] != body.compare_model_id:
+        raise ClientError(
+            "Give the exemplary models in compare_model_ids only (compare_model_id is the "
+            "first of them, for older clients)."
+        )
+    ids = ids or ([body.compare_model_id] if body.compare_model_id else [])
+    rows = []
+    for n, model_id in enumerate(ids, start=1):
+        other = _ready_model(session, workspace, model_id)
+        which = "The model to compare with" if len(ids) == 1 else f"Exemplary model {n}"
+        if (other.input_shape, other.num_classes) != (model.input_shape, model.num_classes):
+            raise ClientError(f"{which} must take the same input and classes.")
+        if body.layer not in (other.layers or []):
+            raise ClientError(f"{which} has no layer {body.layer!r}.")
+        rows.append(other)
+    return rows
+
+
+def _trainings(exemplars: int, estimator: str) -> int:
+    """Disentangler trainings of a §7 job: the model's own, then one multi-head training
+    (cycle) or one per exemplar (preview)."""
+    if not exemplars:
+        return 1
+    return 2 if estimator == "cycle" else 1 + exemplars
+
+
 def _cache_key(
     model: ModelRecord,
-    compare_key: str | None,
+    compare_key: str | list[str] | None,
     dataset: DatasetRecord,
     layer: str,
     params: dict[str, object],

@@ -93,11 +93,11 @@ def filter_jobs(
     tag: str | None = None,
 ) -> list[ComponentJob]:
     """The component analyses that match every filter given (``model_id`` matches the
-    model or the one compared with)."""
+    model or an exemplar it was compared with)."""
     return [
         row
         for row in rows
-        if (not model_id or model_id in (row.model_id, row.compare_model_id))
+        if (not model_id or model_id in (row.model_id, *row.compare_model_ids))
         and (not dataset_id or row.dataset_id == dataset_id)
         and has_tag(row, tag)
     ]

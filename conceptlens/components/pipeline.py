@@ -39,6 +39,7 @@ from conceptlens.components.metrics import (
     reliability,
     significance,
 )
+from conceptlens.components.reliable import CycleReliability, cycle_reliability
 from conceptlens.components.shapley import MAX_PLAYERS
 
 __all__ = ["ComponentsResult", "Data", "TrainingPlan", "analyze_components"]
@@ -58,6 +59,10 @@ class TrainingPlan:
     batch_size: int = 64
     seed: int = 0
     warm_start: bool = True
+    reliability: str = "cycle"
+    """Estimator of reliability with exemplars: ``"cycle"`` (the paper's, :mod:`.reliable`)
+    or ``"preview"`` (the fast closed form of :func:`.metrics.reliability` on separately
+    trained disentanglers)."""
 
 
 @dataclass
@@ -73,6 +78,10 @@ class ComponentsResult:
     effects: Effects | None
     reliability: Reliability | None
     trained: list[TrainedOrder] = field(repr=False)
+    reliability_estimator: str | None = None
+    """``"cycle"`` or ``"preview"`` when reliability was measured."""
+    head_r2: list[list[float]] | None = None
+    """The cycle estimator's held-out ``R²`` of each head (target first), per order."""
     """The nets, e.g. for :func:`.maps.component_maps`; not part of :meth:`to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +96,8 @@ class ComponentsResult:
             "significance": _plain(vars(self.significance)),
             "effects": None if self.effects is None else _plain(vars(self.effects)),
             "reliability": None if self.reliability is None else _plain(vars(self.reliability)),
+            "reliability_estimator": self.reliability_estimator,
+            "reliability_head_r2": None if self.head_r2 is None else _plain(self.head_r2),
         }
         return out
 
@@ -121,12 +132,61 @@ def analyze_components(
     players = len(plan.orders) + include_residual
     if with_effects and players > MAX_PLAYERS:
         raise ComponentsError(f"Shapley values over {players} components: at most {MAX_PLAYERS}")
+    if plan.reliability not in ("cycle", "preview"):
+        raise ComponentsError(f"no reliability estimator {plan.reliability!r}")
     example = data[0][:8].to(_device_of(module))
     tail = tail_runner(module, layer, example=example) if with_effects else None
-    ticker = _Ticker(progress, (1 + len(exemplars)) * len(plan.orders) * plan.epochs)
+    cycle = plan.reliability == "cycle" and bool(exemplars)
+    trainings = 1 + (1 if cycle else len(exemplars))
+    ticker = _Ticker(progress, trainings * len(plan.orders) * plan.epochs)
+    if cycle:
+        target = _fit_model(module, layer, data, plan, device, ticker)
+        measured = _cycle(target, exemplars, layer, data, plan, device, ticker)
+        result = _result(module, layer, data, plan, tail, include_residual, target, [])
+        result.reliability, result.head_r2 = measured.reliability, measured.head_r2
+        result.reliability_estimator = "cycle"
+        return result
     target, *others = (
         _fit_model(model, layer, data, plan, device, ticker) for model in (module, *exemplars)
     )
+    result = _result(module, layer, data, plan, tail, include_residual, target, others)
+    result.reliability_estimator = "preview" if others else None
+    return result
+
+
+def _cycle(
+    target: _Fitted,
+    exemplars: Sequence[Network],
+    layer: str,
+    data: Data,
+    plan: TrainingPlan,
+    device: torch.device | str,
+    ticker: _Ticker,
+) -> CycleReliability:
+    """The paper's estimator: the exemplars' features, then one multi-head training."""
+    x_train, _, x_test, _ = data
+    features_train, features_test = [target.f_train], [target.f_test]
+    for model in exemplars:
+        fx = _on_device_of(model, feature_extractor(model, layer))
+        features_train.append(extract(fx, x_train))
+        features_test.append(extract(fx, x_test))
+    return cycle_reliability(
+        x_train, features_train, x_test, features_test, orders=plan.orders, width=plan.width,
+        epochs=plan.epochs, lr=plan.lr, batch_size=plan.batch_size, seed=plan.seed,
+        device=device, progress=ticker.next_block(len(plan.orders) * plan.epochs),
+    )  # fmt: skip
+
+
+def _result(
+    module: Network,
+    layer: str,
+    data: Data,
+    plan: TrainingPlan,
+    tail: FeatureFn | None,
+    include_residual: bool,
+    target: _Fitted,
+    others: list[_Fitted],
+) -> ComponentsResult:
     return ComponentsResult(
         layer=layer,
         orders=tuple(plan.orders),

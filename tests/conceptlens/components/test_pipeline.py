@@ -47,9 +47,12 @@ def test_demo_layer_gives_finite_metrics(demo_cnn: DigitCNN, digits: Digits, lay
     assert maps.components.shape == (3, 8, 8)
 
 
-def test_reliability_with_an_exemplary_model(demo_cnn: DigitCNN, digits: Digits) -> None:
+@pytest.mark.parametrize("estimator", ["cycle", "preview"])
+def test_reliability_with_an_exemplary_model(
+    demo_cnn: DigitCNN, digits: Digits, estimator: str
+) -> None:
     other, _ = train_demo_model(seed=1, epochs=3)
-    plan = TrainingPlan(orders=(0, 1), width=8, epochs=1)
+    plan = TrainingPlan(orders=(0, 1), width=8, epochs=1, reliability=estimator)
     result = analyze_components(
         demo_cnn, "pool2", digits, plan=plan, exemplars=[other], with_effects=False
     )
@@ -57,6 +60,8 @@ def test_reliability_with_an_exemplary_model(demo_cnn: DigitCNN, digits: Digits)
     assert r is not None and result.effects is None
     assert finite(r.cumulative) and ((r.cumulative >= 0) & (r.cumulative <= 1.0 + 1e-6)).all()
     assert result.to_dict()["reliability"]["component"][0] == pytest.approx(r.component[0])
+    assert result.to_dict()["reliability_estimator"] == estimator
+    assert (result.head_r2 is not None) == (estimator == "cycle")
 
 
 def test_missing_tail_fails_before_any_training(demo_cnn: DigitCNN, digits: Digits) -> None:
