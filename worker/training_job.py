@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,9 @@ def onnx_bytes(model: torch.nn.Module, architecture: str) -> bytes:
 
     example = torch.zeros(1, *ARCHITECTURES[architecture].input_shape)
     with tempfile.TemporaryDirectory() as tmp, _quiet_deprecations():
+        # GroupNorm's "more than one value per channel" check is traced as a constant,
+        # which is right: it depends on the channels and the image size, not the batch
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(
             model, (example,), str(path), input_names=["input"], output_names=["logits"],

@@ -193,3 +193,43 @@ def test_an_experiment_with_a_long_name_cuts_its_runs_names(client: TestClient) 
     assert names == ["x" * 180 + " · normal", "x" * 180 + " · encourage high"]
     for r in response.json()["data"]:
         client.post(f"/api/training-runs/{r['id']}/cancel")
+
+
+def test_a_resnet_trains_on_an_uploaded_colour_set(client: TestClient) -> None:
+    """The 3-channel path: an uploaded labelled zip of RGB images (resized to 32×32), the
+    small ResNet-style CNN, the ONNX export, and the split one image in six held out."""
+    import io
+
+    from PIL import Image
+
+    from tests.backend.api.test_datasets import make_zip, upload
+
+    rng = torch.Generator().manual_seed(0)
+    files = {}
+    for k in range(18):
+        cls = k % 2  # red-ish against blue-ish squares, 20×20 (resized by the worker)
+        pixels = (torch.rand(20, 20, 3, generator=rng) * 80).to(torch.uint8)
+        pixels[..., 0 if cls == 0 else 2] += 150
+        buf = io.BytesIO()
+        Image.fromarray(pixels.numpy()).save(buf, format="PNG")
+        files[f"{'red' if cls == 0 else 'blue'}/{k}.png"] = buf.getvalue()
+    dataset = upload(client, make_zip(files), name="colours").json()
+    response = client.post(
+        "/api/training-runs",
+        json={"dataset_id": dataset["id"], "architecture": "small_resnet", "epochs": 2,
+              "batch_size": 8, "preset": "encourage high", "attack": {"eps": [0.1], "steps": 2},
+              "evaluate": {"grid": "2x2", "images": 2}},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert (response.json()["params"]["n_train"], response.json()["params"]["n_test"]) == (15, 3)
+    run = wait_for(client, f"/api/training-runs/{response.json()['id']}",
+                   lambda r: r["status"] in ("done", "failed"), timeout=300)  # fmt: skip
+    assert run["status"] == "done", run["error"]
+    final = client.get(f"/api/models/{run['model_id']}").json()
+    assert final["architecture"] == "small_resnet" and final["input_shape"] == [3, 32, 32]
+    assert final["labels"][:2] == ["blue", "red"] and len(final["labels"]) == 10
+    onnx = client.get(f"/api/training-runs/{run['id']}/model.onnx")
+    assert onnx.status_code == 200
+    analysis = wait_for(client, f"/api/analyses/{run['evaluation_id']}",
+                        lambda a: a["status"] in ("done", "failed"))  # fmt: skip
+    assert analysis["status"] == "done", analysis["error"]
