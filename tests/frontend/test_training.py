@@ -80,5 +80,8 @@ def test_training_run_and_bottleneck_experiment(browser: Any, server: str) -> No
     assert traces.count() == 4
     assert page.locator("#adv-table tbody tr").count() == 4
     shot(page, "bottleneck-experiment")
+    # each run's checkpoints are a model series: its learning dynamics in one click
+    page.locator("button.run-dynamics").first.click()
+    page.wait_for_selector("#dynamics-similarity .main-svg", timeout=120_000)
     assert not console.errors, console.errors
     context.close()

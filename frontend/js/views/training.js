@@ -5,7 +5,7 @@
 // model, test and adversarial accuracy, accuracy during training.
 import { api, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } from "../dom.js";
-import { deleteButton, fact, listedModel } from "./styles.js";
+import { deleteButton, fact, listedModel, note } from "./styles.js";
 
 const POLL_MS = 1000;
 const PRESETS = ["normal", "encourage low", "encourage middle", "encourage high"];
@@ -34,7 +34,7 @@ function shortNames(runs) {
 
 export async function mount(root, params, ctx) {
   const path = location.hash.split("?")[0];
-  if (path.startsWith("#/bottleneck")) return mountExperiment(root, params);
+  if (path.startsWith("#/bottleneck")) return mountExperiment(root, params, ctx);
   return params.id ? mountRun(root, params.id, ctx) : mountList(root, ctx);
 }
 
@@ -214,8 +214,10 @@ function historyFigures(runs) {
   };
 }
 
-const LOSS_NOTE = "The loss after each epoch, averaged over its batches: the total that was minimised, its classification part (cross-entropy), and the order terms before their λ. L+ is −E|Δu| (more negative = stronger interactions in its range), L− is +E|Δu|; Δu = u(x with S2) − u(x with S1), u the log-probability of the label.";
-const ACC_NOTE = "Accuracy on the training images (dotted) and on the held-out test split (solid) after each epoch. Seed 000's first table: networks pushed to different orders reach similar test accuracy.";
+const LOSS_NOTE = ["The loss after each epoch, averaged over its batches: the total that was minimised, its classification part (cross-entropy), and the order terms before their λ. L+ rewards an output that changes a lot between r1·n and r2·n present patches (more negative = stronger interactions in its range), L− one that stays flat there.",
+  "Loss = Loss_cls + λ1·L+(r1,r2) + λ2·L−(r1,r2); L± = ∓E|Δu|, Δu = u(x_S2) − u(x_S1), u = log p(label)", "000"];
+const ACC_NOTE = ["Accuracy on the training images (dotted) and on the held-out test split (solid) after each epoch. Seed 000's first table: networks pushed to different orders reach similar test accuracy.",
+  "accuracy = share of images whose predicted class is the label", "000"];
 
 async function mountRun(root, id, ctx) {
   let alive = true;
@@ -281,8 +283,8 @@ function render(root, run, ctx, refresh) {
       h("p", {}, `${formatCount(run.progress_done)} / ${formatCount(run.progress_total)} batches and attacks`,
         pct >= 100 ? " — storing the model and starting its analysis." : ` · time left ${run.eta_seconds == null ? "estimating…" : formatSeconds(run.eta_seconds)}`)),
     h("div.charts", {},
-      h("div.card", {}, lossDiv, h("p.cl-hint", {}, LOSS_NOTE)),
-      h("div.card", {}, accDiv, h("p.cl-hint", {}, ACC_NOTE))),
+      h("div.card", {}, lossDiv, note(...LOSS_NOTE)),
+      h("div.card", {}, accDiv, note(...ACC_NOTE))),
     m ? adversarialTable([run]) : null,
     produced.length ? h("section.card", {}, h("h2", {}, "What it produced"), h("ul", {}, produced)) : null,
     h("p", {}, h("a", { href: "#/training" }, "← all training runs")));
@@ -318,7 +320,7 @@ function adversarialTable(runs) {
     h("p.cl-hint", {}, "Test accuracy, and accuracy when each test image is first attacked by projected gradient descent on the cross-entropy, every pixel moved at most the budget (L∞; pixels in [0, 1]). Seed 000's second table: models pushed to high-order interactions lose more accuracy under attack."));
 }
 
-async function mountExperiment(root, params) {
+async function mountExperiment(root, params, ctx) {
   let alive = true;
   let timer = null;
   const refresh = async () => {
@@ -338,7 +340,7 @@ async function mountExperiment(root, params) {
     runs.sort((a, b) => PRESETS.indexOf(a.params.preset) - PRESETS.indexOf(b.params.preset));
     const evaluations = await Promise.all(runs.map((r) => (r.evaluation_id ? api(`/analyses/${r.evaluation_id}`).catch(() => null) : null)));
     if (!alive) return;
-    renderExperiment(root, runs, evaluations);
+    renderExperiment(root, runs, evaluations, ctx);
     const pending = runs.some((r) => !ended(r)) || evaluations.some((a, k) => runs[k].status === "done" && runs[k].params.evaluate && (!a || !ended(a)));
     if (pending) timer = setTimeout(refresh, 2 * POLL_MS);
   };
@@ -346,7 +348,7 @@ async function mountExperiment(root, params) {
   return () => { alive = false; clearTimeout(timer); };
 }
 
-function renderExperiment(root, runs, evaluations) {
+function renderExperiment(root, runs, evaluations, ctx) {
   const curve = h("div.figure#bottleneck-curve");
   const accDiv = h("div.figure#bottleneck-acc");
   const status = h("ul#bottleneck-runs", {}, runs.map((r, k) => {
@@ -357,16 +359,18 @@ function renderExperiment(root, runs, evaluations) {
           : !a ? "done; its analysis is starting"
             : a.status === "done" ? "done" : `measuring interactions ${a.progress_total ? Math.round((100 * a.progress_done) / a.progress_total) : 0} %`;
     return h("li", {}, h("a", { href: `#/training/${r.id}` }, r.name), ` — ${termsText(r)} — ${what}`,
-      a ? [" · ", h("a", { href: `#/analyses/${a.id}` }, "its interactions")] : null);
+      a ? [" · ", h("a", { href: `#/analyses/${a.id}` }, "its interactions")] : null,
+      r.status === "done" ? [" · ", h("button.run-dynamics", { type: "button", on: { click: () => dynamics(r, ctx) } }, "learning dynamics")] : null);
   }));
   clear(root,
     h("h1", {}, "Bottleneck experiment"),
     h("p.muted", {}, "Runs trained with different order losses, side by side. Read the curves first (did each model move its interactions where its loss pushed them?), then the accuracies (similar on clean images?) and the robustness (lower for the high-order model?)."),
     h("section.card", {}, h("h2", {}, "Runs"), status),
     h("div.charts", {},
-      h("div.card", {}, curve, h("p.cl-hint", {},
-        "J(m) of each trained model: the strength of pairwise interactions with m other patches present, relative to their mean over orders, averaged over the held-out images (exact Harsanyi interactions). The x axis is m/n so grids of different sizes line up. A model pushed to low orders should rise on the left, one pushed to high orders on the right; a normal model usually shows the bottleneck's U.")),
-      h("div.card", {}, accDiv, h("p.cl-hint", {}, ACC_NOTE))),
+      h("div.card", {}, curve, note(
+        "How strongly pairs of patches cooperate with m other patches present, relative to the average over m, for each trained model on held-out images; the x axis is m/n so grids of different sizes line up. A model pushed to low orders should rise on the left, one pushed to high orders on the right; a normal model usually shows the bottleneck's U.",
+        "J(m) = E_x E_{i,j} |I^(m)(i,j)| / mean_m", "000")),
+      h("div.card", {}, accDiv, note(...ACC_NOTE))),
     runs.some((r) => r.metrics) ? adversarialTable(runs) : null);
   const data = [];
   runs.forEach((r, k) => {
