@@ -34,6 +34,12 @@ async function mountList(root, ctx) {
   const model = h("select#comp-model", {}, usable.map((m) => option(m.id, m.name)));
   const compare = h("select#comp-compare", {}, option("", "none (no reliability)"),
     usable.map((m) => option(m.id, m.name)));
+  // seed 001 measures reliability against two exemplary models
+  const compare2 = h("select#comp-compare-2", {}, option("", "none"),
+    usable.map((m) => option(m.id, m.name)));
+  const estimator = h("select#comp-estimator", {},
+    option("cycle", "cycle (the paper's: parallel heads, cycle maps)"),
+    option("preview", "preview (fast closed form)"));
   const layer = h("select#comp-layer");
   const dataset = h("select#comp-dataset", {}, datasets.data.map((d) => option(d.id, `${d.name} (${d.n_images} images)`)));
   const orders = h("input#comp-orders", { value: "0, 1, 2, 4, 8" });
@@ -65,7 +71,8 @@ async function mountList(root, ctx) {
         method: "POST",
         body: {
           model_id: model.value,
-          compare_model_id: compare.value || null,
+          compare_model_ids: [compare.value, compare2.value].filter(Boolean),
+          reliability: estimator.value,
           dataset_id: dataset.value,
           layer: layer.value,
           orders: parseOrders(orders.value),
@@ -93,7 +100,8 @@ async function mountList(root, ctx) {
       usable.length ? null : errorBox("No model is ready yet: upload one on the Models page."),
       h("div.comp-grid", {},
         field("Model", model), field("Layer", layer), field("Image set", dataset), datasetUpload,
-        field("Compare with (reliability)", compare), field("Orders l", orders),
+        field("Exemplar (reliability)", compare), field("Second exemplar", compare2),
+        field("Reliability estimator", estimator), field("Orders l", orders),
         field("Epochs", epochs), field("Images used", samples)),
       run, error),
     h("section.card", { "aria-labelledby": "comp-jobs" },
@@ -189,7 +197,9 @@ function head(job) {
     h("div.head-line", {}, h("h1", {}, `Components of ${jobName(job)}`), badge(job.status)),
     h("p.muted", {}, `${job.dataset_name || "image set"}; orders ${job.params.orders.join(", ")}; `,
       `${job.params.epochs} epochs; ${job.params.max_samples} images`,
-      job.compare_model_name ? `; reliability against ${job.compare_model_name}` : ""));
+      job.compare_model_name
+        ? `; reliability against ${(job.compare_model_names || []).join(" and ") || job.compare_model_name}`
+        : ""));
 }
 
 function cancelButton(prefix, refresh) {
@@ -239,6 +249,7 @@ async function results(root, job, prefix) {
       h("div.fact", {}, h("span.muted", {}, "residual share"),
         h("strong", {}, m.significance.residual === null ? "—" : m.significance.residual.toFixed(3))),
       notes.length ? h("ul.muted", {}, notes.map((n) => h("li", {}, n))) : null),
+      m.reliability ? reliabilityNote(m) : null,
     charts,
     h("section.card", {}, h("h2", {}, "Component maps by order"),
       h("div.comp-map-controls", {}, h("label", {}, "Test image ", picker),
@@ -250,6 +261,20 @@ async function results(root, job, prefix) {
 }
 
 /** Below this held-out R² (of the best order) the components are mostly residual. */
+/** Which reliability estimator ran, and how to read its numbers. */
+function reliabilityNote(m) {
+  const cycle = m.reliability_estimator === "cycle";
+  return h("div.fact#comp-reliability-note", {},
+    h("span.muted", {}, "reliability estimator"),
+    h("strong", {}, cycle ? "cycle (the paper's)" : "preview (fast closed form)"),
+    h("p.muted", {},
+      "Reliability is the share of each component that the exemplary models reproduce through linear maps there and back: ",
+      "near 1, they learned that part of the feature too; low, it is this model's own. ",
+      cycle
+        ? "Measured as seed 001 does: one net per order with a head for each model, then cycle maps between the heads."
+        : "A fast preview: cycle maps between separately trained disentanglers, which adds their refitting noise; run the cycle estimator for the paper's measure."));
+}
+
 const POOR_FIT_R2 = 0.5;
 
 /** A warning when the disentanglers explain little of the feature on held-out images. */

@@ -13,6 +13,27 @@ export function ensureStyles() {
 }
 
 /**
+ * A chart's "what is this, how to read it" note (issue 13 §1): plain words first, then the
+ * formula in monospace, then the seed that defines it ("000"–"004", SCIENCE.md). `words` may
+ * be a string or nodes; `spec` keeps an element's classes and id (default "p.cl-hint").
+ */
+export function note(words, formula, seed, spec = "p.cl-hint") {
+  ensureStyles();
+  return h(`${spec}`, { "data-seed": seed || undefined }, words,
+    formula ? [" ", h("code.cl-formula", {}, formula)] : null,
+    seed ? [" ", h("span.cl-seed", {}, `seed ${seed}`)] : null);
+}
+
+/** The legend of the red/blue tint that patch overlays use (grid.js POSITIVE, NEGATIVE). */
+export function tintLegend(extra) {
+  ensureStyles();
+  return h("p.cl-hint.cl-tint-legend", { role: "note" },
+    h("span.cl-swatch.cl-swatch-pos", { "aria-hidden": "true" }), " red: the set adds to the output, I(S) > 0 · ",
+    h("span.cl-swatch.cl-swatch-neg", { "aria-hidden": "true" }), " blue: it takes away, I(S) < 0",
+    extra ? [" · ", extra] : null);
+}
+
+/**
  * A drop zone around a real file input: drop files on it, or click / press Enter or Space
  * on the input (it stays focusable, only visually hidden). `onFiles(File[])` gets both.
  */
