@@ -204,7 +204,7 @@ class FastAnswers:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        if scope["type"] == "http" and scope["method"] == "GET":  # as the routes: GET only
             from backend.config import get_settings
 
             cache = answers_for(get_settings().data_dir)
