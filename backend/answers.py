@@ -193,9 +193,10 @@ class Route:
 
 class FastAnswers:
     """Serves a kept answer of a finished image straight from memory, before routing,
-    dependencies and the ORM (about 4 ms of CPU per request on the 2-core machine, which
-    capped 50 readers' p99). Only URLs a route has already answered are known here
-    (:meth:`Answers.route`), and each request is re-checked by one SQL query with the
+    dependencies and the ORM (those cost 4–8 ms of CPU per request at load 6–9 on the
+    2-core machine; this path about 1 ms: bench/README.md). Only URLs a route has already
+    answered are known here (:meth:`Answers.route`), and each request is re-checked by one
+    SQL query with the
     routes' own rules: the owner's workspace secret (``Authorization: Bearer`` or the
     cookie) owns the analysis, or the share link is live (not revoked) and opens it; the
     image is done with the same result. Anything else goes on to the routes."""
