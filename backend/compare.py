@@ -31,6 +31,8 @@ GROUPS = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 _FONT = {"family": "Inter, system-ui, sans-serif", "size": 13, "color": "#2a2a2a"}
+#: Many groups: the legend beside the plot, where it cannot cover the title.
+_SIDE_LEGEND = {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"}
 #: How many deviating images a data-set view lists.
 DEVIATING = 8
 
@@ -294,7 +296,7 @@ def _group_curves(
         "data": traces,
         "layout": layout(
             f"J(m) by {by} (n = {n})", "order m", "relative strength J(m)",
-            xaxis=_order_axis(n),
+            xaxis=_order_axis(n), legend=_SIDE_LEGEND,
         ),
     }  # fmt: skip
 
@@ -314,7 +316,7 @@ def _group_sparsity(groups: Sequence[Mapping[str, Any]], n: int, by: str) -> Fig
         "data": traces,
         "layout": layout(
             f"Share of salient sets per order, by {by}", "order |S|", "salient sets / all sets",
-            xaxis=_order_axis(n),
+            xaxis=_order_axis(n), legend=_SIDE_LEGEND,
         ),
     }  # fmt: skip
 
@@ -336,6 +338,6 @@ def _deviating_curves(ranked: Sequence[Mapping[str, Any]], target: np.ndarray, n
         "data": traces,
         "layout": layout(
             "The images farthest from the set's J(m)", "order m", "relative strength J(m)",
-            xaxis=_order_axis(n),
+            xaxis=_order_axis(n), legend=_SIDE_LEGEND,
         ),
     }  # fmt: skip

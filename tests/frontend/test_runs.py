@@ -45,6 +45,7 @@ def test_organise_and_compare_runs(browser: Any, server: str) -> None:
     assert page.eval_on_selector("#dataset-curve", "d => d.data.length") == 11  # 10 labels + all
     page.select_option("#dataset-by", "predicted")
     page.wait_for_function("() => document.querySelector('#dataset-curve').data.length >= 2")
+    shot(page, "dataset-view")
 
     # name, note and tags from the page
     page.click("#edit-labels")
