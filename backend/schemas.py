@@ -362,6 +362,7 @@ class ComponentJobPublic(BaseModel):
     finished_at: Timestamp | None
     model_name: str | None = None
     compare_model_name: str | None = None
+    compare_model_names: list[str] = Field(default=[], description="§7: the exemplars' names")
     dataset_name: str | None = None
     eta_seconds: float | None = None
 

@@ -73,6 +73,11 @@ def present_job(session: Session, job: ComponentJob) -> ComponentJobPublic:
         update={
             "model_name": session.get_one(ModelRecord, job.model_id).name,
             "compare_model_name": compare.name if compare else None,
+            "compare_model_names": [
+                row.name
+                for row in (session.get(ModelRecord, m) for m in job.compare_model_ids)
+                if row is not None
+            ],
             "dataset_name": dataset.name if dataset else None,
             "eta_seconds": service.eta_seconds(job, job.progress_done, job.progress_total),
             "params": public(job.params) or {},

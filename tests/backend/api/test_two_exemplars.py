@@ -40,6 +40,7 @@ def test_two_other_models_and_both_estimators(client: TestClient) -> None:
     pair = [ids(client)["seed1"], models[SMALL]]
     cycle = job(client, compare_model_ids=pair)
     preview = job(client, compare_model_ids=pair, reliability="preview")
+    assert cycle["compare_model_names"] == ["Demo digits CNN (PyTorch weights, seed 1)", SMALL]
     assert cycle["progress_total"] == 2 * 2 * 2  # the model's training, one multi-head
     assert preview["progress_total"] == 3 * 2 * 2  # one per model
     for done, name in ((cycle, "cycle"), (preview, "preview")):
