@@ -31,6 +31,14 @@ def n_players_of(table: Any) -> int:
     return n
 
 
+#: Tables at or below this many bytes are transformed pass by pass (they fit in cache).
+BLOCK_MIN_BYTES = 1 << 21
+#: Bytes of one tile the blocked transform keeps in cache while it applies several bits.
+TILE_BYTES = 1 << 20
+#: Bits applied in phase 1 of the blocked transform (rows of 2^LOW_BITS values).
+LOW_BITS = 15
+
+
 def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     """In place: for each player axis, combine the two halves of the table.
 
@@ -38,17 +46,50 @@ def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     superset (``superset=True``):  ``a[S] += sign · a[S ∪ {i}]``   (i ∉ S)
 
     NumPy arrays are worked on through a zero-copy torch view: torch's in-place kernels
-    are several times faster than NumPy's on these strided halves and use every core.
+    are several times faster than NumPy's on these strided halves. A table larger than
+    :data:`BLOCK_MIN_BYTES` is transformed tile by tile (:func:`_blocked`): the same
+    additions in the same order, so the same bits, with about two sweeps over memory
+    instead of ``n``.
     """
     n = n_players_of(a)
     t: torch.Tensor = torch.from_numpy(a) if isinstance(a, np.ndarray) else a
-    rest: tuple[int, ...] = tuple(t.shape[1:])
-    for i in range(n):
-        view = t.view((1 << (n - 1 - i), 2, 1 << i, *rest))
-        hi, lo = view[:, 1], view[:, 0]
+    big = t.numel() * t.element_size() > BLOCK_MIN_BYTES
+    if big and t.device.type == "cpu" and t.is_contiguous() and n >= 4:
+        _blocked(t, n, superset=superset, sign=sign)
+    else:
+        _bits(t, range(n), superset=superset, sign=sign)
+    return a
+
+
+def _bits(t: torch.Tensor, bits: range, *, superset: bool, sign: int, axis: int = 0) -> None:
+    """Apply the butterflies of ``bits`` (in order) along ``axis`` of ``t`` (length 2^k)."""
+    k = int(t.shape[axis]).bit_length() - 1
+    for i in bits:
+        view = t.unflatten(axis, (1 << (k - 1 - i), 2, 1 << i))
+        hi, lo = view.select(axis + 1, 1), view.select(axis + 1, 0)
         dst, src = (lo, hi) if superset else (hi, lo)
         dst.add_(src, alpha=sign)
-    return a
+
+
+def _blocked(t: torch.Tensor, n: int, *, superset: bool, sign: int) -> None:
+    """The butterflies of :func:`_butterfly` in two cache-sized phases.
+
+    The table is a matrix ``[2^(n-b) rows (high bits), 2^b columns (low bits)]``. Phase 1
+    takes a few rows at a time and applies bits ``0 … b−1`` along them; phase 2 takes a
+    few columns at a time and applies bits ``b … n−1`` down them. Each element sees the
+    same additions in the same order as bit by bit over the whole table (bits commute, and
+    each phase keeps its bits' order), while each tile is read from memory once per phase.
+    """
+    rest = tuple(t.shape[1:])
+    item = t.element_size() * max(1, int(np.prod(rest)) if rest else 1)
+    b = min(n - 2, LOW_BITS)
+    m = t.view(1 << (n - b), 1 << b, *rest)
+    rows = max(1, TILE_BYTES // (item << b))
+    for r in range(0, 1 << (n - b), rows):
+        _bits(m[r : r + rows], range(b), superset=superset, sign=sign, axis=1)
+    cols = max(1, TILE_BYTES // (item << (n - b)))
+    for c in range(0, 1 << b, cols):
+        _bits(m[:, c : c + cols], range(n - b), superset=superset, sign=sign, axis=0)
 
 
 def harsanyi(v: A, *, inplace: bool = False) -> A:

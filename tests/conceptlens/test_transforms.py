@@ -109,3 +109,31 @@ def test_unanimity_game_has_one_dividend() -> None:
     expected[0b01010] = 1.0
     np.testing.assert_allclose(interactions, expected, atol=1e-12)
     assert list(itertools.compress(range(1 << n), interactions != 0)) == [0b01010]
+
+
+@pytest.mark.parametrize(("n", "rest"), [(20, ()), (18, (3,)), (21, (2,))])
+@pytest.mark.parametrize(("superset", "sign"), [(False, -1), (True, +1)])
+def test_the_blocked_transform_gives_the_same_bits(
+    n: int, rest: tuple[int, ...], superset: bool, sign: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables past BLOCK_MIN_BYTES go tile by tile (two sweeps over memory instead of n);
+    every element sees the same additions in the same order, so the result is bit-identical
+    to the pass-by-pass transform — also with small tiles, where the tiles' edges matter."""
+    from conceptlens import transforms
+
+    v = np.random.default_rng(n).normal(size=(1 << n, *rest))
+    plain = v.copy()
+    transforms._bits(torch.from_numpy(plain), range(n), superset=superset, sign=sign)
+    calls: list[int] = []
+    tiled = transforms._blocked
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        tiled(*args, **kwargs)
+
+    monkeypatch.setattr(transforms, "_blocked", counted)
+    for tile in (1 << 12, transforms.TILE_BYTES):
+        monkeypatch.setattr(transforms, "TILE_BYTES", tile)
+        blocked = transforms._butterfly(v.copy(), superset=superset, sign=sign)
+        assert np.array_equal(blocked, plain)
+    assert len(calls) == 2  # the tables were transformed tile by tile
