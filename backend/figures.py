@@ -669,14 +669,20 @@ def significance_bars(
     return _figure(traces, _layout(title, "order l (ReLU layers)", "share of Var[f]"))
 
 
-def reliability_bars(orders: Sequence[int], component: npt.ArrayLike) -> Figure:
-    """The share of each order's component reproducible from the exemplary model (§7)."""
+def reliability_bars(
+    orders: Sequence[int], component: npt.ArrayLike, estimator: str | None = None
+) -> Figure:
+    """The share of each order's component the exemplary models reproduce (§7), titled with
+    the estimator that measured it (``"cycle"``, the paper's, or the ``"preview"``)."""
     labels = _order_labels(orders)
     trace = _bars(
         labels, component, name="reliable share", colour=MEASURED,
         hover=f"%{{x}}<br>reliable share %{{y:{_NUMBER}}}<extra></extra>",
     )  # fmt: skip
-    return _figure([trace], _layout("Reliability of the components", "order l", "reliable share"))
+    title = "Reliability of the components" + (
+        {"cycle": " (cycle estimator)", "preview": " (fast preview)"}.get(estimator or "", "")
+    )
+    return _figure([trace], _layout(title, "order l", "reliable share"))
 
 
 def effects_bars(
@@ -733,7 +739,9 @@ def component_figures(metrics: Mapping[str, Any]) -> dict[str, Figure]:
         )
     }
     if metrics.get("reliability"):
-        out["reliability"] = reliability_bars(orders, metrics["reliability"]["component"])
+        out["reliability"] = reliability_bars(
+            orders, metrics["reliability"]["component"], metrics.get("reliability_estimator")
+        )
     if metrics.get("effects"):
         fx = metrics["effects"]
         out["effects"] = effects_bars(fx["players"], fx["shapley_train"], fx["shapley_gap"])

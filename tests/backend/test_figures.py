@@ -288,3 +288,12 @@ def test_axis_titles_fit_beside_a_small_chart(name: str) -> None:
     assert len(_visible(layout["yaxis"]["title"]["text"])) <= 22, layout["yaxis"]["title"]
     assert layout["margin"]["t"] >= 64
     assert layout["legend"]["yanchor"] == "bottom" and layout["legend"]["y"] >= 1.0
+
+
+def test_the_reliability_chart_names_its_estimator() -> None:
+    from backend.figures import reliability_bars
+
+    for estimator, words in (("cycle", "cycle estimator"), ("preview", "fast preview")):
+        title = reliability_bars([0, 1], [0.9, 0.5], estimator)["layout"]["title"]
+        assert words in str(title)
+    assert "(" not in str(reliability_bars([0], [1.0])["layout"]["title"])  # older jobs
