@@ -7,7 +7,7 @@ import { andOrSection } from "./andor.js";
 import { renderSampled } from "./sampled.js";
 import { dynamicsSection } from "./dynamics.js";
 import { stabilitySection } from "./stability.js";
-import { button, fact, sharePanel } from "./styles.js";
+import { button, fact, note, sharePanel, tintLegend } from "./styles.js";
 import { compareEntry, sharedCompareSection } from "./compare.js";
 import { datasetSection } from "./dataset.js";
 import { labelsPanel } from "./runlabels.js";
@@ -214,22 +214,24 @@ async function renderItem(body, analysis, item, prefix, state) {
       fact("forward passes", `${formatCount(2 ** analysis.n_players)}${s.cached ? " (reused)" : ""}`),
       s.learned_baseline ? fact("Σ|I|, learned baseline", `${s.learned_baseline.loss_before.toFixed(2)} (${s.learned_baseline.start}) → ${s.learned_baseline.loss_after.toFixed(2)} in ${s.learned_baseline.steps} steps, ±${s.learned_baseline.radius}`) : null,
       h("div.exports", {}, "Export: ",
-        ["json", "csv", "npz"].map((fmt) => h("a", { href: url(`${base}/export.${fmt}`), download: "" }, fmt.toUpperCase())))),
+        ["json", "csv", "npz"].map((fmt) => h("a", { href: url(`${base}/export.${fmt}`), download: "" }, fmt.toUpperCase()))),
+      note(...CHART_NOTES.trust, "p.cl-hint.trust-note")),
     h("div.explore", {},
       h("section.card", { "aria-labelledby": "image-title" },
         h("h2#image-title", {}, "Patches"),
         canvas,
         h("label", {}, "Patch ", patchInput),
+        tintLegend("hover or focus a listed set to tint its patches"),
         selection),
       h("section.card", { "aria-labelledby": "heat-title" },
         h("h2#heat-title", {}, "Pairwise interaction strength"),
-        heat, pairFig)),
+        heat, note(...CHART_NOTES.shapley), pairFig, note(...CHART_NOTES.pair))),
     h("section.card.controls", { "aria-label": "Thresholds" },
       h("label", {}, "salient threshold τ ", tau, tauOut),
       h("label", {}, "top-k ", topk, topkOut)),
     h("section.card", { "aria-labelledby": "gallery-title" },
-      h("h2#gallery-title", {}, "Strongest interactions"), gallery),
-    h("section.charts", {}, Object.entries(figs).map(([name, div]) => h("div.card", {}, div, h("p.cl-hint", {}, CHART_NOTES[name])))));
+      h("h2#gallery-title", {}, "Strongest interactions"), tintLegend(), gallery),
+    h("section.charts", {}, Object.entries(figs).map(([name, div]) => h("div.card", {}, div, note(...CHART_NOTES[name])))));
 
   const state2 = { tau: Number(p.tau), k: Number(topk.value) };
   const toCells = (players) => players.map((q) => cells[q]);
@@ -384,12 +386,23 @@ async function renderItem(body, analysis, item, prefix, state) {
 }
 
 
-/** What each chart of an exact result shows and how to read it (SCIENCE.md §3–§4). */
+/** What each chart of an exact result shows and how to read it (SCIENCE.md §1–§4): plain
+ * words, the formula, the seed — the arguments of note(). */
 const CHART_NOTES = {
-  curve: "J(m): how strong pairwise interactions are at order m — with m other patches present — relative to their mean over the orders (seed 000). A U shape is the representation bottleneck: strong at the simplest and the most complex contexts, weak in the middle. The shaded band is the same curve for the image's own values shuffled among the subsets: averaging over many contexts makes a U by itself, so what matters is how the model differs from the band. F(m) (dashed) is the theory's shape.",
-  salient: "How many interactions I(S) are salient (|I(S)| ≥ τ · max |I|) at each order |S|, red positive, blue negative (seed 002): a sparse model has few salient sets, mostly of low order.",
-  sparsity: "All |I(S)| sorted, strongest first, relative to the largest; the dotted line is τ. The sooner the curve falls below it, the fewer concepts explain the output.",
-  average_output: "ū(m): the average gain of the output over the empty image when m patches are present; the exponent p says how fast the output builds up with more patches.",
+  curve: ["How strongly pairs of patches cooperate when m other patches are present, relative to the average over all m. A U shape is the representation bottleneck: strong with few or almost all patches, weak in between. The shaded band is the same curve for the image's values shuffled among the subsets (averaging alone makes a U), so read how the model differs from it; F(m) dashed is the theory's shape.",
+    "J(m) = E_x E_{i,j} |I^(m)(i,j)| / mean_m, I^(m)(i,j) = E_{|S|=m} Δv(i,j,S); F(m) ∝ (n−m−1)/√C(n−2,m)", "000"],
+  salient: ["How many interactions are salient at each order (number of patches in the set), red positive, blue negative. A sparse model has few salient sets, mostly of low order.",
+    "R^(k) = #{S : |S| = k, |I(S)| ≥ τ · max|I|}", "002"],
+  sparsity: ["All interaction strengths sorted, strongest first, relative to the largest; the dotted line is τ. The sooner the curve falls below it, the fewer concepts explain the output.",
+    "|I(S)| / max_T |I(T)|, I(S) = Σ_{T⊆S} (−1)^{|S|−|T|} v(T)", "002"],
+  average_output: ["How much the output gains over the empty image, on average, when m patches are shown; the exponent p says how fast it builds up with more patches.",
+    "ū(m) = E_{|S|=m} [v(S) − v(∅)]; p smallest with ū(m') ≥ (m'/m)^p ū(m) for m' ≤ m", "000"],
+  shapley: ["How much each patch cooperates with the selected one, averaged over all context sizes: red, the pair adds more together than apart; blue, less.",
+    "(1/(n−1)) Σ_m I^(m)(i, j)", "000"],
+  pair: ["How strongly the two selected patches cooperate as the number m of other patches present grows: the bottleneck's U for one pair.",
+    "I^(m)(i,j) = E_{|S|=m} [v(S∪{i,j}) − v(S∪{i}) − v(S∪{j}) + v(S)]", "000"],
+  trust: ["Faithfulness: the interactions add back up to the model's output on every masked image; the residual is the largest violation and should be float round-off (about 1e-14).",
+    "residual = max_S |v(S) − Σ_{T⊆S} I(T)|", "002"],
 };
 
 /** Over 20 % of sets salient: say what makes a result sparse, with one-click re-runs. */

@@ -3,7 +3,7 @@
 import { api } from "../api.js";
 import { clear, formatCount, h, plot } from "../dom.js";
 import { GridCanvas, NEGATIVE, POSITIVE } from "../grid.js";
-import { fact } from "./styles.js";
+import { fact, note, tintLegend } from "./styles.js";
 
 const THUMB_PX = 104;
 const COLOURS = { and: "#d62728", or: "#1f77b4", and_only: "#7f7f7f" };
@@ -23,10 +23,12 @@ export function andOrSection(summary, base, grid, toCells) {
   const curves = h("div.figure#and-or-curves");
   const section = h("section.card#and-or", { "aria-labelledby": "and-or-title" },
     h("h2#and-or-title", {}, "AND-OR interactions"),
-    h("p.cl-hint", {},
+    note([
       "The output is split into AND interactions (a set adds its effect only when all its patches are present) and OR interactions (when any of them is present), ",
       "learned to make Σ|I| as small as possible while still rebuilding every masked output exactly. A sparse split means a few concepts explain the model. ",
-      "Salient: |I(S)| ≥ τ × the largest |I| among all AND and OR terms together (AND-only uses its own largest). Red: positive effect, blue: negative."),
+      "Salient: |I(S)| ≥ τ × the largest |I| among all AND and OR terms together (AND-only uses its own largest)."],
+      "v(T) − q_T = Σ_{S⊆T} I_and(S) + Σ_{S∩T≠∅} I_or(S), minimising Σ|I_and| + Σ|I_or|", "002"),
+    tintLegend(),
     facts,
     h("div.and-or-sides", {},
       h("div", {}, h("h3#and-title", {}, "AND"), galleries.and),
@@ -75,7 +77,7 @@ export function andOrSection(summary, base, grid, toCells) {
       },
     }, { name: "and-or-sparsity" });
   }
-  const note = h("p.cl-hint", {}, "Left: how many salient sets each order has, AND-only against AND and OR. Right: the strengths of all sets sorted; the sooner a curve falls below the dotted τ line, the sparser the explanation.");
-  section.append(note);
+  section.append(note("Left: how many salient sets each order has, AND-only against AND and OR. Right: the strengths of all sets sorted; the sooner a curve falls below the dotted τ line, the sparser the explanation.",
+    "R^(k) = #{S : |S| = k, |I(S)| ≥ τ · max|I|}", "002"));
   return { section, draw };
 }

@@ -4,16 +4,20 @@
 import { api, isShared } from "../api.js";
 import { clear, errorBox, h, plot, toast } from "../dom.js";
 import { GridCanvas, NEGATIVE, POSITIVE } from "../grid.js";
-import { ensureStyles } from "./styles.js";
+import { ensureStyles, note, tintLegend } from "./styles.js";
 
 const CANVAS_PX = 288;
 const USED = "rgba(255, 165, 0, 0.40)"; // a patch some salient set uses
 
-/** What each chart and panel of the comparison shows and how to read it. */
+/** What each chart and panel of the comparison shows and how to read it: plain words, the
+ * formula, the seed — the arguments of note(). */
 export const COMPARE_NOTES = {
-  curve: "J(m) of each analysis — how strong pairwise interactions are with m other patches present, relative to their mean over the orders — drawn against m/n, so grids of different sizes share one axis. Where the curves part, the two settings (model, baseline, grid or output) change which orders carry the interactions; F(m) dashed is the theory's shape.",
-  sparsity: "For the image shown: the share of all sets of each order that are salient (|I(S)| ≥ τ · max |I|), per analysis against m/n. Lower is sparser: fewer concepts explain the output.",
-  sets: "Orange patches are used by at least one of the strongest salient sets of that analysis; patches outlined in cyan are in common — salient in both, covering the same part of the image (with different grids, overlapping). Hover over or focus a set in the list to tint it: red adds to the output, blue takes away.",
+  curve: ["How strongly pairs of patches cooperate with m other patches present, relative to the average over m, for each analysis, against m/n so grids of different sizes share one axis. Where the curves part, the two settings (model, baseline, grid or output) change which orders carry the interactions; F(m) dashed is the theory's shape.",
+    "J(m) = E_x E_{i,j} |I^(m)(i,j)| / mean_m", "000"],
+  sparsity: ["For the image shown: the share of all sets of each order that are salient, per analysis against m/n. Lower is sparser: fewer concepts explain the output.",
+    "R^(k) / C(n, k), salient: |I(S)| ≥ τ · max|I|", "002"],
+  sets: ["Orange patches are used by at least one of the strongest salient sets of that analysis; patches outlined in cyan are in common — salient in both, covering the same part of the image (with different grids, overlapping). Hover over or focus a set in the list to tint it.",
+    "I(S) = Σ_{T⊆S} (−1)^{|S|−|T|} v(T)", "002"],
 };
 
 export async function mount(root, params, ctx) {
@@ -73,7 +77,7 @@ export async function renderComparison(box, data, { bases, links, tau, onChange,
       swap ? h("div.actions", {}, h("button#compare-swap", { type: "button", on: { click: swap } }, "Swap A and B"),
         isShared() ? null : copyLink()) : null),
     h("section.card", { "aria-labelledby": "compare-curve-title" },
-      h("h2#compare-curve-title", {}, "Order-strength curves"), curve, h("p.cl-hint", {}, COMPARE_NOTES.curve)),
+      h("h2#compare-curve-title", {}, "Order-strength curves"), curve, note(...COMPARE_NOTES.curve)),
   ];
   if (data.note) parts.push(h("p.cl-notes#compare-note", { role: "note" }, data.note));
   const setsCard = h("section.card#compare-sets", { "aria-labelledby": "compare-sets-title" });
@@ -90,7 +94,7 @@ export async function renderComparison(box, data, { bases, links, tau, onChange,
     if (data.figures.sparsity?.data.length) {
       sparsity = h("div.figure#compare-sparsity");
       parts.push(h("section.card", { "aria-labelledby": "compare-sparsity-title" },
-        h("h2#compare-sparsity-title", {}, "Sparsity on this image"), sparsity, h("p.cl-hint", {}, COMPARE_NOTES.sparsity)));
+        h("h2#compare-sparsity-title", {}, "Sparsity on this image"), sparsity, note(...COMPARE_NOTES.sparsity)));
     }
     parts.splice(2, 0, setsCard);
   }
@@ -100,7 +104,8 @@ export async function renderComparison(box, data, { bases, links, tau, onChange,
   if (!data.salient) return;
   const columns = await Promise.all(runs.map((run, k) => salientColumn(
     run, data.salient["ab"[k]], `${bases[k]}/items/${data.images.find((i) => i.image_id === data.image_id)[k ? "b_item" : "a_item"]}/image`, k)));
-  setsCard.append(h("div.compare-columns", {}, columns), h("p.cl-hint", {}, COMPARE_NOTES.sets));
+  setsCard.append(h("div.compare-columns", {}, columns), note(...COMPARE_NOTES.sets),
+    tintLegend([h("span.cl-swatch.cl-swatch-used", { "aria-hidden": "true" }), " orange: used by a salient set"]));
 }
 
 async function salientColumn(run, salient, imageUrl, k) {

@@ -3,7 +3,7 @@
 // Share link (/s/c/{token}): one job's results, read-only (api.js in share mode).
 import { api, isShared } from "../api.js";
 import { badge, clear, errorBox, formatSeconds, h, plot, toast } from "../dom.js";
-import { deleteButton, listedModel, sharePanel } from "./styles.js";
+import { deleteButton, listedModel, note, sharePanel } from "./styles.js";
 import { labelsPanel } from "./runlabels.js";
 
 const POLL_MS = 700;
@@ -218,7 +218,7 @@ async function results(root, job, prefix) {
   const charts = h("section.charts#comp-charts");
   const drawn = ["significance", "reliability", "effects"].filter((name) => figures[name]);
   const divs = drawn.map((name) => h(`div.figure#comp-${name}`));
-  charts.append(...divs.map((div) => h("div.card", {}, div)));
+  charts.append(...divs.map((div, k) => h("div.card", {}, div, note(...COMPONENT_NOTES[drawn[k]]))));
   const mapsDiv = h("div.figure#comp-maps");
   const picker = h("input#comp-image", { type: "number", min: 0, value: 0, "aria-label": "test image" });
   const channel = h("input#comp-channel", { type: "number", min: 0, placeholder: "most activated",
@@ -243,6 +243,7 @@ async function results(root, job, prefix) {
   root.append(
     ...(warning ? [warning] : []),
     h("section.card.trust", {},
+      note(...COMPONENT_NOTES.fit, "p.cl-hint.trust-note"),
       h("div.fact", {}, h("span.muted", {}, "held-out R² by order"),
         h("strong", {}, m.test_r2.map((r) => (r === null ? "—" : r.toFixed(3))).join(" · "))),
       m.train_split ? h("div.fact", {}, h("span.muted", {}, "over-fitting measured on"), h("strong", {}, m.train_split)) : null,
@@ -253,7 +254,7 @@ async function results(root, job, prefix) {
     charts,
     h("section.card", {}, h("h2", {}, "Component maps by order"),
       h("div.comp-map-controls", {}, h("label", {}, "Test image ", picker),
-        h("label", {}, "Channel ", channel)), h("div.scroll-x", {}, mapsDiv)),
+        h("label", {}, "Channel ", channel)), h("div.scroll-x", {}, mapsDiv), note(...COMPONENT_NOTES.maps)),
     ...owner);
   // drawn once attached, so Plotly sizes each chart to its card
   drawn.forEach((name, k) => plot(divs[k], figures[name], { name: `components-${name}` }));
@@ -287,6 +288,23 @@ function poorFit(m) {
       " The disentanglers reproduce little of the feature on images they did not train on, so most of it is unexplained residual and the shares by order say little. ",
       "Train longer or wider (on the demo the default 30 epochs reach R² 0.6–0.9), or use more images."));
 }
+
+/** What each chart of a component analysis shows and how to read it (SCIENCE.md §7, seed
+ * 001): plain words, the formula, the seed — the arguments of note(). */
+const COMPONENT_NOTES = {
+  significance: ["How much of the feature's variance each component carries: the part that a net with l ReLU layers adds over the simpler one. Bars are the components, the dashed line the share the net of order l explains in all; what no order explains is the residual.",
+    "ρ^(l) = Var[c^(l)] / Var[f], c^(l) = Φ^(l) − Φ^(l_prev)", "001"],
+  reliability: ["The share of each component that the exemplary models reproduce (linear maps there and back): near 1, they learned that part of the feature too; low, it is this model's own.",
+    "reliability^(l) = Var[ĝ^(l) − ĝ^(l_prev)] / Var[g^(l) − g^(l_prev)], ĝ = g·K_1·K_2", "001"],
+  effects: ["Each component as a player in the rest of the network: effectiveness is its Shapley value on the training loss (negative = it lowers the loss), over-fitting its Shapley value on the gap between test and training loss (positive = it widens the gap).",
+    "φ_l(Loss_train), φ_l(Loss_test − Loss_train) over the players c^(0), …, residual", "001"],
+  maps: ["One channel of the feature on a test image and its components by order, on one colour scale: where each order's part of the feature lies in the image. The maps add up to the feature exactly.",
+    "f = Σ_l c^(l) + residual", "001"],
+  compare: ["The significance by order of two analyses on one chart (e.g. a model trained on few images against one trained on all): where the bars differ, the models spread their feature over simpler or more complex components.",
+    "ρ^(l) = Var[c^(l)] / Var[f]", "001"],
+  fit: ["Held-out R²: how much of the feature each order's disentangler reproduces on test images (1 = all of it). The residual share is what even the most complex one leaves unexplained.",
+    "R² = 1 − Var[f − Φ^(l)] / Var[f]; residual = Var[f − Φ^(l_max)] / Var[f]", "001"],
+};
 
 /** ρ(l) of this job beside another finished one (e.g. a CNN trained on 200 samples vs all). */
 async function comparePanel(job) {
@@ -350,5 +368,5 @@ async function comparePanel(job) {
     h("p.muted", {}, "Significance by order of two analyses on one chart, e.g. the demo CNN trained on ",
       "200 samples against the one trained on all (the paper's experiment 2)."),
     h("div.comp-map-controls", {}, h("label", {}, "Compare with ", pick),
-      h("label", {}, "or run the same on ", model), rerun, status), div);
+      h("label", {}, "or run the same on ", model), rerun, status), div, note(...COMPONENT_NOTES.compare));
 }

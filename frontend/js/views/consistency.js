@@ -4,7 +4,7 @@
 // opens through the components view, which hands it to mountJob here.
 import { api, isShared, url } from "../api.js";
 import { badge, clear, errorBox, formatSeconds, h, plot, toast } from "../dom.js";
-import { deleteButton, listedModel, sharePanel } from "./styles.js";
+import { deleteButton, listedModel, note, sharePanel } from "./styles.js";
 
 const POLL_MS = 700;
 const SEED0 = "Demo digits CNN (PyTorch weights, seed 0)";
@@ -205,10 +205,12 @@ async function results(root, job, prefix) {
     ["parts", "Variance of each part",
       "Each bar is the variance of one part as a share of the feature's, on held-out images (a log scale, so small parts stay visible), " +
       "blue for A's feature rebuilt from B's and red for B's from A's. Knowledge the two models share sits in k = 0 (a linear map of the other's feature) " +
-      "and in k = 1, 2 (one and two ReLU layers more); a tall \"inconsistent\" bar is knowledge the other model lacks."],
+      "and in k = 1, 2 (one and two ReLU layers more); a tall \"inconsistent\" bar is knowledge the other model lacks.",
+      "f_A = x^(0) + x^(1) + x^(2) + ε, x^(k) = g_k(f_B); bar = Var[x^(k)] / Var[f_A]"],
     ["cumulative", "Reconstructed share by order",
       "How much of each feature the orders up to k reproduce together (R², 1 = all of it), solid on held-out images and dashed on the images the maps were fitted on. " +
-      "A flat line after k = 0 means the non-linear orders add nothing; a gap between dashed and solid means the reconstruction over-fits."],
+      "A flat line after k = 0 means the non-linear orders add nothing; a gap between dashed and solid means the reconstruction over-fits.",
+      "R²(≤k) = 1 − Var[f_A − Σ_{j≤k} x^(j)] / Var[f_A]"],
   ];
   const divs = charts.map(([name]) => h(`div.figure#kc-${name}`));
   const exportLinks = h("p#kc-exports", {}, "Download: ",
@@ -222,8 +224,8 @@ async function results(root, job, prefix) {
         "The parts add up to the feature; their variances need not, as the parts may be correlated."),
       m.cached ? h("p.muted", {}, "These results were reused from an identical earlier analysis.") : null,
       h("div.scroll-x", {}, varianceTable(m)), exportLinks),
-    h("section.charts#kc-charts", {}, charts.map(([, title, text], k) =>
-      h("div.card", {}, h("h2", {}, title), h("p.muted.kc-explain", {}, text), divs[k]))),
+    h("section.charts#kc-charts", {}, charts.map(([, title, text, formula], k) =>
+      h("div.card", {}, h("h2", {}, title), note(text, formula, "004", "p.muted.kc-explain.cl-hint"), divs[k]))),
     ...(isShared() ? [] : [sharePanel(prefix, "knowledge-consistency analysis")]));
   charts.forEach(([name], k) => plot(divs[k], figures[name], { name: `consistency-${name}` }));
 }

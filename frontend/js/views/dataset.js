@@ -1,14 +1,18 @@
 // A multi-image analysis read as a data set (issue 13 §2): J(m) and sparsity split by true
 // and by predicted label, and the images whose curve deviates most from the set's.
 import { api, url } from "../api.js";
-import { ensureStyles } from "./styles.js";
+import { ensureStyles, note } from "./styles.js";
 import { clear, errorBox, h, plot } from "../dom.js";
 
-/** What each chart of the data-set view shows and how to read it. */
+/** What each chart of the data-set view shows and how to read it: plain words, the formula,
+ * the seed — the arguments of note(). */
 export const DATASET_NOTES = {
-  curve: "J(m) of each group of images — their mean interaction strength at order m over its mean across orders — with all images in black. A group whose curve leaves the black one at low or high orders relies on simpler or more complex patch contexts than the rest.",
-  sparsity: "For each group: the share of all sets of order |S| that are salient (|I(S)| ≥ τ · max |I|), averaged over its images; the legend gives the share over all orders. Lower is sparser: fewer concepts explain the output.",
-  deviating: "The images whose J(m) is farthest from the set's, by the mean over orders of |J_image(m) − J_set(m)|: where the model treats an image unlike the others. Open one to see its patches.",
+  curve: ["How strongly pairs of patches cooperate at order m for each group of images, relative to the average over m, with all images in black. A group whose curve leaves the black one at low or high orders relies on simpler or more complex patch contexts than the rest.",
+    "J(m) = E_{x∈group} E_{i,j} |I^(m)(i,j|x)| / mean_m", "000"],
+  sparsity: ["For each group: the share of all sets of each order that are salient, averaged over its images; the legend gives the share over all orders. Lower is sparser: fewer concepts explain the output.",
+    "R^(k) / C(n, k), salient: |I(S)| ≥ τ · max|I|", "002"],
+  deviating: ["The images whose curve is farthest from the set's: where the model treats an image unlike the others. Open one to see its patches.",
+    "mean_m |J_image(m) − J_set(m)|", "000"],
 };
 
 /**
@@ -29,9 +33,9 @@ export function datasetSection(prefix, openImage) {
     h("p.muted", {}, "The images of this analysis as a data set: split by their label, and the ones that stand out."),
     h("label", {}, "Split by ", by), status,
     h("div.charts.dataset-charts", {},
-      h("div.card", {}, curve, h("p.cl-hint", {}, DATASET_NOTES.curve)),
-      h("div.card", {}, sparsity, h("p.cl-hint", {}, DATASET_NOTES.sparsity))),
-    h("div.card", {}, deviating, h("p.cl-hint", {}, DATASET_NOTES.deviating), list));
+      h("div.card", {}, curve, note(...DATASET_NOTES.curve)),
+      h("div.card", {}, sparsity, note(...DATASET_NOTES.sparsity))),
+    h("div.card", {}, deviating, note(...DATASET_NOTES.deviating), list));
   let view = null;
   const drawSplit = () => {
     const key = by.value;

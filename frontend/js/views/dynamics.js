@@ -1,6 +1,7 @@
 // Learning dynamics over a model series (SCIENCE.md §6, seed 003): how similar each
 // checkpoint's interactions are to the final model's, per order, and where their strength lies.
 import { h, plot } from "../dom.js";
+import { note } from "./styles.js";
 
 /** The dynamics section of an analysis whose summary holds `dynamics`. */
 export function dynamicsSection(analysis) {
@@ -10,10 +11,12 @@ export function dynamicsSection(analysis) {
   const section = h("section.card#dynamics", { "aria-labelledby": "dynamics-title" },
     h("h2#dynamics-title", {}, `Learning dynamics of “${analysis.params.series}” (${d.steps.length} checkpoints, ${d.images} image${d.images === 1 ? "" : "s"})`),
     h("div.charts", {},
-      h("div.card", {}, similarity, h("p.cl-hint", {},
-        "How much of each checkpoint's interactions the final model shares, per order |S| (generalised Jaccard similarity of the positive and negative parts, summed over sets and images; 1 = the same interactions). The seed's finding: low-order interactions settle early, high-order ones late. The thick line is all orders together.")),
-      h("div.card", {}, strength, h("p.cl-hint", {},
-        "Where each checkpoint's interaction strength lies: Σ|I(S)| over the sets of each order, averaged over the images, as a share of the checkpoint's total. Read a row for one checkpoint, a column for how one order grows or fades during training."))));
+      h("div.card", {}, similarity, note(
+        "How much of each checkpoint's interactions the final model shares, per order |S|: 1 = the same interactions. The seed's finding: low-order interactions settle early, high-order ones late. The thick line is all orders together.",
+        "sim_s(t) = Σ min(Ĩ_t, Ĩ_T) / Σ max(Ĩ_t, Ĩ_T), Ĩ = [max(I,0), max(−I,0)] over |S| = s and images", "003")),
+      h("div.card", {}, strength, note(
+        "Where each checkpoint's interaction strength lies, as a share of its total. Read a row for one checkpoint, a column for how one order grows or fades during training.",
+        "E_x Σ_{|S|=s} |I_t(S|x)| / Σ_{S≠∅} |I_t(S|x)|", "003"))));
   const draw = () => {
     const n = d.similarity[0].length;
     const data = [];

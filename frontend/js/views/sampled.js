@@ -3,7 +3,7 @@
 import { api, url } from "../api.js";
 import { clear, errorBox, formatCount, h, plot } from "../dom.js";
 import { GridCanvas, cursorKey } from "../grid.js";
-import { fact } from "./styles.js";
+import { fact, note } from "./styles.js";
 
 const CANVAS_PX = 384;
 const MAX_PARTNER_TRACES = 24;
@@ -41,10 +41,11 @@ export async function renderSampled(body, analysis, item, prefix, state) {
         ["json", "csv", "npz"].map((fmt) => h("a", { href: url(`${base}/export.${fmt}`), download: "" }, fmt.toUpperCase())))),
     h("section.card", { "aria-labelledby": "curve-title" },
       h("h2#curve-title", {}, `Order-strength curve over ${set.images} image${set.images === 1 ? "" : "s"}`),
-      h("p.cl-hint", {},
+      note([
         "J(m) is the average strength |I^(m)(i, j)| of pairwise interactions at order m (the number of other patches present), divided by its mean over the orders: ",
         "the representation bottleneck shows as a curve high at both ends and low in the middle. Bars are 95 % intervals of the sampling noise (a jackknife over groups of contexts, Student t): over repeated runs they hold the curve that infinitely many contexts would give about 95 % of the time. ",
-        "The dashed F(m) is the theory's shape on its own log axis: it predicts an ordering, not values. The dotted purple line is what an i.i.d. random game would give (averaging over many contexts alone makes a deep U): the network's structure is how its curve differs. Thin lines are single images (or classes)."),
+        "The dashed F(m) is the theory's shape on its own log axis: it predicts an ordering, not values. The dotted purple line is what an i.i.d. random game would give (averaging over many contexts alone makes a deep U): the network's structure is how its curve differs. Thin lines are single images (or classes)."],
+        "J(m) = E_x E_{i,j} |I^(m)(i,j)| / mean_m; Î^(m)(i,j) = mean of Δv(i,j,S) over sampled S, |S| = m", "000"),
       h("div.cl-actions", {},
         h("label.cl-check", {}, debias, " Debiased strength"),
         h("label.cl-check", {}, byLabel, " One line per class")),
@@ -56,7 +57,8 @@ export async function renderSampled(body, analysis, item, prefix, state) {
         h("p.cl-hint", {}, "Patches are numbered row by row from 0 at the top left.")),
       h("section.card", { "aria-labelledby": "pairs-title" },
         h("h2#pairs-title", {}, "Sampled pairwise interactions"),
-        h("p.cl-hint", {}, "Each line is one sampled pair (i, j): the mean change Δv(i, j, S) over random contexts S of m patches, with its 95 % interval. Only pairs in the analysis's pair set appear (local pairs within its radius, or its random pairs)."),
+        note("Each line is one sampled pair (i, j): how much more the two patches add together than apart, averaged over random contexts S of m other patches, with its 95 % interval. Only pairs in the analysis's pair set appear (local pairs within its radius, or its random pairs).",
+          "Δv(i,j,S) = v(S∪{i,j}) − v(S∪{i}) − v(S∪{j}) + v(S)", "000"),
         pairs)));
 
   async function drawCurve() {

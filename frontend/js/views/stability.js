@@ -2,14 +2,18 @@
 // adversarial sensitivity α of the interactions, each averaged per order |S|.
 import { api, isShared } from "../api.js";
 import { clear, h, plot } from "../dom.js";
+import { note } from "./styles.js";
 
 const METRICS = [
   ["beta", "Consistency β(S) over images of a class",
-    "β(S) = |mean of I(S)| / its standard deviation over the images of a class, averaged over the classes: high means the concept appears the same way in every image of the class. The seed's finding: low-order interactions are more consistent."],
+    "How alike an interaction is across the images of a class: high means the concept appears the same way in every image of the class. The seed's finding: low-order interactions are more consistent.",
+    "β(S) = E_c[ |E_{x∈c} I(S|x)| / Std_{x∈c} I(S|x) ]"],
   ["kappa", "Instability κ(S) under Gaussian noise",
-    "κ(S) = E|I(S | x + ε) − I(S | x)| / E|I(S | x)| for noise ε of the chosen σ: how much an interaction changes, relative to its size, when the input is slightly noisy. The seed's finding: high-order interactions are less stable (κ grows with the order)."],
+    "How much an interaction changes, relative to its size, when the input is slightly noisy (Gaussian noise of the chosen σ). The seed's finding: high-order interactions are less stable (κ grows with the order).",
+    "κ(S) = E_x E_ε |I(S|x+ε) − I(S|x)| / E_x |I(S|x)|"],
   ["alpha", "Adversarial sensitivity α(S) under a PGD attack",
-    "α(S), the same ratio for a PGD perturbation within the L∞ budget that raises the model's loss on its predicted class; A(s) is its mean over sets of order s. The seed's finding: high-order interactions are the most sensitive."],
+    "The same ratio under a small adversarial change of the input (a PGD attack within the L∞ budget that raises the loss on the predicted class). The seed's finding: high-order interactions are the most sensitive.",
+    "α(S) = E_x |I(S|x+δ) − I(S|x)| / E_x |I(S|x)|"],
 ];
 
 /** A short name of a stability analysis for legends: model, σ, ε. */
@@ -41,9 +45,9 @@ export function stabilitySection(analysis) {
   }
   const st = analysis.summary.stability;
   const p = analysis.params.stability;
-  const figs = METRICS.filter(([key]) => st[key]).map(([key, title, note]) => {
+  const figs = METRICS.filter(([key]) => st[key]).map(([key, title, words, formula]) => {
     const div = h(`div.figure#stability-${key}`);
-    return { key, title, div, card: h("div.card", {}, div, h("p.cl-hint", {}, note)) };
+    return { key, title, div, card: h("div.card", {}, div, note(words, formula, "003")) };
   });
   const section = h("section.card#stability", { "aria-labelledby": "stability-title" },
     h("h2#stability-title", {}, `Stability of interactions per order (${st.images} image${st.images === 1 ? "" : "s"})`),
