@@ -279,7 +279,11 @@ def order_strength_curve(
         "order ratio m/n",
         "relative strength J<sup>(m)</sup>",
         yaxis={"rangemode": "tozero"},
+        # up to five legend entries wrap to three rows on a half-width card and ran into the
+        # title: the title sits at the top of the figure, the legend below it
+        margin={"l": 64, "r": 24, "t": 132, "b": 56},
     )
+    layout["title"].update({"y": 0.99, "yanchor": "top"})
     if f_log_axis:
         layout["yaxis2"] = {
             "title": {"text": "F<sup>(m)</sup> (log)"},

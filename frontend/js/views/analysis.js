@@ -197,6 +197,10 @@ async function renderItem(body, analysis, item, prefix, state) {
   const heat = h("div.figure#shapley-figure", {},
     h("p.muted", {}, "Select a patch: its Shapley interaction with every other patch appears here."));
   const pairFig = h("div.figure#pair-figure");
+  // each note shows with its chart (they are drawn once a patch, then a pair, is selected)
+  const shapleyNote = note(...CHART_NOTES.shapley);
+  const pairNote = note(...CHART_NOTES.pair);
+  shapleyNote.hidden = pairNote.hidden = true;
   const gallery = h("div.gallery#top-sets");
   const figs = {
     curve: h("div.figure#curve-figure"),
@@ -225,7 +229,7 @@ async function renderItem(body, analysis, item, prefix, state) {
         selection),
       h("section.card", { "aria-labelledby": "heat-title" },
         h("h2#heat-title", {}, "Pairwise interaction strength"),
-        heat, note(...CHART_NOTES.shapley), pairFig, note(...CHART_NOTES.pair))),
+        heat, shapleyNote, pairFig, pairNote)),
     h("section.card.controls", { "aria-label": "Thresholds" },
       h("label", {}, "salient threshold τ ", tau, tauOut),
       h("label", {}, "top-k ", topk, topkOut)),
@@ -308,6 +312,7 @@ async function renderItem(body, analysis, item, prefix, state) {
       clear(selection, h("p.muted", {}, "No patch selected."));
       clear(heat, h("p.muted", {}, "Select a patch: its Shapley interaction with every other patch appears here."));
       clear(pairFig);
+      shapleyNote.hidden = pairNote.hidden = true;
       return;
     }
     const list = await api(`${base}/interactions?contains=${i}&tau=${state2.tau}&top_k=${state2.k}`, { signal });
@@ -331,6 +336,8 @@ async function renderItem(body, analysis, item, prefix, state) {
     if (!current()) return;
     heat.querySelector("p.muted")?.remove();
     plot(heat, shapley, { name: "shapley" });
+    shapleyNote.hidden = false;
+    pairNote.hidden = j === null;
     if (j !== null) {
       const pair = await api(`${base}/pair?i=${i}&j=${j}`, { signal });
       if (!current()) return;

@@ -300,7 +300,7 @@ const COMPONENT_NOTES = {
     "φ_l(Loss_train), φ_l(Loss_test − Loss_train) over the players c^(0), …, residual", "001"],
   maps: ["One channel of the feature on a test image and its components by order, on one colour scale: where each order's part of the feature lies in the image. The maps add up to the feature exactly.",
     "f = Σ_l c^(l) + residual", "001"],
-  compare: ["The significance by order of two analyses on one chart (e.g. a model trained on few images against one trained on all): where the bars differ, the models spread their feature over simpler or more complex components.",
+  compare: ["Where the two analyses' bars differ, the models spread their feature over simpler or more complex components.",
     "ρ^(l) = Var[c^(l)] / Var[f]", "001"],
   fit: ["Held-out R²: how much of the feature each order's disentangler reproduces on test images (1 = all of it). The residual share is what even the most complex one leaves unexplained.",
     "R² = 1 − Var[f − Φ^(l)] / Var[f]; residual = Var[f − Φ^(l_max)] / Var[f]", "001"],

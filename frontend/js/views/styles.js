@@ -30,7 +30,7 @@ export function tintLegend(extra) {
   return h("p.cl-hint.cl-tint-legend", { role: "note" },
     h("span.cl-swatch.cl-swatch-pos", { "aria-hidden": "true" }), " red: the set adds to the output, I(S) > 0 · ",
     h("span.cl-swatch.cl-swatch-neg", { "aria-hidden": "true" }), " blue: it takes away, I(S) < 0",
-    extra ? [" · ", extra] : null);
+    extra ? [" · ", ...[extra].flat()] : null);
 }
 
 /**
