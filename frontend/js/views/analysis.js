@@ -403,7 +403,7 @@ const CHART_NOTES = {
   sparsity: ["All interaction strengths sorted, strongest first, relative to the largest; the dotted line is τ. The sooner the curve falls below it, the fewer concepts explain the output.",
     "|I(S)| / max_T |I(T)|, I(S) = Σ_{T⊆S} (−1)^{|S|−|T|} v(T)", "002"],
   average_output: ["How much the output gains over the empty image, on average, when m patches are shown; the exponent p says how fast it builds up with more patches.",
-    "ū(m) = E_{|S|=m} [v(S) − v(∅)]; p smallest with ū(m') ≥ (m'/m)^p ū(m) for m' ≤ m", "000"],
+    "ū(m) = E_{|S|=m} [v(S) − v(∅)]; p smallest with ū(m') ≥ (m'/m)^p ū(m) for m' ≤ m", "002"],
   shapley: ["How much each patch cooperates with the selected one, averaged over all context sizes: red, the pair adds more together than apart; blue, less.",
     "(1/(n−1)) Σ_m I^(m)(i, j)", "000"],
   pair: ["How strongly the two selected patches cooperate as the number m of other patches present grows: the bottleneck's U for one pair.",

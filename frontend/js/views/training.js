@@ -317,7 +317,8 @@ function adversarialTable(runs) {
       h("tbody", {}, runs.map((r) => h("tr", {}, h("td", {}, r.name),
         h("td", {}, r.metrics ? (100 * r.metrics.test_accuracy).toFixed(1) + " %" : "—"),
         budgets.map((b) => h("td", {}, r.metrics?.adversarial?.[b] != null ? (100 * r.metrics.adversarial[b]).toFixed(1) + " %" : "—")))))),
-    h("p.cl-hint", {}, "Test accuracy, and accuracy when each test image is first attacked by projected gradient descent on the cross-entropy, every pixel moved at most the budget (L∞; pixels in [0, 1]). Seed 000's second table: models pushed to high-order interactions lose more accuracy under attack."));
+    note("Test accuracy, and accuracy when each test image is first attacked by projected gradient descent on the cross-entropy, every pixel moved at most the budget (L∞; pixels in [0, 1]). Seed 000's second table: models pushed to high-order interactions lose more accuracy under attack.",
+      "x + δ, ‖δ‖∞ ≤ ε, δ by signed-gradient steps that raise CE; robust = correct both clean and attacked", "000"));
 }
 
 async function mountExperiment(root, params, ctx) {
