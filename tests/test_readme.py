@@ -57,14 +57,21 @@ def test_the_demo_sample_output_is_what_the_command_prints(tmp_path: Path) -> No
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
+#: How far a printed number may be from the README's: the demo model is trained afresh by
+#: the command, and on another CPU (other vector instructions in the convolution kernels)
+#: its weights differ in the last bits, which moves the salient counts and values by up to
+#: about 2.5 % (seen between two machines of this project's kind, same packages).
+REL_TOLERANCE = 0.03
+
+
 def _same(expected: str, got: str) -> bool:
-    """Equal text, and numbers equal to 1e-3 relative (the last printed digits of a model
-    trained on another CPU may differ; residuals like 1e-14 only need the same magnitude)."""
-    if NUMBER.sub("#", expected) != NUMBER.sub("#", got):
+    """Equal text up to spacing (columns widen with larger counts), and numbers within
+    :data:`REL_TOLERANCE` (residuals like 1e-14 only need to be tiny on both sides)."""
+    if NUMBER.sub("#", " ".join(expected.split())) != NUMBER.sub("#", " ".join(got.split())):
         return False
     pairs = zip(NUMBER.findall(expected), NUMBER.findall(got), strict=True)
     for a, b in (map(float, pair) for pair in pairs):
         tiny = max(abs(a), abs(b)) < 1e-9
-        if not (tiny or abs(a - b) <= 1e-3 * max(abs(a), abs(b), 1e-12)):
+        if not (tiny or abs(a - b) <= REL_TOLERANCE * max(abs(a), abs(b), 1e-12)):
             return False
     return True
