@@ -60,8 +60,29 @@ export function formatBytes(n) {
   return `${(n / 2 ** 20).toFixed(1)} MB`;
 }
 
-/** Draw Plotly figure JSON from the backend into a div (PNG/SVG export from the mode bar). */
-export function plot(div, figure, { name = "conceptlens" } = {}) {
+/** Plotly, once its script (loaded `async` beside the app, so the app's first requests do
+ * not wait for its 4.8 MB to be parsed) has run. */
+let plotlyLoaded = null;
+export function plotlyReady() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!plotlyLoaded) {
+    plotlyLoaded = new Promise((resolve, reject) => {
+      const script = document.querySelector("#plotly-js");
+      if (!script) {
+        reject(new Error("The charting library is not on this page."));
+        return;
+      }
+      script.addEventListener("load", () => resolve(window.Plotly));
+      script.addEventListener("error", () => reject(new Error("The charting library could not be loaded; reload the page.")));
+    });
+  }
+  return plotlyLoaded;
+}
+
+/** Draw Plotly figure JSON from the backend into a div (PNG/SVG export from the mode bar).
+ * Returns a promise (Plotly may still be loading when a page first draws). */
+export async function plot(div, figure, { name = "conceptlens" } = {}) {
+  await plotlyReady();
   const config = {
     responsive: true,
     displaylogo: false,
