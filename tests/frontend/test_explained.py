@@ -23,6 +23,9 @@ NOTES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(div => {
             formula: hints.some(p => p.querySelector('code.cl-formula'))};
 })"""
 
+RIGHTMOST_NOTE = """() => Math.max(...[...document.querySelectorAll('.cl-hint')].map(
+    p => p.getBoundingClientRect().right))"""
+
 
 def create(page: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
     created = page.evaluate(POST, [path, body])
@@ -111,6 +114,12 @@ def test_every_chart_is_explained(browser: Any, server: str) -> None:
         assert "red" in legend.inner_text() and "blue" in legend.inner_text()
     assert "residual" in page.inner_text(".trust .trust-note")
     shot(page, "explained-exact")
+    # on a phone the notes wrap, formulas too: none runs past the screen's edge
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    assert page.evaluate(RIGHTMOST_NOTE) <= 390
+    shot(page, "explained-exact-390")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # a data-set view of a multi-image analysis, then two analyses side by side
     finished(page, f"/analyses/{a['id']}")
