@@ -249,8 +249,8 @@ async function results(root, job, prefix) {
       m.train_split ? h("div.fact", {}, h("span.muted", {}, "over-fitting measured on"), h("strong", {}, m.train_split)) : null,
       h("div.fact", {}, h("span.muted", {}, "residual share"),
         h("strong", {}, m.significance.residual === null ? "—" : m.significance.residual.toFixed(3))),
-      notes.length ? h("ul.muted", {}, notes.map((n) => h("li", {}, n))) : null),
       m.reliability ? reliabilityNote(m) : null,
+      notes.length ? h("ul.muted", {}, notes.map((n) => h("li", {}, n))) : null),
     charts,
     h("section.card", {}, h("h2", {}, "Component maps by order"),
       h("div.comp-map-controls", {}, h("label", {}, "Test image ", picker),
@@ -261,7 +261,6 @@ async function results(root, job, prefix) {
   await showMap();
 }
 
-/** Below this held-out R² (of the best order) the components are mostly residual. */
 /** Which reliability estimator ran, and how to read its numbers. */
 function reliabilityNote(m) {
   const cycle = m.reliability_estimator === "cycle";
@@ -276,6 +275,7 @@ function reliabilityNote(m) {
         : "A fast preview: cycle maps between separately trained disentanglers, which adds their refitting noise; run the cycle estimator for the paper's measure."));
 }
 
+/** Below this held-out R² (of the best order) the components are mostly residual. */
 const POOR_FIT_R2 = 0.5;
 
 /** A warning when the disentanglers explain little of the feature on held-out images. */
