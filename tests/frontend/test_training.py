@@ -4,6 +4,7 @@ then two presets as an experiment on the bottleneck page (small settings)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from tests.frontend.conftest import ROOT, Console, shot
@@ -29,12 +30,36 @@ def test_the_page_describes_the_presets_the_engine_uses() -> None:
         assert notes[name].split(" (")[0] == " + ".join(parts), name
 
 
-def test_training_run_and_bottleneck_experiment(browser: Any, server: str) -> None:
+def shapes_zip(path: Path, *, flat: bool = False) -> Path:
+    """12 small PNGs of two classes, in class folders (or flat)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for k in range(12):
+            buf = io.BytesIO()
+            Image.new("L", (16, 16), 40 + 17 * k).save(buf, format="PNG")
+            folder = "" if flat else ("dark/" if k % 2 else "light/")
+            archive.writestr(f"{folder}{k}.png", buf.getvalue())
+    return path
+
+
+def test_training_run_and_bottleneck_experiment(browser: Any, server: str, tmp_path: Path) -> None:
     console = Console()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = console.watch(context.new_page())
     page.goto(f"{server}/#/training")
     page.wait_for_selector("#train-run")
+    # an image set uploaded from the form: a flat (unlabelled) zip is refused for training,
+    # a class-per-folder one is selected
+    page.set_input_files("#train-dataset-file", str(shapes_zip(tmp_path / "flat.zip", flat=True)))
+    page.wait_for_selector("#train-dataset-status .error:has-text('has no labels')")
+    page.set_input_files("#train-dataset-file", str(shapes_zip(tmp_path / "shapes.zip")))
+    page.wait_for_selector("#train-dataset-status:has-text('Uploaded shapes: 12 images')")
+    assert "shapes" in page.locator("#train-dataset option:checked").inner_text()
+    page.select_option("#train-dataset", index=0)  # back to the built-in digits
     # one small custom run: L+ on the upper half of a 2x2 grid
     page.check("#train-custom")
     page.fill("#train-plus-weight", "0.5")

@@ -3,7 +3,7 @@
 // Share link (/s/c/{token}): one job's results, read-only (api.js in share mode).
 import { api, isShared } from "../api.js";
 import { badge, clear, errorBox, formatSeconds, h, plot, toast } from "../dom.js";
-import { deleteButton, listedModel, note, sharePanel } from "./styles.js";
+import { deleteButton, listedModel, note, sharePanel, uploadDatasetField } from "./styles.js";
 import { labelsPanel } from "./runlabels.js";
 
 const POLL_MS = 700;
@@ -47,7 +47,7 @@ async function mountList(root, ctx) {
   const epochs = h("input#comp-epochs", { type: "number", min: 1, value: 30 });
   const samples = h("input#comp-samples", { type: "number", min: 20, value: 600 });
   const error = h("div", { "aria-live": "assertive" });
-  const datasetUpload = uploadDatasetField(dataset, () => alive);
+  const datasetUpload = uploadDatasetField(dataset, () => alive, "comp");
 
   const fillLayers = () => {
     const m = usable.find((x) => x.id === model.value);
@@ -119,39 +119,6 @@ async function mountList(root, ctx) {
   return () => { alive = false; };
 }
 
-/** A file input that uploads an image set (a .zip: class/image.png, or flat) with POST
- * /api/datasets, then adds it to `select` and selects it; a refusal shows the server's
- * sentence beside it. */
-function uploadDatasetField(select, isAlive) {
-  const input = h("input#comp-dataset-file", { type: "file", accept: ".zip,application/zip", "aria-describedby": "comp-dataset-hint comp-dataset-status" });
-  const status = h("div#comp-dataset-status", { "aria-live": "polite" });
-  input.addEventListener("change", async () => {
-    const file = input.files && input.files[0];
-    if (!file) return;
-    const form = new FormData();
-    form.append("file", file);
-    form.append("name", file.name.replace(/\.zip$/i, ""));
-    input.disabled = true;
-    clear(status, h("p.muted", {}, `Uploading ${file.name}…`));
-    try {
-      const set = await api("/datasets", { method: "POST", form });
-      if (!isAlive()) return;
-      select.append(h("option", { value: set.id }, `${set.name} (${set.n_images} images)`));
-      select.value = set.id;
-      clear(status, h("p.muted", {}, `Uploaded ${set.name}: ${set.n_images} images, selected.`));
-    } catch (e) {
-      if (isAlive()) clear(status, errorBox(e.message));
-    } finally {
-      input.disabled = false;
-      input.value = "";
-    }
-  });
-  return h("div.field", {},
-    h("label", { for: "comp-dataset-file" }, "Upload an image set (.zip)"),
-    input,
-    h("small.muted#comp-dataset-hint", {}, "One folder per class (class/image.png), or images at the top level; PNG or JPEG."),
-    status);
-}
 
 function jobName(job) {
   return job.name || `${job.model_name || "model"} · ${job.layer}`;

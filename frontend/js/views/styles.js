@@ -237,3 +237,42 @@ export function fact(term, value, kind) {
 export function listedModel(model) {
   return !(model.series && (model.builtin || model.series.includes("(training run ")));
 }
+
+/** A file input that uploads an image set (a .zip: class/image.png, or flat) with POST
+ * /api/datasets, then adds it to `select` and selects it; a refusal shows the server's
+ * sentence beside it. Element ids start with `prefix` ("comp": #comp-dataset-file …); with
+ * `labelledOnly`, an unlabelled set is uploaded but not offered (the select lists labelled sets). */
+export function uploadDatasetField(select, isAlive, prefix, { labelledOnly = false } = {}) {
+  const input = h(`input#${prefix}-dataset-file`, { type: "file", accept: ".zip,application/zip", "aria-describedby": `${prefix}-dataset-hint ${prefix}-dataset-status` });
+  const status = h(`div#${prefix}-dataset-status`, { "aria-live": "polite" });
+  input.addEventListener("change", async () => {
+    const file = input.files && input.files[0];
+    if (!file) return;
+    const form = new FormData();
+    form.append("file", file);
+    form.append("name", file.name.replace(/\.zip$/i, ""));
+    input.disabled = true;
+    clear(status, h("p.muted", {}, `Uploading ${file.name}…`));
+    try {
+      const set = await api("/datasets", { method: "POST", form });
+      if (!isAlive()) return;
+      if (labelledOnly && !set.labelled) {
+        clear(status, errorBox(`${set.name} has no labels (one folder per class), so it cannot be used here; it is stored with your image sets.`));
+        return;
+      }
+      select.append(h("option", { value: set.id }, `${set.name} (${set.n_images} images)`));
+      select.value = set.id;
+      clear(status, h("p.muted", {}, `Uploaded ${set.name}: ${set.n_images} images, selected.`));
+    } catch (e) {
+      if (isAlive()) clear(status, errorBox(e.message));
+    } finally {
+      input.disabled = false;
+      input.value = "";
+    }
+  });
+  return h("div.field", {},
+    h("label", { for: `${prefix}-dataset-file` }, "Upload an image set (.zip)"),
+    input,
+    h(`small.muted#${prefix}-dataset-hint`, {}, labelledOnly ? "One folder per class (class/image.png); PNG or JPEG." : "One folder per class (class/image.png), or images at the top level; PNG or JPEG."),
+    status);
+}

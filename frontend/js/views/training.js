@@ -5,7 +5,7 @@
 // model, test and adversarial accuracy, accuracy during training.
 import { api, url } from "../api.js";
 import { badge, clear, errorBox, formatCount, formatSeconds, h, plot, toast } from "../dom.js";
-import { deleteButton, fact, listedModel, note } from "./styles.js";
+import { deleteButton, fact, listedModel, note, uploadDatasetField } from "./styles.js";
 
 const POLL_MS = 1000;
 const PRESETS = ["normal", "encourage low", "encourage middle", "encourage high"];
@@ -158,6 +158,7 @@ async function mountList(root, ctx) {
       labelled.length ? null : errorBox("No labelled image set: upload a zip with one folder per class on the Components page."),
       h("div.comp-grid", {},
         field("Image set", dataset, "labelled; the built-in digits keep their 1,500/297 split, an upload holds out one image in six"),
+        uploadDatasetField(dataset, () => alive, "train", { labelledOnly: true }),
         field("Architecture", architecture), field("Start from", init),
         field("Preset", preset, "tuned on the digits CNN at a 4×4 grid with the zero baseline; other settings move them differently"),
         field("Custom terms", custom, "set λ, r1, r2 yourself")),
