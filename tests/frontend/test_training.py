@@ -98,11 +98,12 @@ def test_training_run_and_bottleneck_experiment(browser: Any, server: str, tmp_p
     page.wait_for_selector("h1:has-text('Bottleneck experiment')")
     page.wait_for_selector("#bottleneck-curve .main-svg", timeout=240_000)
     traces = page.locator("#bottleneck-curve .scatterlayer .trace")
-    for _ in range(480):  # one curve per run, as each run's analysis ends
-        if traces.count() == 4:
+    for _ in range(480):  # one curve per run, as each run's analysis ends, and F(m)
+        if traces.count() == 5:
             break
         page.wait_for_timeout(500)
-    assert traces.count() == 4
+    assert traces.count() == 5
+    assert page.locator("#bottleneck-curve .legendtext", has_text="theory F(m), n = 4").count() == 1
     assert page.locator("#adv-table tbody tr").count() == 4
     shot(page, "bottleneck-experiment")
     # each run's checkpoints are a model series: its learning dynamics in one click
