@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from backend.uploads import UploadError, check_image
+from backend.uploads import UploadError, check_image, check_zip_methods
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CHUNK = 1 << 20
@@ -45,6 +45,7 @@ def read_manifest(data: bytes, *, max_images: int, max_uncompressed: int) -> Man
         entries = [i for i in archive.infolist() if not i.is_dir() and not _skipped(i.filename)]
     if not entries:
         raise UploadError("The archive holds no images.")
+    check_zip_methods(entries)
     bad = [i.filename for i in entries if not i.filename.lower().endswith(IMAGE_SUFFIXES)]
     if bad:
         raise UploadError(f"Only PNG and JPEG images are accepted; {bad[0]} is neither.", 415)

@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
-from backend.uploads import UploadError
+from backend.uploads import UploadError, check_zip_methods
 
 MANIFEST = "steps.json"
 #: Bytes read at a time from one member.
@@ -59,6 +59,7 @@ def read_series_zip(
         entries = [i for i in infos if not i.is_dir() and not _skipped(i.filename)]
         if any(i.flag_bits & 0x1 for i in entries):
             raise UploadError("The archive is encrypted; upload a plain .zip.")
+        check_zip_methods(entries)
         manifest = [i for i in entries if i.filename.rsplit("/", 1)[-1] == MANIFEST]
         members = [i for i in entries if i not in manifest]
         if len(manifest) > 1:

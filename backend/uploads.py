@@ -33,6 +33,24 @@ class UploadError(ClientError):
     """A refused upload; ``status`` is the HTTP status, the message is for a person."""
 
 
+#: Compression methods a member of an uploaded zip may use. Python's zipfile bounds what
+#: one read of a deflated member unpacks, but decompresses a whole compressed chunk of a
+#: bzip2 or LZMA member at once: 40 bytes of bzip2 can be 45 MB of zeros, so a small
+#: archive could fill the memory before any size cap is checked.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+
+
+def check_zip_methods(infos: Sequence[zipfile.ZipInfo]) -> None:
+    """A 415 naming the first member compressed other than stored or deflated."""
+    for info in infos:
+        if info.compress_type not in ZIP_METHODS:
+            raise UploadError(
+                f"{info.filename} is compressed with method {info.compress_type} (bzip2, LZMA or "
+                "another); only stored or deflated (ordinary zip) members are accepted.",
+                415,
+            )
+
+
 def check_size(data: bytes, limit: int, what: str) -> None:
     if not data:
         raise UploadError(f"The {what} is empty (0 bytes).")
@@ -83,11 +101,28 @@ def sniff_model(data: bytes, *, max_input_values: int | None = None) -> str:
     raise UploadError(f"This file is not a model format ConceptLens reads. {_SAFE_FORMATS}", 415)
 
 
+#: A model zip may unpack to at most this many times its own size (plus 1 MiB): torch
+#: writes its archives stored, and weights hardly compress, so more means a zip bomb that
+#: the checksum test below would spend minutes unpacking.
+MAX_ZIP_RATIO = 4
+
+
 def _sniff_zip(data: bytes) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
+            infos = archive.infolist()
+            check_zip_methods(infos)
+            declared = sum(i.file_size for i in infos)
+            if declared > MAX_ZIP_RATIO * len(data) + (1 << 20):
+                raise UploadError(
+                    f"The archive says it unpacks to {declared / 2**20:.0f} MB, over "
+                    f"{MAX_ZIP_RATIO}× its own size; a model file does not compress like that.",
+                    413,
+                )
             broken = archive.testzip()
+    except UploadError:
+        raise
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         raise UploadError(f"The archive is damaged or truncated ({exc}).") from None
     if broken is not None:

@@ -106,3 +106,11 @@ def test_encrypted_members_are_refused() -> None:
         data[offset + 8] |= 0x1
         offset += 4
     refused(bytes(data), "encrypted")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_members_compressed_other_than_deflate_are_refused(method: int) -> None:
+    """zipfile bounds a read of a deflated member, but decompresses a bzip2 or LZMA chunk
+    whole: 800 MB of zeros fit in about a kilobyte of bzip2, and reading them to find the
+    lie took 820 MB of memory (found in review). They are refused before any is read."""
+    refused(zipped({"s1.onnx": b"a", "s2.onnx": b"b"}, method), "only stored or deflated", 415)

@@ -89,3 +89,18 @@ def test_not_a_zip_and_limits(client: TestClient, monkeypatch: pytest.MonkeyPatc
     many = make_zip({f"{k}.png": png_bytes() for k in range(3)})
     response = upload(client, many)
     assert response.status_code == 413 and "limit is 2" in response.json()["detail"]
+
+
+def test_bzip2_members_are_refused_before_they_are_read(
+    client: TestClient, service: dict[str, Any]
+) -> None:
+    """A bzip2 (or LZMA) member is decompressed a whole chunk at a time by zipfile, past any
+    cap; image sets take only stored or deflated members (found in review)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_BZIP2) as archive:
+        archive.writestr("a/1.png", png_bytes())
+        archive.writestr("b/2.png", png_bytes())
+    before = count(client, service)
+    response = upload(client, buf.getvalue())
+    assert response.status_code == 415 and "only stored or deflated" in response.json()["detail"]
+    assert count(client, service) == before

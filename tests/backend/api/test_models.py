@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -313,4 +314,29 @@ def test_torchscript_archive_with_a_payload_in_its_pickle_is_refused(
     response = upload(client, "ts.pt", buffer.getvalue(), input_size="16x16", channels="1")
     assert response.status_code == 415, response.text
     assert "constants.pkl refers to builtins.eval" in response.json()["detail"]
+    assert count_rows_and_blobs(client, service) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status", "words"),
+    [
+        # bzip2: zipfile would unpack a whole compressed chunk at once, past any cap
+        (zipfile.ZIP_BZIP2, b"\0" * 1000, 415, "only stored or deflated"),
+        # deflate: bounded memory, but the checksum test would unpack 100 MB for 100 KB
+        (zipfile.ZIP_DEFLATED, b"\0" * 100_000_000, 413, "does not compress like that"),
+    ],
+)
+def test_model_zips_that_would_unpack_too_much_are_refused_unread(
+    client: TestClient, service: dict[str, Any], method: int, body: bytes, status: int,
+    words: str,
+) -> None:  # fmt: skip
+    """Found in review: a torch-style zip (archive/data.pkl) compressed as a bomb."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as archive:
+        archive.writestr("archive/data.pkl", body)
+        archive.writestr("archive/version", b"3\n")
+    before = count_rows_and_blobs(client, service)
+    response = upload(client, "weights.pt", buf.getvalue(), architecture="digit_cnn")
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
     assert count_rows_and_blobs(client, service) == before
