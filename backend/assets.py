@@ -109,17 +109,22 @@ class Assets:
         return target
 
     def asset(self, path: str) -> Asset | None:
-        """The file at ``path``, read and compressed on first use; ``None`` if there is none."""
-        with self._lock:
-            found = self._cache.get(path)
-        if found is not None:
-            return found
+        """The file at ``path``, read and compressed on first use; ``None`` if there is none.
+
+        Kept under the file's resolved path, so that spellings of one file (``js//app.js``,
+        ``x/../js/app.js``) share one entry: keyed by the path as asked, a client could grow
+        the cache without end (found in review)."""
         target = self._resolve(path)
         if target is None:
             return None
+        key = str(target)
+        with self._lock:
+            found = self._cache.get(key)
+        if found is not None:
+            return found
         made = make_asset(target.read_bytes(), _media_type(target))
         with self._lock:
-            return self._cache.setdefault(path, made)
+            return self._cache.setdefault(key, made)
 
     def page(self, name: str) -> Asset:
         """An HTML page of ``root`` with its links pointing at this version."""
