@@ -469,6 +469,11 @@ class EvaluationSpec(BaseModel):
     baseline: Literal["zero", "mean", "blur"] = "zero"
     output: Literal["log-odds", "logit", "prob", "log-prob"] = "log-odds"
 
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: str) -> str:
+        return AnalysisCreate._grid(value)
+
 
 class TrainingRunCreate(BaseModel):
     name: str | None = Field(default=None, max_length=200, description="default: the preset")
@@ -479,7 +484,9 @@ class TrainingRunCreate(BaseModel):
     )
     preset: TrainingPreset = "normal"
     plus: OrderTermSpec | None = Field(
-        default=None, description="λ1·L+(r1, r2); given with or instead of the preset's"
+        default=None,
+        description="λ1·L+(r1, r2); when plus or minus is given, they replace both of the "
+        "preset's terms",
     )
     minus: OrderTermSpec | None = Field(default=None, description="λ2·L−(r1, r2)")
     grid: str = Field(default="4x4", description="patch grid of the order losses")

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sqlalchemy import select
@@ -31,6 +31,7 @@ from backend.db.session import session_scope
 from backend.queue import TASK_START_ANALYSIS, TASK_VALIDATE_MODEL, enqueue
 from backend.schemas import AnalysisCreate
 from backend.services import analyses as analyses_service
+from backend.services.dataset_images import order as dataset_order
 from conceptlens.game import Cancelled
 from conceptlens.images import load_image
 from conceptlens.models.architectures import ARCHITECTURES
@@ -98,6 +99,10 @@ def _train(run_id: str, owner: str) -> None:
         dataset = s.get_one(DatasetRecord, run.dataset_id)
         digits = dataset.kind == "digits"
         train_x, train_y, test_x, test_y, labels = _data(dataset, params)
+        if params.get("init_model") and run.init_model_id is None:
+            raise ValueError(
+                "the model this run fine-tunes was deleted; start a new run from another model"
+            )
         init_state = (
             _init_state(s.get_one(ModelRecord, run.init_model_id)) if (run.init_model_id) else None
         )
@@ -120,6 +125,13 @@ def _train(run_id: str, owner: str) -> None:
     every = int(params["checkpoint_every"])
 
     def on_epoch(record: EpochRecord, model: torch.nn.Module) -> None:
+        losses = (record.loss, record.loss_cls, record.loss_plus, record.loss_minus)
+        if not all(math.isfinite(x) for x in losses if x is not None):
+            # L+ has no lower bound: a large λ or learning rate runs it to infinity
+            raise ValueError(
+                f"training diverged at epoch {record.epoch} (loss {record.loss}); lower the "
+                "learning rate or the order losses' λ"
+            )
         history.append(record.as_dict())
         keep = record.epoch % every == 0 or record.epoch == config.epochs
         with session_scope() as s:
@@ -165,19 +177,30 @@ def _train(run_id: str, owner: str) -> None:
         if row.lease_owner != owner:
             return
         data = weights_bytes(model, params["architecture"])
-        final_model = ModelRecord(
+        key = jobs.blobs().put(data)
+        # a run retried after it stored its model (worker killed before it finished) finds
+        # the same weights, under the same key: that model, not a second one
+        final_model = s.scalar(
+            select(ModelRecord).where(
+                ModelRecord.workspace_id == workspace_id, ModelRecord.blob_key == key,
+                ModelRecord.series.is_(None), ModelRecord.name == f"{name} (trained)",
+            )
+        ) or ModelRecord(
             workspace_id=workspace_id, name=f"{name} (trained)",
-            filename=f"{params['architecture']}.safetensors", blob_key=jobs.blobs().put(data),
+            filename=f"{params['architecture']}.safetensors", blob_key=key,
             size_bytes=len(data), labels=labels, architecture=params["architecture"],
             train_samples=params["n_train"] if digits else None,
         )  # fmt: skip
         s.add(final_model)
         s.flush()
+        evaluated = row.evaluation_id
         row.model_id = final_model.id
         row.metrics = {**metrics, "safetensors_key": final_model.blob_key}
         model_id = final_model.id
-    jobs.validate_model(model_id)
-    evaluation = _evaluate(run_id, model_id, params) if params.get("evaluate") else None
+    jobs.validate_model(model_id)  # nothing to do when that model is ready already
+    evaluation = evaluated or (
+        _evaluate(run_id, model_id, params) if params.get("evaluate") else None
+    )
     jobs._release(
         TrainingRun, run_id, owner, status="done", finished_at=utcnow(),
         progress_done=total + len(attack["eps"]), evaluation_id=evaluation,
@@ -294,13 +317,19 @@ def _data(
     if manifest.labels is None:
         raise ValueError("the image set has no labels (one folder per class)")
     c, h, w = shape
-    order = np.random.default_rng(0).permutation(len(manifest.files))
+    # held out: the first images in the set's order, the very ones the evaluation analysis
+    # picks ("the first k"); training takes the rest
+    ranked = dataset_order(manifest.files)
+    held, rest = ranked[:n_test], ranked[n_test:]
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         x = torch.stack(
-            [load_image(archive.read(manifest.files[k]), channels=c, size=(h, w)) for k in order]
+            [
+                load_image(archive.read(manifest.files[k]), channels=c, size=(h, w))
+                for k in rest + held
+            ]
         )
-    y = torch.tensor([manifest.labels[k] for k in order])
-    test = len(order) - n_test
+    y = torch.tensor([manifest.labels[k] for k in rest + held])
+    test = len(rest)
     classes = ARCHITECTURES[params["architecture"]].num_classes
     names = list(dataset.class_names or [])
     labels = names + [f"(unused {k})" for k in range(len(names), classes)]

@@ -16,6 +16,8 @@ from backend.services import eta, resources
 
 #: The built-in digits' split (conceptlens.models.demo.split_digits): 1,500 train, 297 test.
 DIGITS_TRAIN, DIGITS_TEST = 1500, 297
+#: A run's name is cut to this, so that the names made from it fit their 200 characters.
+MAX_NAME = 170
 #: One image in six of an uploaded set is held out for testing.
 TEST_SHARE = 6
 #: Each architecture's input (C, H, W), as conceptlens.models.architectures registers it.
@@ -64,7 +66,7 @@ def check(
             f"{body.architecture} (4 to {height * width} patches).",
         )
     if body.evaluate is not None:
-        er, ec = (int(p) for p in body.evaluate.grid.lower().replace("×", "x").split("x"))
+        er, ec = (int(p) for p in body.evaluate.grid.split("x"))
         if er * ec > settings.max_players or er > height or ec > width:
             raise ClientError(
                 f"The evaluation grid {body.evaluate.grid} must fit the input and have at most "
@@ -97,9 +99,16 @@ def create(
     params = body.model_dump(mode="json", exclude={"name", "dataset_id", "init_model_id"})
     params.pop("presets", None)
     params.update(n_train=train, n_test=test, batches_per_epoch=batches)
+    if body.evaluate is not None and body.evaluate.images > test:
+        raise ClientError(
+            f"The evaluation takes {body.evaluate.images} images but the test split holds "
+            f"{test}: it is measured on held-out images only.",
+        )
+    params["init_model"] = body.init_model_id  # to notice a start model deleted meanwhile
     run = TrainingRun(
         workspace_id=workspace.id,
-        name=(body.name or body.preset).strip() or body.preset,
+        # the series, checkpoints and final model add up to 23 characters to it (limit 200)
+        name=((body.name or body.preset).strip() or body.preset)[:MAX_NAME],
         experiment=experiment,
         dataset_id=dataset.id,
         init_model_id=body.init_model_id,
@@ -122,8 +131,8 @@ def create_experiment(
     if body.plus is not None or body.minus is not None:
         raise ClientError("An experiment compares the presets: leave plus and minus out.")
     experiment = new_id()
-    # each run is called "<name> · <preset>", cut to fit the 200 characters of a name
-    prefix = f"{body.name.strip()[:180]} · " if body.name and body.name.strip() else ""
+    # each run is called "<name> · <preset>", within MAX_NAME
+    prefix = f"{body.name.strip()[:150]} · " if body.name and body.name.strip() else ""
     runs = []
     for preset in body.presets:
         one = TrainingRunCreate(**{**body.model_dump(), "preset": preset, "name": prefix + preset})

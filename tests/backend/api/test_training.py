@@ -142,6 +142,7 @@ def test_an_experiment_runs_one_run_per_preset(client: TestClient) -> None:
         ({"grid": "40x40"}, 400, "does not fit"),
         ({"plus": {"weight": 1, "r1": 0.6, "r2": 0.2}}, 422, "r2 must be above r1"),
         ({"evaluate": {"grid": "5x5"}}, 400, "at most 20 patches"),
+        ({"evaluate": {"grid": "2x2x2"}}, 422, "grid must look like 4x4"),  # was a 500
         ({"dataset_id": "nope"}, 404, "No such image set"),
     ],
 )
@@ -181,7 +182,8 @@ def test_cancel_stops_a_run_and_retry_trains_it_again(client: TestClient) -> Non
 
 
 def test_an_experiment_with_a_long_name_cuts_its_runs_names(client: TestClient) -> None:
-    """Found by schemathesis: a 200-character name plus " · normal" broke the name limit."""
+    """Found by schemathesis: a 200-character name plus " · normal" broke the name limit;
+    and the series, checkpoints and final model add up to 23 characters more (review)."""
     response = client.post(
         "/api/training-runs/experiment",
         json={"dataset_id": digits_id(client), "name": "x" * 200, "epochs": 1, "max_train": 12,
@@ -190,7 +192,7 @@ def test_an_experiment_with_a_long_name_cuts_its_runs_names(client: TestClient) 
     )  # fmt: skip
     assert response.status_code == 201, response.text
     names = [r["name"] for r in response.json()["data"]]
-    assert names == ["x" * 180 + " · normal", "x" * 180 + " · encourage high"]
+    assert names == ["x" * 150 + " · normal", "x" * 150 + " · encourage high"]
     for r in response.json()["data"]:
         client.post(f"/api/training-runs/{r['id']}/cancel")
 
@@ -233,3 +235,64 @@ def test_a_resnet_trains_on_an_uploaded_colour_set(client: TestClient) -> None:
     analysis = wait_for(client, f"/api/analyses/{run['evaluation_id']}",
                         lambda a: a["status"] in ("done", "failed"))  # fmt: skip
     assert analysis["status"] == "done", analysis["error"]
+    # the evaluation's images are the held-out ones: the first 3 in the set's order
+    from backend.services.dataset_images import order
+
+    names = list(files)
+    held = {f"colours/{names[k]}" for k in order(names)[:3]}
+    evaluated = {
+        client.get(f"/api/images/{i['image_id']}").json()["name"] for i in analysis["items"]
+    }
+    assert evaluated <= held, (evaluated, held)
+    too_many = client.post(
+        "/api/training-runs",
+        json={"dataset_id": dataset["id"], "architecture": "small_resnet", "epochs": 1,
+              "evaluate": {"grid": "2x2", "images": 4}},
+    )  # fmt: skip
+    assert too_many.status_code == 400 and "held-out images only" in too_many.json()["detail"]
+
+
+def test_a_diverging_run_fails_with_a_sentence(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """L+ has no lower bound: with a large λ or learning rate the loss runs to infinity. The
+    run fails saying so instead of storing NaN, which made every read of it a 500 (review)."""
+    from conceptlens import training
+    from conceptlens.models.architectures import ARCHITECTURES
+    from worker import training_job
+
+    def diverging(config: Any, *args: Any, on_epoch: Any = None, **kwargs: Any) -> Any:
+        model = ARCHITECTURES[config.architecture].build()
+        record = training.EpochRecord(
+            epoch=1, loss=float("-inf"), loss_cls=2.0, loss_plus=float("-inf"), loss_minus=None,
+            train_accuracy=0.1, test_accuracy=0.1, seconds=0.1, passes=10,
+        )  # fmt: skip
+        on_epoch(record, model)
+        return model, [record]
+
+    monkeypatch.setattr(training_job, "train_model", diverging)
+    run = train(client, preset="encourage high", evaluate=None, **SMALL)
+    assert run["status"] == "failed" and "training diverged at epoch 1" in run["error"]
+    assert client.get("/api/training-runs").status_code == 200
+
+
+def test_a_run_retried_after_it_stored_its_model_keeps_one_model(client: TestClient) -> None:
+    """A worker killed after the final model was stored but before the run was marked done:
+    the retry finds the same weights and uses that model and its analysis (review)."""
+    from sqlalchemy import update
+
+    from backend.db.models import TrainingRun
+    from backend.db.session import session_scope
+
+    run = train(client, preset="normal", evaluate={"grid": "2x2", "images": 1}, **SMALL)
+    assert run["status"] == "done", run["error"]
+    with session_scope() as s:  # as the sweep leaves a run whose worker died at the end
+        s.execute(update(TrainingRun).where(TrainingRun.id == run["id"]).values(status="failed"))
+    assert client.post(f"/api/training-runs/{run['id']}/retry").status_code == 200
+    again = wait_for(client, f"/api/training-runs/{run['id']}",
+                     lambda r: r["status"] in ("done", "failed"), timeout=300)  # fmt: skip
+    assert again["status"] == "done", again["error"]
+    assert (again["model_id"], again["evaluation_id"]) == (run["model_id"], run["evaluation_id"])
+    trained = [m for m in client.get("/api/models").json()["data"]
+               if m["name"] == f"{run['name']} (trained)"]  # fmt: skip
+    assert len(trained) == 1
