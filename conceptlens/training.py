@@ -15,6 +15,7 @@ run on one thread, and the global torch state is restored afterwards (:func:`rep
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,6 +112,13 @@ class _EpochSums:
     passes: int = 0
 
 
+#: Held for the whole of a :func:`reproducible` block. The seed, the deterministic flag and
+#: the thread count are global to the process: two trainings at once in one process (the
+#: embedded worker's threads) drew their initial weights from each other's seeded stream
+#: and left the deterministic flag on for good (each restoring what the other had set).
+_GLOBAL_STATE = threading.RLock()
+
+
 @contextmanager
 def reproducible(seed: int, *, device: str | torch.device = "cpu") -> Iterator[None]:
     """Seed torch, force deterministic kernels and one CPU thread; restore all of it afterwards.
@@ -118,8 +126,14 @@ def reproducible(seed: int, *, device: str | torch.device = "cpu") -> Iterator[N
     One thread makes the result independent of the machine's core count (the reduction
     order of convolution gradients depends on it) and avoids oversubscription. On a GPU the
     deterministic flag only warns where cuBLAS/cuDNN have no deterministic kernel (results
-    there are reproducible only as far as the kernels are).
+    there are reproducible only as far as the kernels are). One block at a time per process
+    (:data:`_GLOBAL_STATE`): a second thread waits; separate worker processes do not.
     """
+    with _GLOBAL_STATE:
+        yield from _reproducible(seed, device)
+
+
+def _reproducible(seed: int, device: str | torch.device) -> Iterator[None]:
     dev = torch.device(device)
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()

@@ -14,7 +14,8 @@ from backend.errors import ClientError
 from backend.schemas import TrainingExperimentCreate, TrainingRunCreate
 from backend.services import eta, resources
 
-#: The built-in digits' split (conceptlens.models.demo.split_digits): 1,500 train, 297 test.
+#: The built-in digits' split (conceptlens.models.demo.split_digits, TRAIN_SIZE and TEST_SIZE;
+#: the backend does not import torch, tests/backend/services checks the two agree).
 DIGITS_TRAIN, DIGITS_TEST = 1500, 297
 #: A run's name is cut to this, so that the names made from it fit their 200 characters.
 MAX_NAME = 170

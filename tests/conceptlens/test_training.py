@@ -241,3 +241,29 @@ def test_the_new_architectures_train_with_the_order_loss() -> None:
         )
         assert records[0].passes == 2 * passes_per_batch(order, 6) == 36
         assert model(x).shape == (12, 10)
+
+
+def test_trainings_in_threads_of_one_process_match_one_by_one(data) -> None:
+    """The embedded worker trains in threads of one process, and the seed, the deterministic
+    flag and the thread count are global to it: two trainings at once drew their initial
+    weights from each other's stream and left the flag on for good (CI saw it on in later
+    tests). They now take turns, and give what they give one by one."""
+    import threading
+
+    configs = [TrainConfig(epochs=2, order=ORDER, seed=s) for s in (11, 12, 13)]
+    alone = [train_model(c, *data)[0] for c in configs]
+    threads_before = torch.get_num_threads()
+    together: dict[int, torch.nn.Module] = {}
+    workers = [
+        threading.Thread(
+            target=lambda k=k: together.__setitem__(k, train_model(configs[k], *data)[0])
+        )
+        for k in range(len(configs))
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert all(_state_equal(alone[k], together[k]) for k in range(len(configs)))
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.get_num_threads() == threads_before

@@ -20,8 +20,8 @@ from backend.db.models import ModelRecord
 from backend.queue import TASK_VALIDATE_MODEL, enqueue
 from backend.schemas import ModelPublic, ModelsPublic
 from backend.services import resources
+from backend.services.training import DIGITS_TRAIN as TRAIN_SIZE
 from backend.uploads import UploadError, check_input_values, check_size, sniff_model
-from conceptlens.models.demo import TRAIN_SIZE
 
 router = APIRouter(prefix="/models", tags=["models"])
 
