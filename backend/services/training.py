@@ -106,10 +106,11 @@ def create(
             f"{test}: it is measured on held-out images only.",
         )
     params["init_model"] = body.init_model_id  # to notice a start model deleted meanwhile
+    default = "custom" if body.plus is not None or body.minus is not None else body.preset
     run = TrainingRun(
         workspace_id=workspace.id,
         # the series, checkpoints and final model add up to 23 characters to it (limit 200)
-        name=((body.name or body.preset).strip() or body.preset)[:MAX_NAME],
+        name=((body.name or default).strip() or default)[:MAX_NAME],
         experiment=experiment,
         dataset_id=dataset.id,
         init_model_id=body.init_model_id,

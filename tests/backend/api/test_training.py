@@ -135,6 +135,14 @@ def test_an_experiment_runs_one_run_per_preset(client: TestClient) -> None:
     assert all(h["loss_plus"] is None for h in normal["history"])
 
 
+def test_a_run_with_its_own_terms_is_called_custom(client: TestClient) -> None:
+    body = {"dataset_id": digits_id(client), "plus": {"weight": 0.1, "r1": 0.5, "r2": 1},
+            "epochs": 1, "max_train": 12, "evaluate": None, "grid": "2x2"}  # fmt: skip
+    response = client.post("/api/training-runs", json=body)
+    assert response.status_code == 201 and response.json()["name"] == "custom"
+    client.post(f"/api/training-runs/{response.json()['id']}/cancel")
+
+
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
