@@ -370,7 +370,7 @@ function renderExperiment(root, runs, evaluations, ctx) {
     h("section.card", {}, h("h2", {}, "Runs"), status),
     h("div.charts", {},
       h("div.card", {}, curve, note(
-        "How strongly pairs of patches cooperate with m other patches present, relative to the average over m, for each trained model on held-out images; the x axis is m/n so grids of different sizes line up. A model pushed to low orders should rise on the left, one pushed to high orders on the right; a normal model usually shows the bottleneck's U. The dashed line (right, log axis) is the theory's F(m), the shape seed 000 derives for a network's interactions.",
+        "How strongly pairs of patches cooperate with m other patches present, relative to the average over m, for each trained model on held-out images; the x axis is m/n so grids of different sizes line up. A model pushed to low orders should rise on the left, one pushed to high orders on the right; a normal model usually shows the bottleneck's U. The dashed line (right axis) is the theory's F(m), the shape seed 000 derives for a network's interactions.",
         "J(m) = E_x E_{i,j} |I^(m)(i,j)| / mean_m", "000")),
       h("div.card", {}, accDiv, note(...ACC_NOTE))),
     runs.some((r) => r.metrics) ? adversarialTable(runs) : null);
@@ -382,7 +382,7 @@ function renderExperiment(root, runs, evaluations, ctx) {
     data.push({ type: "scatter", mode: "lines+markers", name: shortNames(runs)[k], x: a.summary.J.map((_, m) => m / n), y: a.summary.J,
       line: { color: COLORS[k % COLORS.length] }, hovertemplate: "m = %{customdata}<br>J = %{y:.3f}<extra></extra>", customdata: a.summary.J.map((_, m) => m) });
   });
-  // the theory's F(m) (the same for every model on a grid) on its own log axis, once per grid
+  // the theory's F(m) (the same for every model on a grid) on its own axis, once per grid
   const grids = new Set();
   evaluations.forEach((a) => {
     if (!a?.summary?.F?.length || grids.has(a.n_players)) return;
@@ -393,7 +393,7 @@ function renderExperiment(root, runs, evaluations, ctx) {
   if (data.length) {
     plot(curve, { data, layout: { title: { text: "J(m) of each trained model" }, height: 400, margin: { t: 56 }, legend: BELOW,
       xaxis: { title: { text: "order m / n" }, range: [0, 1] }, yaxis: { title: { text: "J(m)" }, rangemode: "tozero" },
-      yaxis2: { title: { text: "F(m) (log)" }, type: "log", overlaying: "y", side: "right", showgrid: false } } }, { name: "bottleneck-j" });
+      yaxis2: { title: { text: "F(m)" }, overlaying: "y", side: "right", showgrid: false, rangemode: "tozero" } } }, { name: "bottleneck-j" });
   } else {
     curve.append(h("p.muted", {}, "The curves appear as each run's interactions are measured."));
   }
