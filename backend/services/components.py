@@ -103,6 +103,8 @@ def _cache_key(
         "mean": model.mean,
         "std": model.std,
         "compare": compare_key,
+        # the over-fitting metric is measured on the model's own training images
+        "train_samples": model.train_samples,
         "dataset": dataset.blob_key or dataset.kind,
         "layer": layer,
         "params": params,

@@ -55,6 +55,15 @@ def test_uploaded_models_training_split_is_used_by_the_over_fitting_metric(
     assert job["status"] == "done", job["error"]
     assert job["metrics"]["train_split"] == "the first 200 of the model's own 200 training images"
     assert job["metrics"]["n_train"] == 200
+    # the same file uploaded again saying 1,500 digits is measured afresh, not served the
+    # first one's metrics from the cache (CI once ran the 1,500 one first: this test failed)
+    again = upload(client, files["safetensors"], name="mine, all digits", train_samples="1500")
+    other = wait_for(client, f"/api/models/{again.json()['id']}",
+                     lambda m: m["status"] in ("ready", "failed"))  # fmt: skip
+    second = client.post("/api/components", json={**body, "model_id": other["id"]}).json()
+    job2 = wait_for(client, f"/api/components/{second['id']}", ended, timeout=240)
+    assert job2["status"] == "done" and not job2["metrics"].get("cached")
+    assert job2["metrics"]["n_train"] == 500  # 600 images, 100 of them held out
 
 
 def test_a_model_without_train_samples_says_so(client: TestClient, files: dict[str, Path]) -> None:
