@@ -8,6 +8,7 @@ under ``torch.inference_mode``; the batch size halves on an out-of-memory error.
 
 from __future__ import annotations
 
+import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -150,7 +151,11 @@ def logit_table(
             offset, size, future = pending.popleft()
             try:
                 logits = future.result()
-            except torch.OutOfMemoryError:
+            except torch.OutOfMemoryError as error:
+                # The error (kept by the future, and its traceback's frames) holds the failed
+                # batch's inputs: release them first, or every retry fails beside them.
+                _release(error)
+                del future
                 _drain(pending)
                 game._back_off()
                 queued = offset
@@ -193,11 +198,18 @@ def _run_batch(game: MaskedModelGame, coal: torch.Tensor) -> torch.Tensor:
         return game.forward_masks(coal).float()
 
 
+def _release(error: BaseException) -> None:
+    """Free the tensors that the frames of ``error``'s traceback hold (a failed batch)."""
+    traceback.clear_frames(error.__traceback__)
+    error.__traceback__ = None
+
+
 def _drain(pending: deque[tuple[int, int, Future[torch.Tensor]]]) -> None:
     """Wait out batches already submitted (their results are dropped)."""
     while pending:
         _, _, future = pending.popleft()
-        future.cancel() or future.exception()
+        if not future.cancel() and (error := future.exception()) is not None:
+            _release(error)
 
 
 @dataclass

@@ -335,3 +335,77 @@ def test_components_of_an_onnx_graph_train_on_cuda_and_map_on_the_cpu(tmp_path: 
     maps = image_maps(on_cuda.trained, images, feature_extractor(network, layer)(images))
     rebuilt = maps.components.sum(axis=1) + maps.residuals
     np.testing.assert_allclose(rebuilt, maps.features, atol=1e-4)
+
+
+# ------------------------------------------- training, stability, consistency (issues 11, 12)
+
+
+def test_training_with_order_losses_on_cuda_reaches_the_cpu_accuracy() -> None:
+    """Same config on both devices: close accuracies and losses; the same seed twice on CUDA
+    gives bit-identical weights; torch's global state is left as it was."""
+    from conceptlens.order_loss import OrderLossConfig, OrderTerm
+    from conceptlens.training import TrainConfig, train_model
+
+    x_train, y_train, x_test, y_test = split_digits(*load_digits_16())
+    data = (x_train[:300], y_train[:300], x_test[:200], y_test[:200])
+    order = OrderLossConfig(grid=(2, 2), plus=OrderTerm(0.1, 0.5, 1.0))
+    config = TrainConfig(epochs=3, order=order, seed=3)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    _, rec_cpu = train_model(config, *data, device="cpu")
+    a, rec_cuda = train_model(config, *data, device="cuda")
+    b, _ = train_model(config, *data, device="cuda")
+    assert all(p.device.type == "cuda" for p in a.parameters())
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+    assert rec_cuda[-1].test_accuracy == pytest.approx(rec_cpu[-1].test_accuracy, abs=0.05)
+    assert rec_cuda[-1].loss_cls == pytest.approx(rec_cpu[-1].loss_cls, rel=0.1, abs=0.02)
+    assert rec_cuda[-1].passes == rec_cpu[-1].passes
+
+
+def test_pgd_on_cuda_raises_the_loss_as_on_the_cpu() -> None:
+    from conceptlens.stability import pgd_attack
+    from conceptlens.training import adversarial_accuracy
+
+    model, _ = train_demo_model(seed=0, epochs=3)
+    model.eval()
+    x, y = load_digits_16()
+    xs, ys = x[:64], y[:64]
+    on_cpu = adversarial_accuracy(model, xs, ys, eps=0.1, steps=5, clamp=None)
+    gpu = model.to(CUDA)
+    on_cuda = adversarial_accuracy(gpu, xs.to(CUDA), ys.to(CUDA), eps=0.1, steps=5, clamp=None)
+    assert on_cuda == pytest.approx(on_cpu, abs=2 / 64)
+    d_cuda = pgd_attack(gpu, xs[0].to(CUDA), int(ys[0]), epsilon=0.2, steps=5)
+    model.to(CPU)
+    d_cpu = pgd_attack(model, xs[0], int(ys[0]), epsilon=0.2, steps=5)
+    assert d_cuda.device.type == "cuda"
+    assert float(d_cuda.abs().max()) <= 0.2 + 1e-6
+    # sign steps agree except where a gradient is ~0 and rounding picks the sign
+    assert float((d_cuda.cpu() - d_cpu).abs().le(1e-4).float().mean()) > 0.95
+
+
+def test_knowledge_consistency_on_cuda_matches_the_cpu() -> None:
+    from conceptlens.components.consistency import ConsistencyPlan, fit_consistency
+
+    gen = torch.Generator().manual_seed(0)
+    fb = torch.randn(240, 4, 6, 6, generator=gen)
+    fa = F.conv2d(fb, torch.randn(3, 4, 3, 3, generator=gen), padding=1).relu() + 0.5
+    plan = ConsistencyPlan(width=8, epochs=4, seed=0)
+    args = (fb[:180], fa[:180], fb[180:], fa[180:])
+    on_cpu = fit_consistency(*args, plan=plan, device="cpu").variances("test")
+    on_cuda = fit_consistency(*args, plan=plan, device="cuda").variances("test")
+    np.testing.assert_allclose(on_cuda["cumulative_r2"], on_cpu["cumulative_r2"], atol=0.02)
+
+
+def test_cycle_reliability_on_cuda_matches_the_cpu() -> None:
+    from conceptlens.components.reliable import cycle_reliability
+
+    t = toy(gaussian_images(2), hat_net(3))
+    settings: dict[str, Any] = {"orders": (0, 1), "width": 8, "epochs": 4, "seed": 0}
+    feats = ([t.f_train] * 3, [t.f_test] * 3)
+    on_cpu = cycle_reliability(t.x_train, feats[0], t.x_test, feats[1], device="cpu", **settings)
+    on_cuda = cycle_reliability(t.x_train, feats[0], t.x_test, feats[1], device="cuda", **settings)
+    np.testing.assert_allclose(
+        on_cuda.reliability.cumulative, on_cpu.reliability.cumulative, atol=0.02
+    )
+    np.testing.assert_allclose(on_cuda.head_r2, on_cpu.head_r2, atol=0.03)

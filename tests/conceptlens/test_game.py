@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,6 +149,40 @@ def test_batch_size_backs_off_on_out_of_memory(
     # halving until it fits; a batch already in flight may fail at the old size too
     assert sizes[0] == 16 and sizes == sorted(sizes, reverse=True)
     assert {s for s in sizes if s > 3} == {16, 8, 4}
+
+
+@pytest.mark.parametrize("entry", ["threaded", "inline", "game.logits"])
+def test_a_failed_batch_frees_its_tensors_before_the_retry(
+    entry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU a retry fits only once the failed batch's inputs are gone. The error kept
+    in a future (or its traceback) must not hold them: otherwise every retry fails beside
+    them and the batch halves down to a few rows (seen on an H200: 65,536 → 2)."""
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", 0 if entry == "threaded" else 1 << 30)
+    inner = PolynomialOfPatches()
+    failed: list[weakref.ref[torch.Tensor]] = []
+    alive_at_retry: list[int] = []
+
+    def picky(x: torch.Tensor) -> torch.Tensor:
+        gc.disable()  # only reference counts may free them, as CUDA memory needs at once
+        try:
+            alive_at_retry.append(sum(r() is not None for r in failed))
+        finally:
+            gc.enable()
+        if x.shape[0] > 4:
+            failed.append(weakref.ref(x))
+            raise torch.OutOfMemoryError("simulated")
+        return inner(x)
+
+    game = polynomial_game(picky)
+    game.batch_size = 16
+    if entry == "game.logits":
+        table = game.logits(mask_range_coalitions(0, 16, 4, torch.device("cpu")))
+    else:
+        table = logit_table(game)
+    assert_polynomial_coefficients(table)
+    assert game.batch_size == 4
+    assert failed and alive_at_retry == [0] * len(alive_at_retry)
 
 
 class RandomConv(nn.Module):
