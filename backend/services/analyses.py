@@ -19,6 +19,7 @@ from backend.db.models import (
     ImageRecord,
     LogitTable,
     ModelRecord,
+    TrainingRun,
     Workspace,
 )
 from backend.errors import ClientError
@@ -465,17 +466,17 @@ def item_progress(item: AnalysisItem) -> int:
     return item.progress_done
 
 
-def eta_seconds(job: Analysis | ComponentJob, done: int, total: int) -> float | None:
-    """Time left for a running analysis or component job, from its recent throughput
-    (:mod:`backend.services.eta`); ``None`` before any progress and once every forward pass
-    (or epoch) is done while the job is still finishing."""
+def eta_seconds(job: Analysis | ComponentJob | TrainingRun, done: int, total: int) -> float | None:
+    """Time left for a running analysis, component job or training run, from its recent
+    throughput (:mod:`backend.services.eta`); ``None`` before any progress and once every
+    forward pass (or epoch, or batch) is done while the job is still finishing."""
     if job.status != "running":
         eta.forget(job.id)
         return None
     return eta.estimate(job.id, done, total, run_started(job))
 
 
-def run_started(job: Analysis | ComponentJob) -> datetime | None:
+def run_started(job: Analysis | ComponentJob | TrainingRun) -> datetime | None:
     """When the current run began: an analysis's images are claimed anew by each run (a
     retry keeps the analysis's first ``started_at``), so the latest start of a running one."""
     if isinstance(job, Analysis):

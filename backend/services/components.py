@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from backend.db.base import utcnow
 from backend.db.models import ComponentJob, DatasetRecord, ModelRecord, Workspace
 from backend.errors import ClientError
 from backend.schemas import ComponentJobCreate, ConsistencyJobCreate
-from backend.services import resources
+from backend.services import jobs, resources
 from backend.services.analyses import ENGINE_VERSION
 from backend.storage import description_key
 
@@ -237,23 +236,15 @@ def get(session: Session, *, workspace: Workspace, job_id: str) -> ComponentJob:
 
 def cancel(session: Session, job: ComponentJob) -> None:
     """End the job now, in whatever state (a worker still on it stops at its next epoch)."""
-    if job.status in ("done", "failed", "cancelled"):
-        raise ClientError(f"The component analysis has already ended ({job.status}).", 409)
-    job.cancel_requested = True
-    job.status = "cancelled"
-    job.finished_at = utcnow()
-    job.lease_owner = job.lease_expires_at = None
-    session.commit()
+    jobs.cancel(session, job, "component analysis")
 
 
 def retry(session: Session, job: ComponentJob) -> None:
     """Run again a job that is not done (failed, cancelled, interrupted or stuck)."""
-    if job.status == "done":
-        raise ClientError("The component analysis is done; there is nothing to retry.", 409)
-    job.status = "queued"
-    job.cancel_requested = False
-    job.error = None
-    job.progress_done = 0
-    job.finished_at = None
-    job.attempts = 0
-    session.commit()
+    jobs.retry(session, job, "component analysis")
+
+
+def delete(session: Session, job: ComponentJob) -> None:
+    """Delete the job (and its share links), cancelling it first if it is still queued or
+    running."""
+    jobs.delete(session, job, "component analysis")

@@ -8,11 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.config import Settings
-from backend.db.base import new_id, utcnow
+from backend.db.base import new_id
 from backend.db.models import DatasetRecord, ModelRecord, TrainingRun, Workspace
 from backend.errors import ClientError
 from backend.schemas import TrainingExperimentCreate, TrainingRunCreate
-from backend.services import eta, resources
+from backend.services import jobs, resources
 
 #: The built-in digits' split (conceptlens.models.demo.split_digits, TRAIN_SIZE and TEST_SIZE;
 #: the backend does not import torch, tests/backend/services checks the two agree).
@@ -163,34 +163,16 @@ def get(session: Session, *, workspace: Workspace, run_id: str) -> TrainingRun:
 def cancel(session: Session, run: TrainingRun) -> None:
     """End the run now (a worker still on it stops after its current batch); checkpoints
     kept so far stay as a model series."""
-    if run.status in ("done", "failed", "cancelled"):
-        raise ClientError(f"The training run has already ended ({run.status}).", 409)
-    run.cancel_requested = True
-    run.status = "cancelled"
-    run.finished_at = utcnow()
-    run.lease_owner = run.lease_expires_at = None
-    session.commit()
+    jobs.cancel(session, run, "training run")
 
 
 def retry(session: Session, run: TrainingRun) -> None:
     """Train again from the start (the same seed gives the same weights, so checkpoints
     already kept are not stored twice)."""
-    if run.status == "done":
-        raise ClientError("The training run is done; there is nothing to retry.", 409)
-    run.status = "queued"
-    run.cancel_requested = False
-    run.error = None
-    run.progress_done = 0
-    run.finished_at = None
-    run.attempts = 0
-    session.commit()
+    jobs.retry(session, run, "training run")
 
 
-def eta_seconds(run: TrainingRun) -> float | None:
-    if run.status != "running":
-        eta.forget(run.id)
-        return None
-    started = run.started_at
-    if started is not None and started.tzinfo is None:
-        started = started.replace(tzinfo=utcnow().tzinfo)
-    return eta.estimate(run.id, run.progress_done, run.progress_total, started)
+def delete(session: Session, run: TrainingRun) -> None:
+    """Delete the run's record, cancelling it first if it is still queued or running; the
+    models it produced stay."""
+    jobs.delete(session, run, "training run")

@@ -109,7 +109,7 @@ def retry_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> Comp
 def delete_job(job_id: str, session: SessionDep, workspace: WorkspaceDep) -> None:
     """Delete the component analysis and its share links; a queued or running one is
     cancelled first (its worker stops at its next epoch and writes nothing)."""
-    runs.delete_job(session, service.get(session, workspace=workspace, job_id=job_id))
+    service.delete(session, service.get(session, workspace=workspace, job_id=job_id))
 
 
 @router.get("/compare/significance")

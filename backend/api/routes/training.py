@@ -23,6 +23,7 @@ from backend.schemas import (
     TrainingRunPublic,
     TrainingRunsPublic,
 )
+from backend.services import analyses
 from backend.services import training as service
 
 router = APIRouter(prefix="/training-runs", tags=["training"])
@@ -34,7 +35,7 @@ def present(session: Session, run: TrainingRun) -> TrainingRunPublic:
     return TrainingRunPublic.model_validate(run).model_copy(
         update={
             "dataset_name": dataset.name if dataset else None,
-            "eta_seconds": service.eta_seconds(run),
+            "eta_seconds": analyses.eta_seconds(run, run.progress_done, run.progress_total),
             "metrics": metrics,
         }
     )
@@ -124,10 +125,7 @@ def download_model(
 
 @router.delete("/{run_id}", status_code=204)
 def delete_run(run_id: str, session: SessionDep, workspace: WorkspaceDep) -> Response:
-    """Delete the run's record (cancelling it first); the models it produced stay."""
-    run = service.get(session, workspace=workspace, run_id=run_id)
-    run.cancel_requested = True
-    session.commit()
-    session.delete(run)
-    session.commit()
+    """Delete the run's record (cancelling it first if it is still queued or running); the
+    models it produced stay."""
+    service.delete(session, service.get(session, workspace=workspace, run_id=run_id))
     return Response(status_code=204)
