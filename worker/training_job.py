@@ -14,7 +14,6 @@ import io
 import logging
 import math
 import tempfile
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from backend.services.dataset_images import order as dataset_order
 from conceptlens.game import Cancelled
 from conceptlens.images import load_image
 from conceptlens.models.architectures import ARCHITECTURES
-from conceptlens.models.demo import load_digits_16, split_digits
+from conceptlens.models.demo import export_onnx, load_digits_16, split_digits
 from conceptlens.models.weights import weights_bytes
 from conceptlens.order_loss import OrderLossConfig, OrderTerm
 from conceptlens.training import (
@@ -170,7 +169,7 @@ def _train(run_id: str, owner: str) -> None:
         "passes": sum(int(h["passes"]) for h in history),
         "seconds": sum(float(h["seconds"]) for h in history),
         # the final model's files for download (blob keys; the API shows only that they exist)
-        "onnx_key": jobs.blobs().put(onnx_bytes(model, params["architecture"])),
+        "onnx_key": jobs.blobs().put(_onnx_bytes(model, params["architecture"])),
     }
     with session_scope() as s:
         row = s.get_one(TrainingRun, run_id)
@@ -261,20 +260,11 @@ def _evaluate(run_id: str, model_id: str, params: dict[str, Any]) -> str | None:
     return analysis_id
 
 
-def onnx_bytes(model: torch.nn.Module, architecture: str) -> bytes:
+def _onnx_bytes(model: torch.nn.Module, architecture: str) -> bytes:
     """The trained model as ONNX (input ``input``, output ``logits``, any batch size)."""
-    from conceptlens.models.demo import _quiet_deprecations
-
-    example = torch.zeros(1, *ARCHITECTURES[architecture].input_shape)
-    with tempfile.TemporaryDirectory() as tmp, _quiet_deprecations():
-        # GroupNorm's "more than one value per channel" check is traced as a constant,
-        # which is right: it depends on the channels and the image size, not the batch
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(
-            model, (example,), str(path), input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-        )  # fmt: skip
+        export_onnx(model, path, architecture=architecture)
         return path.read_bytes()
 
 

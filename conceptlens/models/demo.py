@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..training import fit, reproducible
 from .architectures import ARCHITECTURES, DigitCNN
+from .weights import weights_bytes
 
 __all__ = [
     "DEMO_FILES",
@@ -190,17 +191,27 @@ def _quiet_deprecations() -> Iterator[None]:
         yield
 
 
-def export_onnx(model: torch.nn.Module, path: Path, *, dynamic_batch: bool = True) -> None:
-    """Export a ``[B, 1, 16, 16]`` model to ONNX with input ``input`` and output ``logits``.
+def export_onnx(
+    model: torch.nn.Module,
+    path: Path,
+    *,
+    architecture: str = ARCHITECTURE,
+    dynamic_batch: bool = True,
+) -> None:
+    """Export a model of ``architecture`` (input ``[B, *input_shape]``; by default the demo's
+    ``[B, 1, 16, 16]``) to ONNX with input ``input`` and output ``logits``.
 
     Uses the TorchScript-based exporter (``dynamo=False``): it takes ~0.2 s instead of
     ~3 s, writes no local source paths into the file, and names node outputs after the
     submodules (``/conv1/Conv_output_0``), which later layer picking relies on. Its
-    deprecation warnings are silenced here, and only here.
+    deprecation warnings are silenced here, and only here; so are its tracer warnings:
+    GroupNorm's "more than one value per channel" check is traced as a constant, which is
+    right (it depends on the channels and the image size, not the batch).
     """
-    example = torch.zeros(1, *ARCHITECTURES[ARCHITECTURE].input_shape)
+    example = torch.zeros(1, *ARCHITECTURES[architecture].input_shape)
     axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     with _quiet_deprecations():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             model,
             (example,),
@@ -213,17 +224,9 @@ def export_onnx(model: torch.nn.Module, path: Path, *, dynamic_batch: bool = Tru
 
 
 def safetensors_bytes(model: torch.nn.Module) -> bytes:
-    """The model's weights as a safetensors file that records the architecture (in memory)."""
-    import safetensors.torch
-
-    spec = ARCHITECTURES[ARCHITECTURE]
-    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    metadata = {
-        "conceptlens_architecture": ARCHITECTURE,
-        "input_shape": json.dumps(list(spec.input_shape)),
-        "num_classes": str(spec.num_classes),
-    }
-    return safetensors.torch.save(state, metadata)
+    """The demo model's weights as a safetensors file that records the architecture (in
+    memory; :func:`~conceptlens.models.weights.weights_bytes`: same weights, same bytes)."""
+    return weights_bytes(model, ARCHITECTURE)
 
 
 def _write_weights(model: torch.nn.Module, out_dir: Path) -> None:
