@@ -46,6 +46,17 @@ def shapes_zip(path: Path, *, flat: bool = False) -> Path:
     return path
 
 
+def fill_small_settings(page: Any) -> None:
+    """The form's small settings: a 2x2 grid, 2 epochs on 64 images, one attack budget,
+    and an exact evaluation of 2 images on a 2x2 grid."""
+    page.fill("#train-grid", "2x2")
+    page.fill("#train-epochs", "2")
+    page.fill("#train-max", "64")
+    page.fill("#train-eps", "0.1")
+    page.fill("#train-eval-grid", "2x2")
+    page.fill("#train-eval-images", "2")
+
+
 def test_training_run_and_bottleneck_experiment(browser: Any, server: str, tmp_path: Path) -> None:
     console = Console()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -65,12 +76,7 @@ def test_training_run_and_bottleneck_experiment(browser: Any, server: str, tmp_p
     page.fill("#train-plus-weight", "0.5")
     page.fill("#train-plus-r1", "0.5")
     page.fill("#train-plus-r2", "1")
-    page.fill("#train-grid", "2x2")
-    page.fill("#train-epochs", "2")
-    page.fill("#train-max", "64")
-    page.fill("#train-eps", "0.1")
-    page.fill("#train-eval-grid", "2x2")
-    page.fill("#train-eval-images", "2")
+    fill_small_settings(page)
     page.click("#train-run")
     page.wait_for_selector("h1:has-text('Training run')")
     page.wait_for_selector("#train-loss .main-svg", timeout=120_000)
@@ -88,12 +94,7 @@ def test_training_run_and_bottleneck_experiment(browser: Any, server: str, tmp_p
     assert len(refused) == 1
     console.errors = [e for e in console.errors if e not in refused]
     # two presets as an experiment
-    page.fill("#train-grid", "2x2")
-    page.fill("#train-epochs", "2")
-    page.fill("#train-max", "64")
-    page.fill("#train-eps", "0.1")
-    page.fill("#train-eval-grid", "2x2")
-    page.fill("#train-eval-images", "2")
+    fill_small_settings(page)
     page.click("#train-experiment")
     page.wait_for_selector("h1:has-text('Bottleneck experiment')")
     page.wait_for_selector("#bottleneck-curve .main-svg", timeout=240_000)
