@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import Analysis, ComponentJob, DatasetRecord, ImageRecord
 from backend.schemas import RunLabelsUpdate
-from backend.services import analyses, components
+from backend.services import analyses
 
 Run = TypeVar("Run", Analysis, ComponentJob)
 
@@ -111,11 +111,3 @@ def delete_analysis(session: Session, analysis: Analysis) -> None:
     session.delete(analysis)
     session.commit()
 
-
-def delete_job(session: Session, job: ComponentJob) -> None:
-    """Cancel the component analysis if it is still queued or running, then delete it (and
-    its share links) in one transaction."""
-    if job.status in ACTIVE:
-        components.cancel(session, job)
-    session.delete(job)
-    session.commit()
