@@ -110,4 +110,3 @@ def delete_analysis(session: Session, analysis: Analysis) -> None:
         analyses.cancel(session, analysis)
     session.delete(analysis)
     session.commit()
-
