@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     default_tau: float = Field(default=0.05, gt=0, le=1)
     device: str | None = None
     """Torch device for workers (``cpu``, ``cuda``, ``cuda:1``); default: CUDA when available."""
+    overlap_finish: bool = True
+    """Finish an analysed image (store, transform, summarise, roll up) in a thread while the
+    worker's next image runs its forward passes (:mod:`worker.overlap`); false: in line."""
     compute_threads: int = Field(default=1, ge=1)
     """torch/BLAS/OpenMP threads of each worker process and of each model sandbox. One: a
     machine's cores are used by processes (``celery worker --concurrency`` = cores), which

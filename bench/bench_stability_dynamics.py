@@ -35,7 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +59,7 @@ from tests.test_production import poll
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "stability_dynamics.json"
+PROFILE: Path | None = None
 SEED0 = "Demo digits CNN (PyTorch weights, seed 0)"
 GRID = (4, 3)
 STABILITY = {"sigma": 0.1, "draws": 2, "adversarial": True, "epsilon": 0.05, "pgd_steps": 10}
@@ -192,7 +195,16 @@ def timed_service_run(
         before = uptime()
         say(f"{label} before: {before}")
         cpu0 = cpu_seconds(worker.pid), cpu_seconds(stack.api.pid), machine_busy_s()
+        profile = PROFILE and subprocess.Popen(  # py-spy over the worker and its sandboxes
+            ["py-spy", "record", "--subprocesses", "--idle", "--nonblocking", "-r", "200",
+             "-f", "raw", "-o", str(PROFILE / f"{label.replace(' ', '_')}.txt"),
+             "-p", str(worker.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         analysis = run_timed(client, body)
+        if profile:
+            profile.send_signal(signal.SIGINT)
+            profile.wait(30)
         cpu = cpu_seconds(worker.pid) - cpu0[0], cpu_seconds(stack.api.pid) - cpu0[1]
         busy = machine_busy_s() - cpu0[2]
         after = uptime()
@@ -223,7 +235,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--skip-dynamics", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="a folder for py-spy profiles of the timed service runs"
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
+    if PROFILE:
+        PROFILE.mkdir(parents=True, exist_ok=True)
 
     # POST /api/model-series is not among body_cap's upload addresses, so its body is capped
     # at max_request_bytes (1 MB): 10 checkpoints of 154 KB are refused (413) at the default
@@ -273,7 +293,7 @@ def main() -> None:
                 s = timed_service_run(stack, client, stability, {**stability, "grid": "2x2"},
                                       1, f"rep {rep} stability × 1")  # fmt: skip
                 runs["stability"].append(s | {"rep": rep})
-                for processes in (1, 2) if rep % 2 == 0 else (2, 1):
+                for processes in () if args.skip_dynamics else (1, 2) if rep % 2 == 0 else (2, 1):
                     label = f"rep {rep} dynamics × {processes}"
                     warm = {**dynamics, "grid": "2x2"}
                     d = timed_service_run(stack, client, dynamics, warm, processes, label)
@@ -284,6 +304,11 @@ def main() -> None:
 
     bare_s = statistics.median(r["total_s"] for r in runs["bare"])
     stab_s = statistics.median(r["wall_s"] for r in runs["stability"])
+    if args.skip_dynamics:
+        bare_s = statistics.median(r["total_s"] for r in runs["bare"])
+        stab_s = statistics.median(r["wall_s"] for r in runs["stability"])
+        say(f"stability {stab_s:.2f} s against bare {bare_s:.2f} s: {stab_s / bare_s:.2f}×")
+        return
     dyn = {
         k: statistics.median(r["wall_s"] for r in runs["dynamics"] if r["processes"] == k)
         for k in (1, 2)

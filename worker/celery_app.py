@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from backend.config import get_settings
 from backend.queue import celery_app
 from conceptlens.threads import configure_process
-from worker import tasks  # noqa: F401  (registers the tasks)
+from worker import overlap, tasks  # noqa: F401  (tasks: registers the tasks)
 
 app = celery_app
 
@@ -26,3 +31,11 @@ app = celery_app
 def apply_compute_threads(**_: Any) -> None:
     """The thread policy of a worker process (main process and each prefork child)."""
     configure_process(get_settings().compute_threads)
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def finish_pending_items(**_: Any) -> None:
+    """Items handed over to be finished in the background end before the process does
+    (:mod:`worker.overlap`); one that does not within a lease is left to the sweeper."""
+    overlap.drain(timeout=get_settings().lease_s)

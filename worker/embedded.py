@@ -15,7 +15,7 @@ from typing import Any
 from backend.config import get_settings
 from backend.queue import celery_app
 from conceptlens.threads import configure_process
-from worker import tasks  # noqa: F401  (registers the tasks)
+from worker import overlap, tasks  # noqa: F401  (tasks: registers the tasks)
 from worker.sweep import start_sweeper
 
 log = logging.getLogger(__name__)
@@ -50,3 +50,4 @@ class EmbeddedWorker:
             self._worker.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        overlap.drain(timeout=10)

@@ -61,7 +61,7 @@ from conceptlens.stability import (
     instability,
     per_order,
 )
-from worker import leases
+from worker import leases, overlap
 from worker.sandbox import parent as sandbox
 from worker.sandbox.parent import ModelRef
 
@@ -454,14 +454,16 @@ def run_item(item_id: str) -> Next:
     if cancelled:
         roll_up(analysis_id)
         return "", []
-    with leases.Heartbeat(AnalysisItem, item_id, owner):
-        if cached is None:
-            try:
-                _forward_whole(item_id, owner)
-            except Exception as error:
-                _fail_item(item_id, error, owner)
-                return "", []
-        finish_item(item_id, owner, cached=cached is not None)
+    heartbeat = leases.Heartbeat(AnalysisItem, item_id, owner).__enter__()
+    computed = None
+    if cached is None:
+        try:
+            computed = _forward_whole(item_id, owner)
+        except Exception as error:
+            heartbeat.__exit__()
+            _fail_item(item_id, error, owner)
+            return "", []
+    overlap.hand_over(_finish_whole, item_id, owner, computed, heartbeat)
     return "", []
 
 
@@ -485,11 +487,31 @@ def _make_chunks(s: Session, item: AnalysisItem, ranges: list[tuple[int, int]]) 
     return "chunks", [c.id for c in item.chunks if c.status != "done"]
 
 
-def _forward_whole(item_id: str, owner: str) -> None:
+def _forward_whole(item_id: str, owner: str) -> tuple[np.ndarray, float]:
+    """The item's whole logit table, in one sandbox call, and the seconds it took."""
     ctx = item_context(item_id)
     progress = leased_reporter(AnalysisItem, item_id, owner, "progress_done")
-    table, seconds = ctx.logits(0, 1 << ctx.n_players, progress)
-    _store_table(item_id, table, seconds)
+    return ctx.logits(0, 1 << ctx.n_players, progress)
+
+
+def _finish_whole(
+    item_id: str,
+    owner: str,
+    computed: tuple[np.ndarray, float] | None,
+    heartbeat: leases.Heartbeat,
+) -> None:
+    """Store the table ``computed`` (None: it was cached) and finish the item, then stop
+    renewing its lease (:func:`worker.overlap.hand_over` runs this beside the next item)."""
+    try:
+        if computed is not None:
+            try:
+                _store_table(item_id, *computed)
+            except Exception as error:
+                _fail_item(item_id, error, owner)
+                return
+        finish_item(item_id, owner, cached=computed is None)
+    finally:
+        heartbeat.__exit__()
 
 
 def _store_table(item_id: str, table: np.ndarray, seconds: float) -> None:
@@ -645,7 +667,8 @@ def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> Non
             if params.get("mode") == "sampled":
                 arrays, summary = sampled_outcome(stored)
             else:
-                arrays, summary = _exact_outcome(stored, params)
+                perturbed_copy = (item.variant or {}).get("kind") in ("noise", "pgd")
+                arrays, summary = _exact_outcome(stored, params, reference=not perturbed_copy)
             if params.get("baseline") == "learned":
                 summary["learned_baseline"] = _learned_summary(s, item, params)
             if "passes" in summary:  # sampled: the passes spent, no longer the expected
@@ -681,10 +704,12 @@ def _learned_summary(s: Session, item: AnalysisItem, params: dict[str, Any]) -> 
 
 
 def _exact_outcome(
-    stored: bytes, params: dict[str, Any]
+    stored: bytes, params: dict[str, Any], *, reference: bool = True
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Interactions, curves and sparsity of one image from its logit table (and its AND-OR
-    split, when asked for)."""
+    split, when asked for). ``reference``: with the null reference of its ``J^(m)`` (not
+    drawn for a stability analysis's noisy and attacked copies: no page shows theirs, and
+    its 16 transforms were the largest cost of such an item after its forward passes)."""
     and_or = params.get("and_or") or {}
     result = interactions_from_logits(
         np.load(io.BytesIO(stored)),
@@ -697,7 +722,7 @@ def _exact_outcome(
     )
     arrays = {k: v for k, v in result.arrays().items() if k != "logits"}
     summary = {**result.summary(), "strength": result.strength.tolist()}
-    if result.n <= REFERENCE_MAX_PLAYERS:
+    if reference and result.n <= REFERENCE_MAX_PLAYERS:
         ref = permuted_reference(result.v, rng=np.random.default_rng(0), draws=REFERENCE_DRAWS)
         summary["reference"] = {
             "mean": ref.mean.tolist(),
@@ -786,8 +811,13 @@ def roll_up(analysis_id: str) -> None:
         statuses = {item.status for item in analysis.items}
         finished = [item for item in analysis.items if item.status == "done" and item.summary]
         done = [item for item in finished if item.variant is None]  # the images as they are
+        image_ids = {item.image_id for item in finished}
+        rows = s.execute(  # one query, not one per image
+            select(ImageRecord.id, ImageRecord.label).where(ImageRecord.id.in_(image_ids))
+        )
+        label_of: dict[str, str | None] = {image_id: label for image_id, label in rows}
         if done:
-            labels = [s.get_one(ImageRecord, item.image_id).label for item in done]
+            labels = [label_of[item.image_id] for item in done]
             summarise = _sampled_set if analysis.params.get("mode") == "sampled" else _exact_set
             analysis.summary = summarise(analysis, done)
             groups: dict[str, list[AnalysisItem]] = {}
@@ -802,8 +832,7 @@ def roll_up(analysis_id: str) -> None:
         if analysis.params.get("mode") == "dynamics" and analysis.summary is not None:
             analysis.summary = {**analysis.summary, **dynamics_set(analysis, finished)}
         if analysis.params.get("mode") == "stability" and analysis.summary is not None:
-            labels_of = {i.image_id: s.get_one(ImageRecord, i.image_id).label for i in finished}
-            analysis.summary = {**analysis.summary, **stability_set(finished, labels_of)}
+            analysis.summary = {**analysis.summary, **stability_set(finished, label_of)}
         if "failed" in statuses:
             analysis.status = "failed"
             analysis.error = next(i.error for i in analysis.items if i.status == "failed")

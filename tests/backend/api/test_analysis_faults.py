@@ -303,3 +303,42 @@ def test_a_worker_that_lost_its_lease_stops_and_writes_no_progress(
     with pytest.raises(Cancelled):
         report(2, 4)
     assert progress() == 1
+
+
+def test_an_image_is_finished_beside_the_next_one_and_keeps_its_lease_meanwhile(
+    client: TestClient, demo: str, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """worker.overlap: once its table is computed, an image's task returns and its finish
+    (store, transform, roll-up) runs in a thread beside the next image's passes. Until it
+    ends, the image stays running under its lease (a dead worker's is taken over)."""
+    import threading
+
+    from worker import jobs
+
+    release = threading.Event()
+    real = jobs.finish_item
+
+    def held(item_id: str, owner: str | None, *, cached: bool = False) -> None:
+        release.wait(60)
+        real(item_id, owner, cached=cached)
+
+    monkeypatch.setattr(jobs, "finish_item", held)
+    images = upload_images(client, digit_png(3), digit_png(4), digit_png(5))
+    created = analyse(client, demo, images, grid="2x2")
+    path = f"/api/analyses/{created['id']}"
+
+    def states() -> list[tuple[str, str | None, int]]:
+        db.expire_all()
+        items = db.query(AnalysisItem).filter_by(analysis_id=created["id"]).all()
+        return sorted((i.status, i.lease_owner, i.progress_done) for i in items)
+
+    deadline = time.monotonic() + 60
+    while not all(done == 16 for _, _, done in states()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # all three images' 16 passes ran on the worker's 2 threads: the third did not wait for
+    # a finish (in line, the two threads would sit in theirs and it would not start) …
+    assert [(status, done) for status, _, done in states()] == [("running", 16)] * 3
+    assert all(owner is not None for _, owner, _ in states())  # … and each kept its lease
+    release.set()
+    final = wait_for(client, path, finished)
+    assert final["status"] == "done", final["error"]

@@ -62,7 +62,10 @@ def test_uploaded_models_training_split_is_used_by_the_over_fitting_metric(
                      lambda m: m["status"] in ("ready", "failed"))  # fmt: skip
     second = client.post("/api/components", json={**body, "model_id": other["id"]}).json()
     job2 = wait_for(client, f"/api/components/{second['id']}", ended, timeout=240)
-    assert job2["status"] == "done" and not job2["metrics"].get("cached")
+    # (it may come from the cache of an identical earlier job: the same bytes said to be
+    # trained on 1,500 digits, e.g. the built-in model, whose safetensors bytes are ours)
+    assert job2["status"] == "done"
+    assert job2["metrics"]["train_split"] != job["metrics"]["train_split"]
     assert job2["metrics"]["n_train"] == 500  # 600 images, 100 of them held out
 
 
