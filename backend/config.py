@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     """Address space of a model sandbox process (0: no limit; not applied on CUDA)."""
     sandbox_cpu_seconds: int = Field(default=3600, ge=0)
     """CPU seconds a model sandbox may use per call (0: no limit)."""
+    sandbox_nice: int = Field(default=10, ge=0, le=19)
+    """Niceness of model sandbox processes: where they share cores with the web server (the
+    embedded default), pages are served before model passes run."""
     progress_interval_s: float = Field(default=0.5, gt=0)
     default_tau: float = Field(default=0.05, gt=0, le=1)
     device: str | None = None

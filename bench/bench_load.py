@@ -259,7 +259,7 @@ def bench_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
         # single requests at n = 20, repeated
         item20 = f"/api/analyses/{big['id']}/items/{big['items'][0]['id']}"
         singles: dict[str, list[float]] = {}
-        for rep in range(args.single_reps):
+        for rep in range(0 if args.quick else args.single_reps):
             for label, path in (
                 ("pair_ms", f"{item20}/pair?i=0&j={1 + rep}"),  # a pair not asked for before
                 ("export_csv_ms", f"{item20}/export.csv"),
@@ -273,7 +273,8 @@ def bench_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
         }
 
         # the page, cold and warm, before any reader asked for the figures
-        out["page"] = page_phase(base, secret, small["id"], args.page_reps)
+        if not args.quick:
+            out["page"] = page_phase(base, secret, small["id"], args.page_reps)
         plotly_path = "/vendor/plotly.min.js"
         page = httpx.get(f"{base}/").text
         for token in page.split('"'):
@@ -314,7 +315,8 @@ def bench_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
                     time.sleep(0.2)
                 time.sleep(2)
             for rep in range(args.reps):
-                for kind in ("cached", "built") if rep % 2 == 0 else ("built", "cached"):
+                kinds = ("cached", "built") if rep % 2 == 0 else ("built", "cached")
+                for kind in ("cached",) if args.quick else kinds:
                     cached_here = kind == "cached" and name == "new"
                     per = args.requests if cached_here else args.build_requests
                     result = read_phase(base, pid, auth, paths(kind, per))
@@ -340,7 +342,12 @@ def main() -> None:
     parser.add_argument("--page-reps", type=int, default=3)
     parser.add_argument("--single-reps", type=int, default=3)
     parser.add_argument("--trees", default="new,old", help="which trees, in this order")
+    parser.add_argument(
+        "--quick", action="store_true", help="cached readers only: no single requests or page"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    results = args.out
     trees = {"new": ROOT, **({"old": args.old_tree} if args.old_tree else {})}
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -352,16 +359,16 @@ def main() -> None:
         "uptime_start": uptime(),
         "trees": {},
     }
-    if RESULTS.exists():  # trees measured before and not again now are kept, with their run
-        report["trees"] = json.loads(RESULTS.read_text()).get("trees", {})
+    if results.exists():  # trees measured before and not again now are kept, with their run
+        report["trees"] = json.loads(results.read_text()).get("trees", {})
     for name in args.trees.split(","):
         if name in trees:
             tree = bench_tree(name, trees[name], args)
             tree.update(date=report["date"], commit=report["commit"], args=report["args"])
             report["trees"][name] = tree
-            RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+            results.write_text(json.dumps(report, indent=1) + "\n")
     report["uptime_end"] = uptime()
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    results.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
 
 

@@ -4,11 +4,18 @@ Queued tasks live only in this process: a restart loses them, but job state is i
 database, so the UI shows such jobs as interrupted and offers retry. The worker threads
 share the process's compute threads: ``CONCEPTLENS_COMPUTE_THREADS`` (default one, so two
 jobs do not each start a thread per core), set before they start.
+
+The web server's event loop shares the interpreter with the worker threads: a thread that
+wants the GIL waits until the holder's switch interval has passed, Python's default 5 ms,
+and a request needs it several times. :data:`SWITCH_INTERVAL_S` shortens that wait for
+readers while a job runs (the worker's heavy steps are in numpy and torch, which release
+the GIL anyway).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -20,6 +27,9 @@ from worker.sweep import start_sweeper
 
 log = logging.getLogger(__name__)
 
+#: The interpreter's switch interval while the embedded worker runs (seconds).
+SWITCH_INTERVAL_S = 0.0005
+
 
 class EmbeddedWorker:
     def __init__(self, concurrency: int = 2) -> None:
@@ -29,6 +39,7 @@ class EmbeddedWorker:
 
     def start(self) -> None:
         configure_process(get_settings().compute_threads)  # before any worker thread runs
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         celery_app.set_default()  # first: pool threads must bind to this configured app
         self._worker = celery_app.WorkController(
             pool="threads",

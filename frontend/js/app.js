@@ -60,7 +60,12 @@ async function route() {
 }
 
 async function main() {
-  await api("/workspace"); // a first visit gets its workspace (cookie)
+  const workspace = api("/workspace"); // a first visit gets its workspace (cookie)
+  // meanwhile fetch the page's module (and what it imports): a cold page otherwise waited
+  // for the workspace answer before it asked for any of them
+  const first = ROUTES.find(([re]) => location.hash.split("?")[0].match(re));
+  if (first) first[1]().catch(() => {}); // a failure shows when the route loads it again
+  await workspace;
   window.addEventListener("hashchange", route);
   await route();
 }

@@ -39,6 +39,9 @@ def apply_limits(limits: dict[str, Any]) -> None:
     if file_bytes > 0:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    nice = int(limits.get("nice") or 0)
+    if nice > 0:
+        os.nice(min(nice, 19))
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     files = min(int(limits.get("open_files") or 256), hard if hard > 0 else 1 << 20)
     resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))

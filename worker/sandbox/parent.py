@@ -88,6 +88,9 @@ class Limits:
     threads: int = 1
     """Compute threads (torch intra-op, BLAS, OpenMP; onnxruntime follows torch): set in the
     sandbox's environment and by the sandbox at its start (:mod:`conceptlens.threads`)."""
+    nice: int = 0
+    """Scheduling niceness added at the start (0–19): model passes yield the CPU to the web
+    server and the worker's own threads when they share cores."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class Sandbox:
             "file_bytes": self.limits.file_bytes,
             "open_files": self.limits.open_files,
             "threads": self.limits.threads,
+            "nice": self.limits.nice,
         }
         try:
             self._proc = subprocess.Popen(
@@ -536,6 +540,7 @@ def limits_from_settings() -> Limits:
         wall_seconds=float(settings.task_time_limit_s),
         file_bytes=2 * settings.max_model_bytes,
         threads=settings.compute_threads,
+        nice=settings.sandbox_nice,
     )
 
 

@@ -91,6 +91,29 @@ def test_batches_reuse_heap_memory_instead_of_faulting_pages(
     assert minor_faults(sandbox.pid) - before < 2_000
 
 
+def test_the_sandbox_yields_the_cpu_when_asked() -> None:
+    """Model passes run niced (the embedded default shares cores with the web server)."""
+    box = Sandbox(Limits(memory_bytes=6 << 30, nice=10))
+    try:
+        box.start()
+        fields = Path(f"/proc/{box.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(fields[16]) == os.getpriority(os.PRIO_PROCESS, 0) + 10  # field 19: nice
+    finally:
+        box.kill()
+
+
+def test_settings_nice_the_sandbox_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.config import get_settings
+    from worker.sandbox.parent import limits_from_settings
+
+    monkeypatch.delenv("CONCEPTLENS_SANDBOX_NICE", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert limits_from_settings().nice == 10
+    finally:
+        get_settings.cache_clear()
+
+
 def test_an_operators_allocator_settings_are_kept(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
