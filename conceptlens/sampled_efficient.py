@@ -72,7 +72,11 @@ from conceptlens.sampling import (
 Target = Literal["plain", "debiased"]
 
 #: Player fractions the planner chooses from (1.0: every requested pair).
-FRACTIONS = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18)
+FRACTIONS = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12)
+#: The pilot's signal is ``√max(Î² − SHRINK·s², 0)``: above 1, a pair's ``|I|`` counts only
+#: where it stands out of its noise (with 8 samples ``s²`` itself is noisy, and
+#: ``√max(Î² − s², 0)`` overrates ``|I|`` where ``σ ≫ |I|``, and so underrates the bias).
+SHRINK = 4.0
 #: Samples per pair the planner chooses from (at least 3, so that every pair has its own
 #: variance for the debiased strength).
 CONTEXT_GRID = tuple(sorted({round(1.25**e) for e in range(5, 36)}))
@@ -289,8 +293,8 @@ def plan_orders(
     budget: float,
     rng: np.random.Generator,
     target: Target = "debiased",
-    pilot_fraction: float = 0.25,
-    pilot_contexts: int = 3,
+    pilot_fraction: float = 0.18,
+    pilot_contexts: int = 8,
     fractions: Sequence[float] = FRACTIONS,
     tiled: bool = True,
 ) -> tuple[list[OrderSetting], int]:
@@ -353,7 +357,7 @@ def _model(part: SampledMultiOrder) -> _OrderModel:
         var = np.where(count > 1, (sumsq - total**2 / count) / (count - 1), np.nan)
     pooled = float(np.nanmean(var)) if np.isfinite(var).any() else 0.0
     var = np.where(np.isfinite(var), np.maximum(var, 0.0), pooled)
-    signal = np.sqrt(np.maximum(mean**2 - var / count, 0.0))
+    signal = np.sqrt(np.maximum(mean**2 - SHRINK * var / count, 0.0))
     return _OrderModel(signal, var, float(np.var(signal)))
 
 
