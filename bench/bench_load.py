@@ -187,11 +187,58 @@ async def readers(base: str, auth: dict[str, str], paths: list[list[str]]) -> li
     return latencies
 
 
+async def raw_readers(base: str, auth: dict[str, str], paths: list[list[str]]) -> list[float]:
+    """:func:`readers` with a lean HTTP/1.1 client on asyncio streams (keep-alive, bodies
+    read by Content-Length and not decoded): httpx spent more CPU per request than the
+    server, on the same two cores, so the clients, not the server, set the latency."""
+    latencies: list[float] = []
+    start_line = asyncio.Event()
+    host, port = base.removeprefix("http://").split(":")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in auth.items())
+
+    async def reader(mine: list[str]) -> None:
+        r, w = await asyncio.open_connection(host, int(port))
+
+        async def get(path: str) -> int:
+            w.write(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+                "Accept-Encoding: gzip\r\n\r\n".encode()
+            )
+            head = await r.readuntil(b"\r\n\r\n")
+            length = next(
+                int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n")[1:])
+                if k.strip().lower() == b"content-length"
+            )  # fmt: skip
+            await r.readexactly(length)
+            return int(head.split(b" ", 2)[1])
+
+        await get("/healthz")  # connected before the start line
+        await start_line.wait()
+        for path in mine:
+            t = time.perf_counter()
+            status = await get(path)
+            latencies.append(time.perf_counter() - t)
+            assert status == 200, (status, path)
+        w.close()
+
+    tasks = [asyncio.create_task(reader(p)) for p in paths]
+    await asyncio.sleep(0.5)
+    start_line.set()
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+CLIENT = "raw"
+"""Which readers :func:`read_phase` runs: ``raw`` (:func:`raw_readers`) or ``httpx``."""
+
+
 def read_phase(base: str, pid: int, auth: dict[str, str], paths: list[list[str]]) -> dict[str, Any]:
     count = sum(len(p) for p in paths)
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-    latencies = asyncio.run(readers(base, auth, paths))
+    cpu0, t0, own0 = cpu_seconds(pid), time.perf_counter(), time.process_time()
+    run = raw_readers if CLIENT == "raw" else readers
+    latencies = asyncio.run(run(base, auth, paths))
     wall, cpu = time.perf_counter() - t0 - 0.5, cpu_seconds(pid) - cpu0
+    clients_cpu = time.process_time() - own0
     ms = [1000 * x for x in latencies]
     return {
         "requests": count,
@@ -201,6 +248,8 @@ def read_phase(base: str, pid: int, auth: dict[str, str], paths: list[list[str]]
         "max_ms": round(max(ms), 1),
         "per_s": round(count / wall, 1),
         "server_cpu_ms_per_request": round(1000 * cpu / count, 2),
+        "client": CLIENT,
+        "clients_cpu_ms_per_request": round(1000 * clients_cpu / count, 2),
     }
 
 
@@ -317,7 +366,7 @@ def bench_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
             for rep in range(args.reps):
                 kinds = ("cached", "built") if rep % 2 == 0 else ("built", "cached")
                 for kind in ("cached",) if args.quick else kinds:
-                    cached_here = kind == "cached" and name == "new"
+                    cached_here = kind == "cached" and (name == "new" or args.all_cached)
                     per = args.requests if cached_here else args.build_requests
                     result = read_phase(base, pid, auth, paths(kind, per))
                     result["uptime"] = uptime()
@@ -346,7 +395,14 @@ def main() -> None:
         "--quick", action="store_true", help="cached readers only: no single requests or page"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument(
+        "--all-cached", action="store_true",
+        help="every tree keeps finished answers: send --requests to each (not only to new)",
+    )  # fmt: skip
     args = parser.parse_args()
+    global CLIENT
+    CLIENT = args.client
     results = args.out
     trees = {"new": ROOT, **({"old": args.old_tree} if args.old_tree else {})}
     report: dict[str, Any] = {
