@@ -1,6 +1,7 @@
 """Pass efficiency of the sampled ``J^(m)`` at n = 256: paper, hybrid and planned (issue 14 §8).
 
     OMP_NUM_THREADS=1 python bench/bench_sampled_efficient.py [--reps 24] [--seed 0]
+        [--game-seed 0] [--json bench/results/sampled_efficient.json]
 
 About 15 s per repetition on one thread (24 repetitions: about 6 minutes).
 
@@ -260,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=24, help="repetitions per estimator")
     parser.add_argument("--seed", type=int, default=0, help="estimator seed")
     parser.add_argument("--game-seed", type=int, default=0, help="seed of the game")
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS / "sampled_efficient.json", help="results file"
+    )
     args = parser.parse_args(argv)
     n = ROWS * COLS
     game = random_bottleneck_game(n, np.random.default_rng(args.game_seed), cols=COLS)
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         assert isinstance(r, dict)
         print(f"- {name}: {r['bound']} {r['ratio']:.1f}× [90% CI {r['lo90']:.1f}, {r['hi90']:.1f}]")
     print(f"loadavg before {load_before}, after {load_after}")
-    RESULTS.mkdir(exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
@@ -299,9 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         ],
         "equal_accuracy_ratio": ratios,
     }
-    path = RESULTS / "sampled_efficient.json"
-    path.write_text(json.dumps(payload, indent=1))
-    print(f"wrote {path}")
+    args.json.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,16 @@ three things, each chosen because of where the paper's budget goes on the benchm
    pair-sampling error there that dominates its error floor.
 2. **Per-order pairs and contexts from a pilot** (:func:`plan_orders`). Each sampled order
    ``m`` gets a *player fraction* ``f_m`` — the pairs used are the requested pairs with
-   both players in a uniformly random set of ``round(f_m·n)`` players, so they still
-   share ``v(S+i)`` (about ``1 + n/(f·P)`` passes per sample instead of 4) — and a number
-   of samples per pair ``k_m``. A small pilot (its own random pairs, its passes counted,
-   its samples *not* reused) measures per pair the context variance ``σ²`` and a rough
-   ``|I|``; a model of the error of the order's strength (the bias of ``|Î|`` or of the
-   debiased ``|Î|`` at ``k`` samples, the noise ``σ²/(kP)``, and the pair-sampling
-   variance of ``|I|`` over ``P`` pairs) is minimised under the pass budget by a
-   Lagrange multiplier: Neyman allocation across orders, extended to the pair count.
-   Quiet orders get many pairs and few contexts, noisy ones few pairs and many contexts.
+   both players in a uniformly random set of ``round(f_m·n)`` players, so they still share
+   ``v(S+i)`` (about ``1 + n/(f·P)`` passes per sample instead of 4) — and a number of
+   samples per pair ``k_m``. A small pilot (its own random pairs, 8 samples each on the
+   pairs of 18% of the players, about 13,000 passes at n = 256 for 11 orders; its passes
+   counted, its samples *not* reused) measures per pair the context variance ``σ²`` and a
+   rough ``|I|``; a model of the error of the order's strength (the bias of ``|Î|`` or of
+   the debiased ``|Î|`` at ``k`` samples, the noise ``σ²/(kP)``, and the pair-sampling
+   variance of ``|I|`` over ``P`` pairs) is minimised under the pass budget by a Lagrange
+   multiplier: Neyman allocation across orders, extended to the pair count. Quiet orders
+   get many pairs and few contexts, noisy ones few pairs and many contexts.
 3. **Tiled contexts** (``tiled=True``): the ``X`` of an order are consecutive windows of
    ``x`` positions of random permutations (``⌊n/x⌋`` disjoint windows per permutation),
    instead of independent draws. A pair then sees disjoint contexts, each player at most
@@ -39,8 +40,9 @@ same bijection as top-down). The pair's mean ``Δv`` is therefore an unbiased es
 depends on the pilot only, whose samples are independent of the main run and are not
 used in the estimate, so the per-pair means stay unbiased conditional on the plan.
 Pairs are a uniformly random player subset's pairs: every requested pair is included
-with the same probability, so the mean of ``|I|`` over them is unbiased for the mean
-over all requested pairs. What is *not* unbiased: ``|Î|`` (plain, biased upward where
+with the same probability, so the mean of ``|I|`` over them estimates the mean over all
+requested pairs without bias up to that of a ratio (the number of pairs kept varies with
+the subset). What is *not* unbiased: ``|Î|`` (plain, biased upward where
 ``|I|`` is small next to its SE) and the debiased ``2|Î| − F(Î, s²)`` of
 :meth:`SampledMultiOrder.strength` (about half of that bias left where ``|I| ≪ s``),
 and ``J`` itself, a ratio. The plan only trades those biases against the noise.
@@ -301,16 +303,15 @@ def plan_orders(
     """Settings for every order within ``budget`` expected passes (the pilot's included),
     and the pilot's passes.
 
-    The exact orders take all pairs. For the others a pilot (``pilot_contexts`` samples
-    per pair on the pairs of a random ``pilot_fraction`` of the players) gives per pair a
-    context variance ``σ²`` (pooled where a pair has < 2 samples) and a signal
-    ``√max(Î² − σ²/c, 0)`` (rough: where ``σ ≫ |I|`` it is mostly noise, so the model
-    then underrates the bias); each candidate ``(f, k)`` (``f`` in ``fractions``, ``k`` in
-    :data:`CONTEXT_GRID`) is priced by :func:`expected_passes` on an independent draw of
-    pairs and scored by the modelled squared error of the order's strength (bias of the
-    ``target`` estimate of ``|I|`` at ``k`` samples, noise, pair sampling); a Lagrange
-    multiplier found by bisection picks, per order, the candidate minimising
-    ``error² + λ·passes`` so that the total fits the budget.
+    The exact orders take all pairs. For the others a pilot (``pilot_contexts`` samples per
+    pair on the pairs of a random ``pilot_fraction`` of the players) gives per pair a
+    context variance ``σ²`` (pooled where a pair has < 2 samples) and a signal ``√max(Î² −
+    SHRINK·σ²/c, 0)`` (rough; see :data:`SHRINK`); each candidate ``(f, k)`` (``f`` in
+    ``fractions``, ``k`` in :data:`CONTEXT_GRID`) is priced by :func:`expected_passes` on an
+    independent draw of pairs and scored by the modelled squared error of the order's
+    strength (bias of the ``target`` estimate of ``|I|`` at ``k`` samples, noise, pair
+    sampling); a Lagrange multiplier found by bisection picks, per order, the candidate
+    minimising ``error² + λ·passes`` so that the total fits the budget.
     """
     n = game.n_players
     population = np.sort(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=1)
