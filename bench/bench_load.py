@@ -308,7 +308,7 @@ def bench_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
         # single requests at n = 20, repeated
         item20 = f"/api/analyses/{big['id']}/items/{big['items'][0]['id']}"
         singles: dict[str, list[float]] = {}
-        for rep in range(0 if args.quick else args.single_reps):
+        for rep in range(0 if args.quick or args.page_only else args.single_reps):
             for label, path in (
                 ("pair_ms", f"{item20}/pair?i=0&j={1 + rep}"),  # a pair not asked for before
                 ("export_csv_ms", f"{item20}/export.csv"),
@@ -356,7 +356,7 @@ def bench_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
 
         api.get(f"{item16}/figures?tau={tau}")  # the page already did; once more to be sure
         phases: dict[str, list[dict[str, Any]]] = {}
-        for condition in ("idle", "job running"):
+        for condition in () if args.page_only else ("idle", "job running"):
             job = None
             if condition == "job running":
                 job = run_analysis(api, model, images[2:6], "4x5")
@@ -395,6 +395,7 @@ def main() -> None:
         "--quick", action="store_true", help="cached readers only: no single requests or page"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--page-only", action="store_true", help="the cold and warm page only")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument(
         "--all-cached", action="store_true",

@@ -108,3 +108,25 @@ def test_spellings_of_one_file_share_one_cache_entry(tmp_path: Path) -> None:
     served = [assets.asset(p) for p in spellings]
     assert all(a is served[0] for a in served)
     assert len(assets._cache) == 1
+
+
+def _traces(bundle: Path) -> set[str]:
+    """The trace types a plotly.js bundle registers."""
+    return set(re.findall(r'moduleType:"trace",name:"(\w+)"', bundle.read_text()))
+
+
+def test_the_pages_bundle_draws_every_trace_type_we_use() -> None:
+    """The pages load plotly.js's cartesian bundle: every trace type the server's figures
+    (``go.X``) and the pages' own charts (``type: "x"``) use must be one it registers."""
+    import plotly
+
+    from backend.assets import CARTESIAN
+
+    assert plotly_js() == CARTESIAN
+    full = _traces(Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
+    root = Path(__file__).resolve().parents[2]
+    python = "".join(p.read_text() for p in (root / "backend").rglob("*.py"))
+    js = "".join(p.read_text() for p in (root / "frontend" / "js").rglob("*.js"))
+    used = {name.lower() for name in re.findall(r"\bgo\.([A-Z]\w+)\(", python)} & full
+    used |= {t for t in full if re.search(rf'\btype: "{t}"', js)}
+    assert {"scatter", "bar", "heatmap"} <= used <= _traces(CARTESIAN)
