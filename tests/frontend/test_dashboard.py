@@ -191,6 +191,9 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     assert "null" not in lines  # nothing missing was printed as text
     shot(page, "components")
 
+    # the ONNX demo is offered too: its relu2 is the node output /relu2/Relu_output_0
+    page.wait_for_selector('#comp-rerun-model option:text-is("Demo digits CNN")', state="attached")
+    assert page.locator("#comp-rerun-none").count() == 0
     # the same analysis on the seed-1 CNN, run from the results page and drawn beside this one
     rerun = page.locator("#comp-rerun-model option", has_text="seed 1").get_attribute("value")
     page.select_option("#comp-rerun-model", value=rerun)

@@ -301,19 +301,24 @@ async function comparePanel(job) {
     }
   });
 
-  // or run this analysis again, same layer and settings, on another model, then compare
+  // or run this analysis again, same layer and settings, on another model, then compare;
+  // the same layer in another format (relu2 in PyTorch is /relu2/Relu_output_0 in ONNX) counts
   const candidates = models.data.filter((m) => listedModel(m) && m.id !== job.model_id && m.status === "ready" &&
-    (m.layers || []).includes(job.layer));
+    sameLayer(m, job.layer));
   const model = h("select#comp-rerun-model", { "aria-label": "model to run the same analysis on" },
     candidates.map((m) => h("option", { value: m.id }, m.name)));
+  const none = candidates.length ? null : h("p.muted#comp-rerun-none", {},
+    `No other ready model has the layer ${job.layer} (under this name, or as the same module ` +
+    "in another format), so there is none to run the same analysis on.");
   const status = h("span.muted#comp-rerun-status", { "aria-live": "polite" });
   const rerun = h("button#comp-rerun", { type: "button", disabled: !candidates.length }, "Run and compare");
   rerun.addEventListener("click", async () => {
     rerun.disabled = true;
     try {
       const p = job.params;
+      const target = candidates.find((m) => m.id === model.value);
       let other = await api("/components", { method: "POST", body: {
-        model_id: model.value, dataset_id: job.dataset_id, layer: job.layer, orders: p.orders,
+        model_id: model.value, dataset_id: job.dataset_id, layer: sameLayer(target, job.layer), orders: p.orders,
         epochs: p.epochs, width: p.width, max_samples: p.max_samples, seed: p.seed } });
       while ((other.status === "queued" || other.status === "running") && div.isConnected) {
         clear(status, `training: ${other.progress_done} / ${other.progress_total} epochs`);
@@ -335,5 +340,25 @@ async function comparePanel(job) {
     h("p.muted", {}, "Significance by order of two analyses on one chart, e.g. the demo CNN trained on ",
       "200 samples against the one trained on all (the paper's experiment 2)."),
     h("div.comp-map-controls", {}, h("label", {}, "Compare with ", pick),
-      h("label", {}, "or run the same on ", model), rerun, status), div, note(...COMPONENT_NOTES.compare));
+      h("label", {}, "or run the same on ", model), rerun, status), none, div, note(...COMPONENT_NOTES.compare));
+}
+
+/** The module path a layer name stands for: a PyTorch name as it is; an ONNX node output
+ * ("/layer1/layer1.0/conv1/Conv_output_0", scopes that repeat their parent's path or add to
+ * it) as the dotted path of its scopes ("layer1.0.conv1"). */
+export function layerKey(name) {
+  const m = /^\/(.+)\/[^/]+_output_\d+$/.exec(name);
+  if (!m) return name;
+  let path = "";
+  for (const scope of m[1].split("/")) {
+    path = path && !scope.startsWith(`${path}.`) ? `${path}.${scope}` : scope;
+  }
+  return path;
+}
+
+/** `model`'s name for `layer` (the same name, or the same module in its format), or undefined. */
+export function sameLayer(model, layer) {
+  const layers = model.layers || [];
+  if (layers.includes(layer)) return layer;
+  return layers.find((l) => layerKey(l) === layerKey(layer));
 }
