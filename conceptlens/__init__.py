@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conceptlens.analysis import ENGINE_VERSION, InteractionResult, interactions_from_logits
     from conceptlens.and_or import AndOrResult, and_or_interactions
+    from conceptlens.client import Client, ClientError
     from conceptlens.game import CallableGame, MaskedModelGame, logit_table, value_table
     from conceptlens.outputs import output_values
     from conceptlens.pairwise import (
@@ -37,10 +38,13 @@ if TYPE_CHECKING:
 
 #: Where each public name lives: imported on first use, so that importing one torch-free
 #: module (e.g. :mod:`conceptlens.sampled_plan`, which the API uses for cost estimates) does
-#: not import torch.
+#: not import torch, and ``conceptlens.Client`` (the HTTP API's client) imports neither torch
+#: nor the web code.
 _WHERE = {
     "AndOrResult": "conceptlens.and_or",
     "CallableGame": "conceptlens.game",
+    "Client": "conceptlens.client",
+    "ClientError": "conceptlens.client",
     "ENGINE_VERSION": "conceptlens.analysis",
     "InteractionResult": "conceptlens.analysis",
     "MaskedModelGame": "conceptlens.game",
@@ -83,6 +87,8 @@ __all__ = [
     "ENGINE_VERSION",
     "AndOrResult",
     "CallableGame",
+    "Client",
+    "ClientError",
     "InteractionResult",
     "MaskedModelGame",
     "PatchGrid",
