@@ -149,6 +149,14 @@ def test_delete_asks_first_then_removes(browser: Any, server: str, tmp_path: Pat
     context.close()
 
 
+#: The page's width in CSS pixels, and what sticks out past the viewport.
+WIDEST = "document.documentElement.scrollWidth"
+OVERFLOWING = """[...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest('.scroll-x'))
+  .slice(0, 8).map(e => [e.closest('.js-plotly-plot')?.id || e.tagName + '#' + e.id,
+    Math.round(e.getBoundingClientRect().right), e.tagName, e.getAttribute('class')])"""
+
+
 def test_component_analysis_view(browser: Any, server: str) -> None:
     console = Console()
     context = browser.new_context(viewport={"width": 1280, "height": 860})
@@ -224,7 +232,12 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
         assert other.locator(owner_only).count() == 0, owner_only
     assert stranger.cookies() == []
     shot(other, "components-shared-narrow")
+    assert other.evaluate(WIDEST) <= 390  # nothing runs off a phone's screen
     stranger.close()
+    page.set_viewport_size({"width": 390, "height": 844})  # the owner's page too
+    page.wait_for_timeout(500)  # Plotly redraws at the new width
+    assert page.evaluate(WIDEST) <= 390, page.evaluate(OVERFLOWING)
+    page.set_viewport_size({"width": 1280, "height": 860})
 
     # the overview lists both; the list page deletes one after asking
     page.goto(f"{server}/#/")
