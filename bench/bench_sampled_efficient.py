@@ -1,9 +1,10 @@
 """Pass efficiency of the sampled ``J^(m)`` at n = 256: paper, hybrid and planned (issue 14 §8).
 
-    OMP_NUM_THREADS=1 python bench/bench_sampled_efficient.py [--reps 24] [--seed 0]
+    OMP_NUM_THREADS=1 python bench/bench_sampled_efficient.py [--reps 16] [--seed 0]
         [--game-seed 0] [--json bench/results/sampled_efficient.json]
 
-About 15 s per repetition on one thread (24 repetitions: about 6 minutes).
+15–20 s per repetition on one thread of the 2-core machine under load (the default 16
+repetitions: 4–5.5 minutes; the figures in bench/README.md used 24–32, 6.5–8 minutes).
 
 Same game and protocol as ``bench_sampled_j.py``: one :func:`random_bottleneck_game` on a
 16×16 grid, exact ``J^(m)`` over the 2,610 local pairs (within 2 patches) in closed form,
@@ -258,7 +259,7 @@ def _commit() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=24, help="repetitions per estimator")
+    parser.add_argument("--reps", type=int, default=16, help="repetitions per estimator")
     parser.add_argument("--seed", type=int, default=0, help="estimator seed")
     parser.add_argument("--game-seed", type=int, default=0, help="seed of the game")
     parser.add_argument(
