@@ -11,7 +11,7 @@ def test_backend_imports_neither_torch_nor_worker() -> None:
     code = (
         "import sys, backend.main, backend.queue, backend.results, backend.figures\n"
         "free = {'conceptlens', 'conceptlens.aliases', 'conceptlens.pairs',\n"
-        "        'conceptlens.sampling',\n"
+        "        'conceptlens.sampling', 'conceptlens.figures',\n"
         "        'conceptlens.sampled_plan'}\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'worker')\n"
         "             or (m.split('.')[0] == 'conceptlens' and m not in free))\n"
