@@ -243,6 +243,10 @@ def test_component_analysis_view(browser: Any, server: str) -> None:
     page.goto(f"{server}/#/")
     page.wait_for_selector("#home-component-list a >> nth=1")
     assert "seed 1" in page.inner_text("#home-component-list")
+    # the built-in series of checkpoints is one line of the overview, not one per checkpoint
+    page.wait_for_selector(".series-row >> text=Demo digits CNN training (seed 0)")
+    assert re.search(r"a series of \d+ checkpoints", page.inner_text(".series-row"))
+    assert page.locator(".cl-row", has_text="· epoch").count() == 0
     page.goto(f"{server}/#/components")
     row = page.locator(".comp-list li", has_text="seed 1")
     row.wait_for()

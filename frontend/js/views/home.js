@@ -170,9 +170,18 @@ function renderDemo(box, models, images, ctx) {
   );
 }
 
-function renderModels(box, rows) {
+function renderModels(box, all) {
   box.removeAttribute("aria-busy");
-  if (!rows.length) {
+  // a built-in (or training-run) series is one line, not one per checkpoint
+  const rows = all.filter(listedModel);
+  const series = new Map();
+  for (const m of all.filter((x) => !listedModel(x))) series.set(m.series, [...(series.get(m.series) || []), m]);
+  const seriesRows = [...series].map(([name, members]) =>
+    h("li.cl-row.series-row", {},
+      h("div.cl-row-main", {}, h("strong", {}, name), members[0].builtin ? h("span.cl-tag", {}, "demo") : null),
+      h("div.cl-row-meta.muted", {}, `a series of ${members.length} checkpoints, for learning-dynamics analyses`),
+      h("div.cl-row-side", {}, badge(members.every((x) => x.status === "ready") ? "ready" : "pending"))));
+  if (!rows.length && !seriesRows.length) {
     clear(box, empty("No models yet. Upload an ONNX, TorchScript or safetensors model to see what it encodes.", "#/models", "Upload a model"));
     return;
   }
@@ -196,6 +205,7 @@ function renderModels(box, rows) {
           h("div.cl-row-side", {}, badge(m.status)),
         ),
       ),
+      seriesRows,
     ),
   );
 }
