@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from backend import figures, results
 from backend.assets import Asset, make_asset, respond_asset
 from backend.storage import description_key
+from conceptlens import figures as library_figures
 
 #: Bytes of answers (plain and gzipped together) each process keeps in memory.
 MEMORY_BYTES = 64 * 2**20
@@ -45,7 +46,7 @@ CACHE_CONTROL = "private, no-cache"
 
 def _code_digest() -> str:
     h = hashlib.sha256()
-    for module in (figures, results):
+    for module in (figures, library_figures, results):  # the builders live in the library
         h.update(Path(str(module.__file__)).read_bytes())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:16]

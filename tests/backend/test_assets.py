@@ -125,7 +125,8 @@ def test_the_pages_bundle_draws_every_trace_type_we_use() -> None:
     assert plotly_js() == CARTESIAN
     full = _traces(Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
     root = Path(__file__).resolve().parents[2]
-    python = "".join(p.read_text() for p in (root / "backend").rglob("*.py"))
+    sources = [*(root / "backend").rglob("*.py"), root / "conceptlens" / "figures.py"]
+    python = "".join(p.read_text() for p in sources)
     js = "".join(p.read_text() for p in (root / "frontend" / "js").rglob("*.js"))
     used = {name.lower() for name in re.findall(r"\bgo\.([A-Z]\w+)\(", python)} & full
     used |= {t for t in full if re.search(rf'\btype: "{t}"', js)}
