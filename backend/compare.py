@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from backend import results
+from conceptlens import figures
 
 Figure = dict[str, Any]
 
@@ -30,7 +31,6 @@ GROUPS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
-_FONT = {"family": "Inter, system-ui, sans-serif", "size": 13, "color": "#2a2a2a"}
 #: Many groups: the legend beside the plot, where it cannot cover the title.
 _SIDE_LEGEND = {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"}
 #: How many deviating images a data-set view lists.
@@ -38,23 +38,9 @@ DEVIATING = 8
 
 
 def layout(title: str, x_title: str, y_title: str, **extra: Any) -> dict[str, Any]:
-    """The layout every figure here shares (as :mod:`backend.figures` draws its own)."""
-    out: dict[str, Any] = {
-        "template": "plotly_white",
-        "autosize": True,
-        "font": _FONT,
-        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
-        "margin": {"l": 64, "r": 24, "t": 72, "b": 56},
-        "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
-        "hovermode": "closest",
-        "hoverlabel": {"namelength": -1},
-        "xaxis": {"title": {"text": x_title}, "automargin": True},
-        "yaxis": {"title": {"text": y_title}, "automargin": True, "rangemode": "tozero"},
-    }
-    for axis in ("xaxis", "yaxis"):
-        out[axis].update(extra.pop(axis, {}))
-    out.update(extra)
-    return out
+    """The page's shared figure layout (:mod:`conceptlens.figures`), y axis from zero."""
+    yaxis = {"rangemode": "tozero", **extra.pop("yaxis", {})}
+    return figures._layout(title, x_title, y_title, yaxis=yaxis, **extra)
 
 
 def _line(
