@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from bench_sampled_j import draw_pairs, exact_j
 
 from conceptlens.aliases import FloatArray, IntArray
 from conceptlens.games import UnanimityGame, random_bottleneck_game
@@ -82,20 +83,10 @@ class Outcome:
 RunFn = Callable[[Setup, np.random.Generator, int], tuple[FloatArray, FloatArray, int]]
 
 
-def exact_j(game: UnanimityGame, pairs: IntArray, orders: list[int]) -> FloatArray:
-    strength = np.abs(game.exact_multi_order(pairs)[orders]).mean(axis=1)
-    return strength / strength.mean()
-
-
-def random_pairs(population: IntArray, count: int, seed: int, rep: int) -> IntArray:
-    chooser = np.random.default_rng([seed, rep, count])
-    return population[chooser.choice(len(population), size=count, replace=False)]
-
-
 def run_paper(
     setup: Setup, rng: np.random.Generator, rep: int
 ) -> tuple[FloatArray, FloatArray, int]:
-    pairs = random_pairs(setup.population, 200, 0, rep)
+    pairs = draw_pairs(setup.population, 200, 0, rep)
     out = paper_estimator(
         setup.game, pairs=pairs, orders=setup.orders, contexts=100, rng=rng, batch_size=16384
     )
@@ -105,7 +96,7 @@ def run_paper(
 
 def run_hybrid(quiet: int, contexts: int) -> RunFn:
     def run(setup: Setup, rng: np.random.Generator, rep: int) -> tuple[FloatArray, FloatArray, int]:
-        orders, pairs = setup.orders, random_pairs(setup.population, 400, 0, rep)
+        orders, pairs = setup.orders, draw_pairs(setup.population, 400, 0, rep)
         parts = [
             (setup.population, [orders[0], orders[-1]], 1),
             (setup.population, orders[1 : 1 + QUIET], quiet),
