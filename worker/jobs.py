@@ -173,8 +173,7 @@ class ItemContext:
         x = as_model_sees(image_row.blob_key)
         self.clean = x.numpy()
         self.variant = item.variant
-        perturbs = (item.variant or {}).get("kind") in ("noise", "pgd")
-        self._x: np.ndarray | None = None if perturbs else self.clean
+        self._x: np.ndarray | None = None if is_perturbed(item) else self.clean
         self._baseline: np.ndarray | None = None
         self.learned_key: str | None = None
         if params["baseline"] == "learned":  # learned on first use, outside any session
@@ -261,6 +260,11 @@ class ItemContext:
                 logits, _ = self.coalition_logits(whole, None)
                 self._target = predicted_class(logits[0])
             return self._target
+
+
+def is_perturbed(item: AnalysisItem) -> bool:
+    """Whether the item is a stability analysis's noisy or attacked copy of its image."""
+    return (item.variant or {}).get("kind") in ("noise", "pgd")
 
 
 def perturbed(ctx: ItemContext) -> np.ndarray:
@@ -667,8 +671,7 @@ def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> Non
             if params.get("mode") == "sampled":
                 arrays, summary = sampled_outcome(stored)
             else:
-                perturbed_copy = (item.variant or {}).get("kind") in ("noise", "pgd")
-                arrays, summary = _exact_outcome(stored, params, reference=not perturbed_copy)
+                arrays, summary = _exact_outcome(stored, params, reference=not is_perturbed(item))
             if params.get("baseline") == "learned":
                 summary["learned_baseline"] = _learned_summary(s, item, params)
             if "passes" in summary:  # sampled: the passes spent, no longer the expected
