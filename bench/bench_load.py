@@ -40,8 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,64 +162,69 @@ def timed_get(api: httpx.Client, path: str) -> tuple[float, int]:
     return time.perf_counter() - start, size
 
 
-async def readers(base: str, auth: dict[str, str], paths: list[list[str]]) -> list[float]:
-    """One client per list of paths, all at once; each sends its paths one after another."""
+#: One connection's GET: the path's response read whole, its status returned.
+Get = Callable[[str], Awaitable[int]]
+
+
+@asynccontextmanager
+async def httpx_connection(base: str, auth: dict[str, str]) -> AsyncIterator[Get]:
+    """An httpx client on one keep-alive connection."""
+    limits = httpx.Limits(max_connections=1)
+    async with httpx.AsyncClient(base_url=base, headers=auth, limits=limits, timeout=120) as http:
+
+        async def get(path: str) -> int:
+            return (await http.get(path)).status_code
+
+        yield get
+
+
+@asynccontextmanager
+async def raw_connection(base: str, auth: dict[str, str]) -> AsyncIterator[Get]:
+    """A lean HTTP/1.1 client on asyncio streams (keep-alive, bodies read by Content-Length
+    and not decoded): httpx spent more CPU per request than the server, on the same two
+    cores, so the clients, not the server, set the latency."""
+    host, port = base.removeprefix("http://").split(":")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in auth.items())
+    r, w = await asyncio.open_connection(host, int(port))
+
+    async def get(path: str) -> int:
+        w.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Accept-Encoding: gzip\r\n\r\n".encode()
+        )
+        head = await r.readuntil(b"\r\n\r\n")
+        length = next(
+            int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n")[1:])
+            if k.strip().lower() == b"content-length"
+        )  # fmt: skip
+        await r.readexactly(length)
+        return int(head.split(b" ", 2)[1])
+
+    try:
+        yield get
+    finally:
+        w.close()
+
+
+CONNECTIONS = {"raw": raw_connection, "httpx": httpx_connection}
+
+
+async def readers(
+    base: str, auth: dict[str, str], paths: list[list[str]], client: str
+) -> list[float]:
+    """One client (a :data:`CONNECTIONS` kind) per list of paths, all at once; each sends
+    its paths one after another."""
     latencies: list[float] = []
     start_line = asyncio.Event()
 
     async def reader(mine: list[str]) -> None:
-        limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(
-            base_url=base, headers=auth, limits=limits, timeout=120
-        ) as http:
-            await http.get("/healthz")  # connect before the start line
+        async with CONNECTIONS[client](base, auth) as get:
+            await get("/healthz")  # connected before the start line
             await start_line.wait()
             for path in mine:
                 t = time.perf_counter()
-                response = await http.get(path)
+                status = await get(path)
                 latencies.append(time.perf_counter() - t)
-                assert response.status_code == 200, response.text[:200]
-
-    tasks = [asyncio.create_task(reader(p)) for p in paths]
-    await asyncio.sleep(0.5)
-    start_line.set()
-    await asyncio.gather(*tasks)
-    return latencies
-
-
-async def raw_readers(base: str, auth: dict[str, str], paths: list[list[str]]) -> list[float]:
-    """:func:`readers` with a lean HTTP/1.1 client on asyncio streams (keep-alive, bodies
-    read by Content-Length and not decoded): httpx spent more CPU per request than the
-    server, on the same two cores, so the clients, not the server, set the latency."""
-    latencies: list[float] = []
-    start_line = asyncio.Event()
-    host, port = base.removeprefix("http://").split(":")
-    extra = "".join(f"{k}: {v}\r\n" for k, v in auth.items())
-
-    async def reader(mine: list[str]) -> None:
-        r, w = await asyncio.open_connection(host, int(port))
-
-        async def get(path: str) -> int:
-            w.write(
-                f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
-                "Accept-Encoding: gzip\r\n\r\n".encode()
-            )
-            head = await r.readuntil(b"\r\n\r\n")
-            length = next(
-                int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n")[1:])
-                if k.strip().lower() == b"content-length"
-            )  # fmt: skip
-            await r.readexactly(length)
-            return int(head.split(b" ", 2)[1])
-
-        await get("/healthz")  # connected before the start line
-        await start_line.wait()
-        for path in mine:
-            t = time.perf_counter()
-            status = await get(path)
-            latencies.append(time.perf_counter() - t)
-            assert status == 200, (status, path)
-        w.close()
+                assert status == 200, (status, path)
 
     tasks = [asyncio.create_task(reader(p)) for p in paths]
     await asyncio.sleep(0.5)
@@ -229,14 +234,13 @@ async def raw_readers(base: str, auth: dict[str, str], paths: list[list[str]]) -
 
 
 CLIENT = "raw"
-"""Which readers :func:`read_phase` runs: ``raw`` (:func:`raw_readers`) or ``httpx``."""
+"""Which connections :func:`read_phase`'s readers open (:data:`CONNECTIONS`)."""
 
 
 def read_phase(base: str, pid: int, auth: dict[str, str], paths: list[list[str]]) -> dict[str, Any]:
     count = sum(len(p) for p in paths)
     cpu0, t0, own0 = cpu_seconds(pid), time.perf_counter(), time.process_time()
-    run = raw_readers if CLIENT == "raw" else readers
-    latencies = asyncio.run(run(base, auth, paths))
+    latencies = asyncio.run(readers(base, auth, paths, CLIENT))
     wall, cpu = time.perf_counter() - t0 - 0.5, cpu_seconds(pid) - cpu0
     clients_cpu = time.process_time() - own0
     ms = [1000 * x for x in latencies]
@@ -396,7 +400,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--page-only", action="store_true", help="the cold and warm page only")
-    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument("--client", choices=sorted(CONNECTIONS), default="raw")
     parser.add_argument(
         "--all-cached", action="store_true",
         help="every tree keeps finished answers: send --requests to each (not only to new)",
