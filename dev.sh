@@ -4,6 +4,8 @@
 #   ./dev.sh test    install (first run) and run lint, type checks and all tests
 set -euo pipefail
 cd "$(dirname "$0")"
+# The service (backend/, worker/) runs from this checkout; only the library is installed.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 VENV=${CONCEPTLENS_VENV:-.venv}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
@@ -17,7 +19,7 @@ install() {
         "$VENV/bin/pip" install -q --upgrade pip
         # torch first, pinned: 2.13.0 is a local CPU wheel; any other spec pulls CUDA.
         "$VENV/bin/pip" install -q torch==2.13.0
-        "$VENV/bin/pip" install -q -e ".[dev]"
+        "$VENV/bin/pip" install -q -e ".[service,dev]"
         touch "$stamp"
     fi
 }

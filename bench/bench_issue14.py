@@ -195,12 +195,13 @@ def bench_cli(reps: int) -> list[dict[str, Any]]:
         manifest = json.loads((Path(tmp) / "demo_model.json").read_text())
         image = str(Path(tmp) / manifest["samples"][3]["file"])
         cases = {
-            "--help": "from worker.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass",
+            "--help": "from conceptlens.cli import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass",
             "import pipeline": "import conceptlens.pipeline",
-            "analyze ONNX n=12": "from worker.cli import main\nmain(['analyze', '--model', "
+            "analyze ONNX n=12": "from conceptlens.cli import main\nmain(['analyze', '--model', "
             f"{str(Path(tmp) / 'digit_cnn.onnx')!r}, '--image', {image!r}, '--grid', '3x4', "
             "'--quiet'])",
-            "analyze safetensors n=12": "from worker.cli import main\nmain(['analyze', "
+            "analyze safetensors n=12": "from conceptlens.cli import main\nmain(['analyze', "
             f"'--model', {str(Path(tmp) / 'digit_cnn.safetensors')!r}, '--image', {image!r}, "
             "'--grid', '3x4', '--quiet'])",
         }

@@ -6,7 +6,7 @@ result page in Chromium, for this tree and (``--old-tree``) the tree before, in 
                                           # writes results/load.json
 
 Loopback only, bounded (each phase a fixed number of requests). Each tree is served as
-``python -m worker.cli serve`` (uvicorn + the in-process Celery worker, SQLite) from a fresh
+``python -m conceptlens.cli serve`` (uvicorn + the in-process Celery worker, SQLite) from a fresh
 data folder; the bench waits until the built-in models are trained and the server is quiet.
 Then, on that server:
 
@@ -91,7 +91,7 @@ def serving(tree: Path, data: Path) -> Iterator[tuple[str, int]]:
         env.pop(name, None)
     log = open(data / "serve.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "conceptlens.cli", "serve", "--port", str(port)],
         env=env, cwd=tree, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conceptlens.models import write_demo_model
+
+ROOT = Path(__file__).resolve().parent.parent
+# The service (backend/, worker/) is not installed; it runs from the checkout. pytest puts
+# the checkout on its own path (pyproject's `pythonpath`); the processes tests start (a
+# server, Celery workers) find it through PYTHONPATH, as under ./dev.sh.
+if str(ROOT) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+    )
 
 
 @pytest.fixture(scope="session")

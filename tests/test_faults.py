@@ -222,7 +222,7 @@ def test_killed_embedded_server_resumes_after_restart(tmp_path: Path, demo_dir: 
     base = f"http://127.0.0.1:{port}"
     serve = [
         "-c",
-        "import sys, worker.cli; sys.exit(worker.cli.main())",
+        "import sys, conceptlens.cli; sys.exit(conceptlens.cli.main())",
         "serve",
         "--port",
         str(port),

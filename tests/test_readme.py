@@ -41,7 +41,7 @@ def test_the_demo_sample_output_is_what_the_command_prints(tmp_path: Path) -> No
     itself) is a line `conceptlens demo` prints, in the same order."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo", "--quiet"],
+        [sys.executable, "-m", "conceptlens.cli", "demo", "--quiet"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     printed = run.stdout.splitlines()

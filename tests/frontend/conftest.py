@@ -49,7 +49,7 @@ def serving(data: Path, *, ready_model: bool = True) -> Iterator[str]:
     env.pop("CONCEPTLENS_BROKER_URL", None)
     log = open(data / "serve.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "conceptlens.cli", "serve", "--port", str(port)],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

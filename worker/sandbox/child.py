@@ -1,4 +1,4 @@
-"""The model sandbox process: ``python -m worker.sandbox.child FD LIMITS_JSON``.
+"""The model sandbox process: ``python -I -c BOOT ROOT FD LIMITS_JSON`` (see parent.BOOT).
 
 Started by :class:`worker.sandbox.Sandbox` with an empty scratch folder as its working
 directory and an environment without the service's settings. Before anything else it

@@ -36,6 +36,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,15 @@ KEPT_ENV = (
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456"
 #: Seconds a new sandbox may take to import torch and say it is ready.
 START_TIMEOUT_S = 120.0
+#: The folder holding ``worker/``: the service is not installed (only the ``conceptlens``
+#: library is), and ``python -I`` ignores ``PYTHONPATH``, so the child is told where it is.
+SERVICE_ROOT = str(Path(__file__).resolve().parents[2])
+#: ``python -I -c BOOT SERVICE_ROOT FD LIMITS``: the child module with ``SERVICE_ROOT`` first
+#: on its path and ``sys.argv`` as ``python -m worker.sandbox.child FD LIMITS`` gives it.
+BOOT = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "runpy.run_module('worker.sandbox.child', run_name='__main__', alter_sys=True)"
+)
 
 
 class SandboxError(ValueError):
@@ -145,7 +155,7 @@ class Sandbox:
         }
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-m", "worker.sandbox.child",
+                [sys.executable, "-I", "-c", BOOT, SERVICE_ROOT,
                  str(theirs.fileno()), json.dumps(limits)],
                 pass_fds=(theirs.fileno(),), cwd=self._scratch, env=self._environment(),
                 stdin=subprocess.DEVNULL, close_fds=True,

@@ -1,8 +1,15 @@
-"""The ``conceptlens`` command line: demo model, analysis of one image.
+"""The ``conceptlens`` command line: demo model, analysis of one image, the dashboard.
 
 conceptlens demo-model [--out data/demo]
 conceptlens analyze --model M --image X [--grid 4x4] [--baseline mean] ...
 conceptlens demo      (writes the demo model if needed, then analyses a sample)
+conceptlens serve     (the dashboard; needs the service, see below)
+conceptlens gc        (the service's unreferenced blobs)
+
+The first three are the library's own. ``serve`` and ``gc`` run the service (``backend/``,
+``worker/``), which is not part of the installed ``conceptlens`` distribution: it runs from
+a ConceptLens checkout (``./dev.sh start``, or ``python -m conceptlens.cli serve`` in its
+root) or the Docker image, and these two commands say so when it cannot be imported.
 """
 
 from __future__ import annotations
@@ -130,6 +137,7 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Migrate, then serve; with the memory:// broker a worker runs in a thread of this process."""
+    _require_service()
     import uvicorn
 
     from backend.app import create_app
@@ -141,8 +149,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_service() -> None:
+    """Raise a sentence (not a traceback) when the service or its dependencies are missing."""
+    import importlib.util
+
+    for package in ("backend", "worker"):
+        if importlib.util.find_spec(package) is None:
+            raise ValueError(
+                "`conceptlens serve` and `conceptlens gc` run the dashboard, which is not part "
+                "of the installed library: run them in the root of a ConceptLens checkout "
+                "(`./dev.sh start`, or `python -m conceptlens.cli serve` there) or use its "
+                "Docker image"
+            )
+    missing = [
+        m for m in ("fastapi", "sqlalchemy", "celery") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"the dashboard needs {', '.join(missing)}: install the service's dependencies "
+            'with `pip install -e ".[service]"` in the checkout'
+        )
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Collect unreferenced blobs of the configured database and blob store."""
+    _require_service()
     from sqlalchemy.exc import DBAPIError
 
     from backend.config import get_settings

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from worker.cli import main
+from conceptlens.cli import main
 
 
 def test_analyze_prints_summary_and_writes_files(
@@ -109,7 +109,7 @@ def test_gc_without_a_migrated_database_says_so(
 
 
 HEAVY = ("torch", "onnx", "onnxruntime", "safetensors", "sklearn")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def heavy_imports(code: str, **env: str) -> set[str]:
@@ -131,7 +131,7 @@ def heavy_imports(code: str, **env: str) -> set[str]:
 
 def test_help_and_gc_import_no_model_runtime(tmp_path: Path) -> None:
     help_code = (
-        "from worker.cli import main\n"
+        "from conceptlens.cli import main\n"
         "for argv in (['--help'], ['gc', '--help'], ['analyze', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"
@@ -141,7 +141,7 @@ def test_help_and_gc_import_no_model_runtime(tmp_path: Path) -> None:
     assert heavy_imports(help_code) == set()
     gc_code = (
         "from backend.db.migrate import upgrade\n"
-        "from worker.cli import main\n"
+        "from conceptlens.cli import main\n"
         "upgrade()\n"
         "assert main(['gc', '--min-age-hours', '0', '--dry-run']) == 0"
     )

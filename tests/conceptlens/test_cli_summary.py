@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from conceptlens.analysis import interactions_from_logits
-from worker.cli import format_summary
+from conceptlens.cli import format_summary
 
 
 def _listing(text: str) -> list[str]:
