@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     """Expected forward passes per chunk task of a sampled analysis."""
     max_analysis_images: int = Field(default=200, ge=1)
     """Images of one analysis (chosen one by one or from an image set)."""
+    max_item_tasks: int = Field(default=64, ge=1)
+    """Tasks an analysis starts with; each runs its queued images in turn until none is
+    left, so at most this many worker processes share one analysis's images."""
     batch_size: int = Field(default=1024, ge=1)
     task_time_limit_s: int = Field(default=3600, ge=10)
     lease_s: float = Field(default=60.0, gt=0)

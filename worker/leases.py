@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy.orm import Session
 
 from backend.config import get_settings
 from backend.db.base import utcnow
@@ -47,13 +48,20 @@ def claim(table: Any, row_id: str, owner: str, *conditions: Any, **values: Any) 
     """Take the lease of row ``row_id`` of ``table`` if ``conditions`` hold and it is free;
     ``values`` are set in the same UPDATE (e.g. the running status). True if claimed."""
     with session_scope() as s:
-        result = s.execute(
-            update(table)
-            .where(table.id == row_id, free(table), *conditions)
-            .values(lease_owner=owner, lease_expires_at=until(), **values)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return claim_in(s, table, row_id, owner, *conditions, **values)
+
+
+def claim_in(
+    s: Session, table: Any, row_id: str, owner: str, *conditions: Any, **values: Any
+) -> bool:
+    """:func:`claim` in session ``s``: the claim commits with whatever else ``s`` writes."""
+    result = s.execute(
+        update(table)
+        .where(table.id == row_id, free(table), *conditions)
+        .values(lease_owner=owner, lease_expires_at=until(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def renew(table: Any, row_id: str, owner: str) -> bool:
