@@ -101,8 +101,11 @@ def sampled_body(
     }  # fmt: skip
 
 
-def run_timed(client: httpx.Client, body: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
-    """POST the analysis and wait for its end (poll every 0.2 s); wall seconds as seen here."""
+def run_timed(
+    client: httpx.Client, body: dict[str, Any], timeout: float = 1800, poll_s: float = 0.2
+) -> dict[str, Any]:
+    """POST the analysis and wait for its end (poll every ``poll_s``); wall seconds as seen
+    here, and the server's (the analysis's ``created_at`` to its ``finished_at``)."""
     t0 = time.perf_counter()
     created = client.post("/api/analyses", json=body)
     if created.status_code != 201:
@@ -114,7 +117,7 @@ def run_timed(client: httpx.Client, body: dict[str, Any], timeout: float = 1800)
             break
         if time.perf_counter() - t0 > timeout:
             raise RuntimeError(f"timed out: {analysis}")
-        time.sleep(0.2)
+        time.sleep(poll_s)
     wall = time.perf_counter() - t0
     if analysis["status"] != "done":
         raise RuntimeError(f"the analysis ended {analysis['status']}: {analysis['error']}")
