@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from conceptlens.and_or import AndOrResult, and_or_interactions
     from conceptlens.client import Client, ClientError
     from conceptlens.game import CallableGame, MaskedModelGame, logit_table, value_table
+    from conceptlens.memory import reuse_heap
     from conceptlens.outputs import output_values
     from conceptlens.pairwise import (
         multi_order,
@@ -63,6 +64,7 @@ _WHERE = {
     "output_values": "conceptlens.outputs",
     "paper_estimator": "conceptlens.sampling",
     "relative_strength": "conceptlens.pairwise",
+    "reuse_heap": "conceptlens.memory",
     "salient_counts": "conceptlens.sparsity",
     "sample_multi_order": "conceptlens.sampling",
     "shapley_interaction": "conceptlens.pairwise",
@@ -105,6 +107,7 @@ __all__ = [
     "output_values",
     "paper_estimator",
     "relative_strength",
+    "reuse_heap",
     "run_plan",
     "salient_counts",
     "sample_multi_order",

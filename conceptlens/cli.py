@@ -123,7 +123,10 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
+    from conceptlens.memory import reuse_heap
     from conceptlens.models.demo import write_demo_model
+
+    reuse_heap()
 
     t0 = time.perf_counter()
     info = write_demo_model(args.out, seed=args.seed)
@@ -216,7 +219,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from conceptlens.memory import reuse_heap
     from conceptlens.pipeline import AnalysisRequest, run_analysis
+
+    reuse_heap()  # each batch's tensors from the heap, not fresh pages (conceptlens.memory)
 
     request = AnalysisRequest(
         model=args.model,

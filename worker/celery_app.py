@@ -20,6 +20,7 @@ from celery.signals import (
 
 from backend.config import get_settings
 from backend.queue import celery_app
+from conceptlens.memory import reuse_heap
 from conceptlens.threads import configure_process
 from worker import overlap, tasks  # noqa: F401  (tasks: registers the tasks)
 
@@ -29,8 +30,10 @@ app = celery_app
 @worker_init.connect
 @worker_process_init.connect
 def apply_compute_threads(**_: Any) -> None:
-    """The thread policy of a worker process (main process and each prefork child)."""
+    """The thread and allocator policy of a worker process (main process and each prefork
+    child; :mod:`conceptlens.threads`, :mod:`conceptlens.memory`)."""
     configure_process(get_settings().compute_threads)
+    reuse_heap()
 
 
 @worker_shutdown.connect

@@ -21,6 +21,7 @@ from typing import Any
 
 from backend.config import get_settings
 from backend.queue import celery_app
+from conceptlens.memory import reuse_heap
 from conceptlens.threads import configure_process
 from worker import overlap, tasks  # noqa: F401  (tasks: registers the tasks)
 from worker.sweep import start_sweeper
@@ -39,6 +40,7 @@ class EmbeddedWorker:
 
     def start(self) -> None:
         configure_process(get_settings().compute_threads)  # before any worker thread runs
+        reuse_heap()  # conceptlens.memory: tables and transforms reuse the heap
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         celery_app.set_default()  # first: pool threads must bind to this configured app
         self._worker = celery_app.WorkController(

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptlens.memory import glibc_tunables
 from conceptlens.threads import thread_env
 from worker.sandbox import wire
 
@@ -54,12 +55,12 @@ KEPT_ENV = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
 )  # fmt: skip
-#: glibc's allocator in the sandbox: blocks under 64 MiB from the heap, and up to 256 MiB of
-#: freed heap kept. A model's per-batch tensors (a few MiB) otherwise go through mmap and
-#: munmap with their page faults on every batch: at n = 12 the demo CNN's table took 1.3–1.4×
-#: as long as in a process with these settings (``bench/README.md``). An operator's own
-#: ``GLIBC_TUNABLES`` is kept instead.
-MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456"
+#: glibc's allocator in the sandbox (:mod:`conceptlens.memory`): blocks under 64 MiB from the
+#: heap, and up to 256 MiB of freed heap kept. A model's per-batch tensors otherwise go
+#: through mmap and munmap with their page faults on every batch: at n = 12 the demo CNN's
+#: table took 1.3–1.4× as long as in a process with these settings (``bench/README.md``).
+#: An operator's own ``GLIBC_TUNABLES`` is kept instead.
+MALLOC_TUNABLES = glibc_tunables()
 #: Seconds a new sandbox may take to import torch and say it is ready.
 START_TIMEOUT_S = 120.0
 #: The folder holding ``worker/``: the service is not installed (only the ``conceptlens``

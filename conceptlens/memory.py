@@ -1,0 +1,58 @@
+"""The allocator policy of a computing process: glibc keeps reusing its heap.
+
+glibc's ``malloc`` serves a block above its *mmap threshold* with a fresh ``mmap`` and
+gives it back with ``munmap`` when freed; the threshold grows with what is freed, but not
+past 32 MiB. A model's per-batch tensors are blocks of that size (the demo CNN's first
+activations at batch 2,048 are exactly 32 MiB), so every batch maps new pages and faults
+on each of them: 550,000–820,000 minor page faults for the 32 batches of an n = 16 table,
+which then took 3.2–4.4 s on one thread against 2.0–2.4 s with the heap reused (55–12,000
+faults; 2026-12-01, ``bench/README.md``, "Re-measured 2026-12-01").
+
+:func:`reuse_heap` raises the threshold to :data:`MMAP_THRESHOLD` and keeps up to
+:data:`TRIM_THRESHOLD` of freed heap, in the calling process, through ``mallopt``; model
+sandboxes get the same through ``GLIBC_TUNABLES`` (:func:`glibc_tunables`) when they start.
+The ``conceptlens`` command and the service's worker processes call it; importing the
+library changes nothing (a notebook or script may call it itself). Elsewhere than glibc
+(musl, macOS, Windows) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "glibc_tunables", "reuse_heap"]
+
+MMAP_THRESHOLD = 64 * 2**20
+"""Blocks under this come from the heap (glibc's default grows up to 32 MiB)."""
+TRIM_THRESHOLD = 256 * 2**20
+"""Freed heap kept before glibc returns the top of it to the system."""
+
+_M_TRIM_THRESHOLD = -1  # mallopt parameters (glibc's malloc.h)
+_M_MMAP_THRESHOLD = -3
+
+
+def glibc_tunables() -> str:
+    """The ``GLIBC_TUNABLES`` value that starts a process with this policy.
+
+    Example:
+        >>> glibc_tunables()
+        'glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456'
+    """
+    return (
+        f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"
+    )
+
+
+def reuse_heap() -> bool:
+    """Apply the policy to this process now; True if glibc took both settings."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    took_mmap = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    took_trim = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    return bool(took_mmap and took_trim)
