@@ -5,7 +5,9 @@
 
 Issue 14: "a bench/ script that runs the headline ratios in under 5 minutes". Everything
 runs in this one process with **one thread** (``conceptlens.threads.configure_process(1)``,
-as a worker does: torch, onnxruntime sessions, BLAS/OpenMP pools, ``OMP_NUM_THREADS``).
+as a worker does: torch, onnxruntime sessions, BLAS/OpenMP pools, ``OMP_NUM_THREADS``) and
+glibc's heap reused (``conceptlens.memory.reuse_heap``, as the ``conceptlens`` command and
+the workers run; the first run of 2026-12-01 had the default allocator).
 Each figure compares runs made side by side, repetition by repetition (interleaved), and
 reports medians of ``--reps`` (the transform, a few milliseconds a call, gets 5 × ``--reps``);
 ``uptime`` is printed before and after.
@@ -69,6 +71,7 @@ from bench_engine import numpy_moebius, timed
 from bench_issue14 import median_interleaved
 
 from conceptlens.and_or import and_or_interactions
+from conceptlens.memory import reuse_heap
 from conceptlens.models.demo import write_demo_model
 from conceptlens.models.loaders import load_model
 from conceptlens.pipeline import AnalysisRequest, run_analysis
@@ -236,6 +239,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_process(1)
+    heap = reuse_heap()  # as the conceptlens command and the workers do (conceptlens.memory)
     reps = 1 if args.quick else args.reps
     started = time.perf_counter()
     before = uptime()
@@ -249,6 +253,7 @@ def main() -> None:
             "commit": head.stdout.strip(),
             "cpus": os.cpu_count(),
             "threads": 1,
+            "heap_reused": heap,
             "native_threads": blas_threads(),
             "uptime_before": before,
             "transform": bench_transform([12, 14] if args.quick else [20, 22], 5 * reps),
