@@ -382,13 +382,10 @@ _CONTEXTS_LOCK = threading.Lock()
 _BUILDING: dict[str, threading.Lock] = {}
 
 
-def item_context(
-    item_id: str, s: Session | None = None, item: AnalysisItem | None = None
-) -> ItemContext:
+def item_context(item_id: str) -> ItemContext:
     """The item's context, built once per worker process (rows, blob reads, image decode and
-    baseline would otherwise be repeated by every chunk), in session ``s`` from its row
-    ``item`` when given. Its inputs never change: the model and image bytes are
-    content-addressed and an analysis's parameters are fixed."""
+    baseline would otherwise be repeated by every chunk). Its inputs never change: the model
+    and image bytes are content-addressed and an analysis's parameters are fixed."""
     with _CONTEXTS_LOCK:
         if item_id in _CONTEXTS:
             _CONTEXTS.move_to_end(item_id)
@@ -399,11 +396,8 @@ def item_context(
         with _CONTEXTS_LOCK:
             if item_id in _CONTEXTS:
                 return _CONTEXTS[item_id]
-        if s is None or item is None:
-            with session_scope() as own:
-                ctx = ItemContext(own, own.get_one(AnalysisItem, item_id))
-        else:
-            ctx = ItemContext(s, item)
+        with session_scope() as s:
+            ctx = ItemContext(s, s.get_one(AnalysisItem, item_id))
         with _CONTEXTS_LOCK:
             _CONTEXTS[item_id] = ctx
             _BUILDING.pop(item_id, None)
@@ -515,12 +509,12 @@ class Claimed:
     """Renewing the lease (``whole`` and ``cached``) from the claim until the item ends."""
 
 
-def claim_item(item_id: str, owner: str | None = None) -> Claimed | None:
+def claim_item(item_id: str) -> Claimed | None:
     """Claim one image and decide how it runs: from the cache, in this task, or as chunk
     tasks (one transaction); for a run in this task, its context is then built and a noisy
     input drawn, so that a task can do this for its next image while this one's passes
     run. None: someone else holds it, or it has ended."""
-    owner = owner or leases.new_owner()
+    owner = leases.new_owner()
     with session_scope() as s:
         if not leases.claim_in(
             s, AnalysisItem, item_id, owner, AnalysisItem.status.in_(("queued", "running")),
@@ -567,10 +561,11 @@ def prepare(item_id: str) -> None:
         log.debug("preparing item %s failed; its run will say why", item_id, exc_info=True)
 
 
-def unclaim(claimed: Claimed | None) -> None:
+def unclaim(claimed: Claimed | str | None) -> None:
     """Give back an item claimed but not run (its task ended first): queued again, so that
-    another task takes it (else the sweep sends it again after a grace period)."""
-    if claimed is None:
+    another task takes it (else the sweep sends it again after a grace period). An item
+    :func:`look_ahead` only prepared (its id) or none holds nothing to give back."""
+    if not isinstance(claimed, Claimed):
         return
     if claimed.heartbeat is not None:
         claimed.heartbeat.__exit__()
@@ -632,7 +627,7 @@ def look_ahead(analysis_id: str) -> Claimed | str | None:
     if not queued:
         return None
     if len(queued) > int(running or 0):
-        return claim_next(analysis_id)
+        return claim_item(queued[0]) or claim_next(analysis_id)
     prepare(queued[0])
     return queued[0]
 

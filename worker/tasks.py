@@ -72,7 +72,7 @@ def run_items(self: Any, analysis_id: str) -> None:
                 if following is None:
                     return
                 if monotonic() > deadline:  # a fresh task for the rest
-                    jobs.unclaim(following if isinstance(following, jobs.Claimed) else None)
+                    jobs.unclaim(following)
                     run_items.delay(analysis_id)
                     return
                 if isinstance(following, jobs.Claimed):
@@ -82,8 +82,7 @@ def run_items(self: Any, analysis_id: str) -> None:
     except Exception as error:
         if upcoming is not None:  # the image claimed ahead goes back to the queue
             with contextlib.suppress(Exception):
-                following = upcoming.result()
-                jobs.unclaim(following if isinstance(following, jobs.Claimed) else None)
+                jobs.unclaim(upcoming.result())
         raise self.retry(exc=error, countdown=min(60, 2**self.request.retries)) from error
 
 
