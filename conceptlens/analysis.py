@@ -6,6 +6,7 @@ top-k recomputes from the stored table (milliseconds at n = 16).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,13 @@ from conceptlens.sparsity import (
     DEFAULT_TAU,
     average_output_by_order,
     mask_players,
+    max_strength,
     monotonicity_exponent,
     salient_counts,
     sorted_strengths,
     top_k,
 )
-from conceptlens.transforms import faithfulness_residual, harsanyi, n_players_of, orders
+from conceptlens.transforms import harsanyi_checked, n_players_of
 
 ENGINE_VERSION = "1"
 FORMAT = "conceptlens-interactions/1"
@@ -56,7 +58,6 @@ class InteractionResult:
     F: FloatArray  # [n−1]
     salient_positive: IntArray  # [n+1]
     salient_negative: IntArray  # [n+1]
-    sorted_strength: FloatArray  # [2**n − 1]
     top_masks: IntArray  # [k]
     u_bar: FloatArray  # [n+1]
     p: float
@@ -67,13 +68,20 @@ class InteractionResult:
     def n(self) -> int:
         return n_players_of(self.v)
 
+    @functools.cached_property
+    def sorted_strength(self) -> FloatArray:
+        """``[2**n − 1]`` normalised strengths, descending (the sparsity curve), made on first
+        use: a table of ``2^n`` float64 that the analysis itself does not hold (issue 14's
+        memory bound), only what is saved or plotted."""
+        return sorted_strengths(self.interactions)
+
     @property
     def prediction(self) -> int:
         return predicted_class(self.logits[-1])
 
     def top_sets(self) -> list[dict[str, Any]]:
         """The top-k salient sets as ``{mask, players, order, value, strength}`` rows."""
-        top = float(np.abs(self.interactions[1:]).max()) if self.v.size > 1 else 0.0
+        top = max_strength(self.interactions)
         rows = []
         for mask in self.top_masks.tolist():
             value = float(self.interactions[mask])
@@ -81,9 +89,7 @@ class InteractionResult:
                 {
                     "mask": mask,
                     "players": mask_players(mask, self.n),
-                    "order": int(orders(self.n)[mask])
-                    if self.n <= 24
-                    else len(mask_players(mask, self.n)),
+                    "order": mask.bit_count(),
                     "value": value,
                     "strength": abs(value) / top if top > 0 else 0.0,
                 }
@@ -191,13 +197,15 @@ def interactions_from_logits(
     """All results of SCIENCE.md §1–§4 from a logit table ``[2**n, classes]``; no forward pass.
 
     Cost O(n·2^n) (output values, transform, multi-order) plus ``and_or_steps`` AND-OR
-    steps if asked for.
+    steps if asked for. Memory: the value table ``v`` and the dividends, plus O(2^16)-entry
+    temporaries (issue 14: an analysis's peak is the logit table and two value tables);
+    the sorted strengths (``sorted_strength``) are a third table, made when first used.
     """
     table = np.asarray(logits)
     n_players_of(table)
     chosen = resolve_target(table, target)
     v = output_values(table, chosen, output)
-    interactions = harsanyi(v)
+    interactions, residual = harsanyi_checked(v)
     multi = multi_order(interactions) if table.shape[0] >= 4 else np.zeros((0, 1, 1))
     strength = pair_strength(multi) if multi.size else np.zeros(0)
     counts = salient_counts(interactions, tau)
@@ -210,7 +218,7 @@ def interactions_from_logits(
         tau=tau,
         v=v,
         interactions=interactions,
-        residual=faithfulness_residual(v, interactions),
+        residual=residual,
         multi_order=multi,
         shapley=shapley_interaction(multi) if multi.size else np.zeros((n, n)),
         strength=strength,
@@ -218,7 +226,6 @@ def interactions_from_logits(
         F=theory_curve(n) if n >= 2 else np.zeros(0),
         salient_positive=counts.positive,
         salient_negative=counts.negative,
-        sorted_strength=sorted_strengths(interactions),
         top_masks=top_k(interactions, k),
         u_bar=u_bar,
         p=monotonicity_exponent(u_bar),

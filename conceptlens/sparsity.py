@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from conceptlens.aliases import FloatArray, IntArray, SubsetTable
-from conceptlens.transforms import n_players_of, orders
+from conceptlens.transforms import SPAN, n_players_of, order_spans
 
 DEFAULT_TAU = 0.05
 
@@ -25,8 +25,30 @@ def normalised_strength(interactions: SubsetTable) -> FloatArray:
 
 
 def sorted_strengths(interactions: SubsetTable) -> FloatArray:
-    """Normalised strengths of all ``S ≠ ∅``, descending (the sparsity curve)."""
-    return -np.sort(-normalised_strength(interactions)[1:])
+    """Normalised strengths of all ``S ≠ ∅``, descending (the sparsity curve).
+
+    Sorted in place in the one table it returns (no other full-size temporary); dividing
+    after sorting gives the same values as sorting the divided ones (``top > 0``).
+
+    Example:
+        >>> sorted_strengths(np.array([5.0, -1.0, 4.0, 0.5])).tolist()
+        [1.0, 0.25, 0.125]
+    """
+    table = np.asarray(interactions, dtype=np.float64)
+    out = np.abs(table[1:])
+    top = max_strength(table)
+    np.negative(out, out=out)
+    out.sort()
+    np.negative(out, out=out)
+    if top > 0:
+        out /= top
+    return out
+
+
+def max_strength(interactions: SubsetTable) -> float:
+    """``max_{S≠∅} |I(S)|`` without a full-size temporary (0 for a one-entry table)."""
+    rest = np.asarray(interactions)[1:]
+    return float(max(rest.max(), -rest.min())) if rest.size else 0.0
 
 
 @dataclass(frozen=True)
@@ -54,31 +76,55 @@ def salient_counts(interactions: SubsetTable, tau: float = DEFAULT_TAU) -> Salie
     """
     table = np.asarray(interactions, dtype=np.float64)
     n = n_players_of(table)
-    salient = normalised_strength(table) >= tau
-    salient[0] = False
-    order = orders(n)
-    positive = np.bincount(order[salient & (table > 0)], minlength=n + 1)
-    negative = np.bincount(order[salient & (table < 0)], minlength=n + 1)
+    top = max_strength(table)
+    positive = np.zeros(n + 1, dtype=np.int64)
+    negative = np.zeros(n + 1, dtype=np.int64)
+    for start, stop, order in order_spans(n):  # O(span) temporaries
+        chunk = table[start:stop]
+        strength = np.abs(chunk)
+        if top > 0:
+            strength /= top  # the same arithmetic as normalised_strength
+        salient = strength >= tau
+        if start == 0:
+            salient[0] = False
+        positive += np.bincount(order[salient & (chunk > 0)], minlength=n + 1)
+        negative += np.bincount(order[salient & (chunk < 0)], minlength=n + 1)
     return SalientCounts(tau=tau, positive=positive, negative=negative)
 
 
 def top_k(interactions: SubsetTable, k: int = 20) -> IntArray:
     """Bitmasks of the ``k`` strongest interactions ``S ≠ ∅``, strongest first.
 
-    ``argpartition`` then a sort of the ``k`` kept: O(2^n + k log k).
+    Equal strengths go by the smaller mask. Span by span: each span's ``k`` strongest (by
+    ``argpartition``, ties at the span's ``k``-th strength all kept) join the ``k`` kept so
+    far, and the ``k`` first of those by (strength, mask) stay: O(2^n + spans·k log k) time,
+    O(span + k) memory.
 
     Example:
         >>> import numpy as np
         >>> top_k(np.array([9.0, 1.0, -5.0, 2.0]), 2).tolist()
         [2, 3]
     """
-    strength = np.abs(np.asarray(interactions, dtype=np.float64))[1:]
-    k = min(k, strength.size)
+    table = np.asarray(interactions, dtype=np.float64)
+    k = min(k, table.size - 1)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    keep = np.argpartition(-strength, k - 1)[:k]
-    keep = keep[np.argsort(-strength[keep], kind="stable")]
-    return (keep + 1).astype(np.int64)
+    kept_masks = np.empty(0, dtype=np.int64)
+    kept_strength = np.empty(0, dtype=np.float64)
+    for start in range(0, table.size, SPAN):
+        strength = np.abs(table[start : start + SPAN])
+        if start == 0:
+            strength[0] = -np.inf  # ∅ is never a candidate …
+        take = min(k, strength.size)
+        kth = np.partition(strength, -take)[-take]
+        chosen = np.flatnonzero(strength >= kth)
+        if start == 0:
+            chosen = chosen[chosen > 0]  # … even when k covers the whole span
+        masks = np.concatenate([kept_masks, chosen + start])
+        values = np.concatenate([kept_strength, strength[chosen]])
+        best = np.lexsort((masks, -values))[:k]
+        kept_masks, kept_strength = masks[best], values[best]
+    return kept_masks.astype(np.int64)
 
 
 def mask_players(mask: int, n: int) -> list[int]:
@@ -95,9 +141,12 @@ def average_output_by_order(v: SubsetTable) -> FloatArray:
     """``ū(m) = E_{|S|=m}[v(S) − v(∅)]`` for ``m = 0 … n``. O(2^n)."""
     table = np.asarray(v, dtype=np.float64)
     n = n_players_of(table)
-    order = orders(n)
-    sums = np.bincount(order, weights=table - table[0], minlength=n + 1)
-    return sums / np.bincount(order, minlength=n + 1)
+    sums = np.zeros(n + 1)
+    counts = np.zeros(n + 1)
+    for start, stop, order in order_spans(n):  # O(span) temporaries
+        sums += np.bincount(order, weights=table[start:stop] - table[0], minlength=n + 1)
+        counts += np.bincount(order, minlength=n + 1)
+    return sums / counts
 
 
 def monotonicity_exponent(u_bar: FloatArray) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from conceptlens.analysis import FORMAT, interactions_from_logits
 from conceptlens.outputs import output_values
 from conceptlens.pairwise import multi_order
-from conceptlens.transforms import harsanyi
+from conceptlens.sparsity import sorted_strengths
+from conceptlens.transforms import faithfulness_residual, harsanyi
 
 
 @pytest.fixture
@@ -66,3 +68,26 @@ def test_save_writes_npz_and_json_sidecar(tmp_path: Path, logits: np.ndarray) ->
 def test_rejects_a_table_that_is_not_over_subsets() -> None:
     with pytest.raises(ValueError, match="2\\*\\*n"):
         interactions_from_logits(np.zeros((12, 3)))
+
+
+def test_the_analysis_holds_two_value_tables_at_its_peak() -> None:
+    """Issue 14: an analysis's peak is the logit table plus two value tables (``v`` and the
+    dividends). NumPy reports its allocations to tracemalloc; before the tables were made
+    span by span, the residual, the counts, top-k and the sorted curve each made one to three
+    more tables of 2^n float64 (6 in all). The allowance, 6 MiB (less than a table), is
+    the multi-order's row blocks (``pairwise._BLOCK_VALUES``) and the spans."""
+    n = 20
+    logits = np.random.default_rng(0).normal(size=(1 << n, 10)).astype(np.float32)
+    table_bytes = (1 << n) * 8
+    tracemalloc.start()
+    try:
+        result = interactions_from_logits(logits, k=20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 2 * table_bytes + (6 << 20), f"{peak / table_bytes:.2f} value tables"
+    assert np.array_equal(result.interactions, harsanyi(result.v))  # the checked table's bits
+    assert result.residual == faithfulness_residual(result.v, result.interactions)
+    assert "sorted_strength" not in vars(result)  # made when first used …
+    assert np.array_equal(result.sorted_strength, sorted_strengths(result.interactions))
+    assert result.arrays()["sorted_strength"] is result.sorted_strength  # … then kept

@@ -68,3 +68,49 @@ def test_salient_polynomial_game() -> None:
     v = np.array([3.0 * ((s >> 1) & (s >> 2) & 1) + 2.0 * ((s >> 3) & 1) for s in range(1 << n)])
     counts = salient_counts(harsanyi(v), tau=0.5)
     assert counts.positive.tolist() == [0, 1, 1, 0, 0] and counts.total == 2
+
+
+# Span by span (issue 14: an analysis's memory is its tables, not temporaries of their size).
+# n = 18 spans four of conceptlens.transforms.SPAN entries; each result is checked against
+# the whole-table formula it replaced.
+
+
+def _spanning_table() -> np.ndarray:
+    table = np.random.default_rng(18).normal(size=1 << 18)
+    table[[5, 70_000, 200_000]] = [9.0, -9.0, 9.0]  # ties across spans
+    return table
+
+
+def test_span_by_span_results_equal_the_whole_table_formulas() -> None:
+    table = _spanning_table()
+    popcount = np.array([bin(s).count("1") for s in range(table.size)])
+    strength = np.abs(table) / np.abs(table[1:]).max()
+    strength[0] = 0.0
+    counts = salient_counts(table, tau=0.2)
+    salient = strength >= 0.2
+    assert (
+        counts.positive.tolist()
+        == np.bincount(popcount[salient & (table > 0)], minlength=19).tolist()
+    )
+    assert (
+        counts.negative.tolist()
+        == np.bincount(popcount[salient & (table < 0)], minlength=19).tolist()
+    )
+    expected_u = np.bincount(popcount, weights=table - table[0]) / np.bincount(popcount)
+    np.testing.assert_allclose(average_output_by_order(table), expected_u, rtol=1e-12)
+    assert np.array_equal(sorted_strengths(table), -np.sort(-strength[1:]))
+
+
+def test_top_k_across_spans_breaks_ties_by_the_smaller_mask() -> None:
+    table = _spanning_table()
+    assert top_k(table, 2).tolist() == [5, 70_000]
+    assert top_k(table, 3).tolist() == [5, 70_000, 200_000]
+    expected = np.lexsort((np.arange(1, table.size), -np.abs(table[1:])))[:50] + 1
+    assert top_k(table, 50).tolist() == expected.tolist()
+
+
+def test_top_k_larger_than_a_span_never_returns_the_empty_set() -> None:
+    table = np.random.default_rng(3).normal(size=1 << 17)
+    table[0] = 1e9
+    masks = top_k(table, 70_000)
+    assert len(masks) == 70_000 and 0 not in set(masks.tolist())

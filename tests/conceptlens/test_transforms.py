@@ -10,10 +10,14 @@ import pytest
 import torch
 
 from conceptlens.transforms import (
+    SPAN,
     faithfulness_residual,
     harsanyi,
     harsanyi_adjoint,
+    harsanyi_checked,
+    max_abs_difference,
     n_players_of,
+    order_spans,
     orders,
     superset_sums,
     zeta,
@@ -137,3 +141,29 @@ def test_the_blocked_transform_gives_the_same_bits(
         blocked = transforms._butterfly(v.copy(), superset=superset, sign=sign)
         assert np.array_equal(blocked, plain)
     assert len(calls) == 2  # the tables were transformed tile by tile
+
+
+def test_harsanyi_checked_returns_the_same_bits_and_their_residual() -> None:
+    v = np.random.default_rng(7).normal(size=1 << 18)
+    table, residual = harsanyi_checked(v)
+    assert np.array_equal(table, harsanyi(v))
+    assert residual == faithfulness_residual(v, table)
+    assert 0 < residual < 1e-10  # round-off of 18 butterflies, but not nothing
+
+
+def test_max_abs_difference_spans_and_propagates_nan() -> None:
+    a = np.zeros(3 * SPAN)
+    b = np.zeros(3 * SPAN)
+    b[2 * SPAN + 5] = -4.0
+    assert max_abs_difference(a, b) == 4.0
+    b[SPAN + 1] = np.nan
+    assert np.isnan(max_abs_difference(a, b))
+
+
+def test_order_spans_cover_the_orders() -> None:
+    for n in (3, 17, 18):
+        spans = list(order_spans(n))
+        assert [(a, b) for a, b, _ in spans] == [
+            (a, min(a + SPAN, 1 << n)) for a in range(0, 1 << n, SPAN)
+        ]
+        assert np.array_equal(np.concatenate([o for _, _, o in spans]), orders(n))
