@@ -40,7 +40,7 @@ AND-OR ~15 s (a 1 GiB matrix built in ~4 s each repetition, dense steps of ~0.2 
 
 Left to the longer scripts: end-to-end at n = 20 (minutes of forward passes), the full
 10,000-step AND-OR run and its extrapolated dense run (``bench_and_or.py``), peak memory
-at n = 24 (``bench_transform_blocked.py``, ``bench_issue14.py``), and two Celery worker
+at n = 24 (``bench_peak_memory.py``), and two Celery worker
 processes against one (≥ 1.7×, ``bench_threads.py``, ``bench_sampled_service.py``).
 """
 

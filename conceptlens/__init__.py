@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from conceptlens.and_or import AndOrResult, and_or_interactions
     from conceptlens.client import Client, ClientError
     from conceptlens.game import CallableGame, MaskedModelGame, logit_table, value_table
-    from conceptlens.memory import reuse_heap
+    from conceptlens.memory import release_heap, reuse_heap
     from conceptlens.outputs import output_values
     from conceptlens.pairwise import (
         multi_order,
@@ -64,6 +64,7 @@ _WHERE = {
     "output_values": "conceptlens.outputs",
     "paper_estimator": "conceptlens.sampling",
     "relative_strength": "conceptlens.pairwise",
+    "release_heap": "conceptlens.memory",
     "reuse_heap": "conceptlens.memory",
     "salient_counts": "conceptlens.sparsity",
     "sample_multi_order": "conceptlens.sampling",
@@ -107,6 +108,7 @@ __all__ = [
     "output_values",
     "paper_estimator",
     "relative_strength",
+    "release_heap",
     "reuse_heap",
     "run_plan",
     "salient_counts",

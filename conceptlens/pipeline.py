@@ -17,6 +17,7 @@ from conceptlens.aliases import ProgressFn
 from conceptlens.analysis import InteractionResult, interactions_from_logits
 from conceptlens.game import MaskedModelGame, default_device, logit_table
 from conceptlens.images import load_image
+from conceptlens.memory import release_heap
 from conceptlens.models.loaders import LoadedModel, detect_format, load_model
 from conceptlens.outputs import OutputKind
 from conceptlens.players import BaselineKind, PatchGrid, Players, make_baseline, parse_grid
@@ -93,6 +94,9 @@ def run_analysis(
     t0 = time.perf_counter()
     logits = logit_table(game, progress=progress)
     forward_s = time.perf_counter() - t0
+    fmt = model.format
+    del game, model  # the model, its runtime's arena and the batches are done with:
+    release_heap()  # what they held is not kept beside the value tables
     return interactions_from_logits(
         logits,
         target=request.target,
@@ -102,9 +106,9 @@ def run_analysis(
         and_or_steps=request.and_or_steps,
         meta={
             "model": str(request.model),
-            "model_format": model.format,
+            "model_format": fmt,
             "image": str(request.image),
-            "input_shape": list(model.input_shape),
+            "input_shape": [channels, height, width],
             "grid": f"{rows}x{cols}",
             "players": players.cells,
             "others_present": request.others_present,
