@@ -10,13 +10,15 @@ other settings at their defaults (batch 1024, chunk 16,384 masks, so every item 
 task without chunks). The built-in models, digits set and series are made first.
 
 1. **Stability against its bare passes.** One ``mode: "stability"`` analysis of the built-in
-   "Demo digits CNN (PyTorch weights, seed 0)" on a 4×3 grid (n = 12), the first
+   "Demo digits CNN (PyTorch weights, seed 0)" on a 4×3 grid (n = 12; ``--grid 4x4``: 16), the first
    ``--images`` images of the built-in digits set, zero baseline, σ 0.1, 2 draws, PGD ε 0.05
    with 10 steps, on a worker with ``--concurrency 1``, from its ``POST`` to the client
    seeing it done; against the same passes run here in one process with one torch thread:
    ``logit_table`` of ``MaskedModelGame`` (batch 1024) on each image, its two noisy copies
    and its attacked copy (images × 4 × 4,096 passes), plus ``pgd_attack`` on each image,
-   plus the predicted-class pass of each image.
+   plus the predicted-class pass of each image. This process reuses glibc's heap
+   (``conceptlens.memory.reuse_heap``) as the workers and their sandboxes do (since
+   2026-12-01's third session; before, the bare side had glibc's default allocator).
 2. **Dynamics, 1 and 2 worker processes.** A series of 10 checkpoints (the seed-0 demo
    trained 10 epochs, the safetensors of each epoch) uploaded through ``POST
    /api/model-series``; one ``mode: "dynamics"`` analysis of the same images at 4×3 on a
@@ -53,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, as mypy
 
 from bench_sampled_service import Stack, cpu_seconds, run_timed, say, uptime
 
+from conceptlens.memory import reuse_heap
 from tests.services import fresh_postgres_database
 from tests.test_faults import client_for, forget_tables, stop_group, torch_demos
 from tests.test_production import poll
@@ -66,10 +69,13 @@ STABILITY = {"sigma": 0.1, "draws": 2, "adversarial": True, "epsilon": 0.05, "pg
 SERIES = "bench series (seed 0, 10 epochs)"
 EPOCHS = 10
 BATCH = 1024
-#: The client's polling of the timed analysis: at 0.2 s (before 2026-12-01) it added 0–0.2 s
-#: (4 % on average) to a 2.5 s stability analysis; a GET of a running analysis costs the
-#: server about a millisecond.
-POLL_S = 0.05
+#: The client's polling of the timed analysis, as the dashboard polls a running analysis
+#: (``POLL_MS`` in frontend/js/views/analysis.js). Until 2026-12-01's third session it was
+#: 0.05 s, to keep the client's lag small: but each GET of a running analysis costs the API
+#: about 11 ms of CPU, so at 20 polls a second the API took 14–17 s of CPU during an n = 16
+#: run (a quarter of a core), taken from the passes on this 2-core machine. The server's
+#: time (``finished_at − created_at``) does not include the client's lag of up to one poll.
+POLL_S = 0.5
 
 
 def machine_busy_s() -> float:
@@ -255,6 +261,7 @@ def timed_service_run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--grid", default="4x3", help="rows×columns; n = 16 is 4x4")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-dynamics", action="store_true")
@@ -262,14 +269,19 @@ def main() -> None:
         "--profile", type=Path, help="a folder for py-spy profiles of the timed service runs"
     )
     args = parser.parse_args()
-    global PROFILE
+    global PROFILE, GRID
     PROFILE = args.profile
+    rows, cols = (int(k) for k in args.grid.lower().split("x"))
+    GRID = (rows, cols)
+    reuse_heap()  # the bare side allocates as the workers do (conceptlens.memory)
     if PROFILE:
         PROFILE.mkdir(parents=True, exist_ok=True)
 
     # POST /api/model-series is not among body_cap's upload addresses, so its body is capped
     # at max_request_bytes (1 MB): 10 checkpoints of 154 KB are refused (413) at the default
     os.environ["CONCEPTLENS_MAX_REQUEST_BYTES"] = str(8 * 2**20)
+    # the service's default limit for stability and dynamics is 12 players
+    os.environ["CONCEPTLENS_MAX_STABILITY_PLAYERS"] = str(max(12, rows * cols))
     say(f"start: {uptime()}")
     with tempfile.TemporaryDirectory() as tmp, fresh_postgres_database() as db_url:
         stack = Stack(db_url, Path(tmp) / "service")
@@ -338,14 +350,7 @@ def main() -> None:
         + ", ".join(f"{r:.2f}" for r in paired_server)
         + ")"
     )
-    if args.skip_dynamics:
-        return
-    dyn = {
-        k: statistics.median(r["wall_s"] for r in runs["dynamics"] if r["processes"] == k)
-        for k in (1, 2)
-    }
-    last = runs["dynamics"][-1]["summary"]["dynamics"]
-    results = {
+    results: dict[str, Any] = {
         "date": datetime.now().isoformat(timespec="seconds"),
         "cores": len(os.sched_getaffinity(0)),
         "settings": {
@@ -357,6 +362,7 @@ def main() -> None:
             "database": "postgres",
             "broker": "redis",
             "reps": args.reps,
+            "poll_s": POLL_S,
         },
         "stability": {
             "request": {
@@ -378,7 +384,15 @@ def main() -> None:
             "server_ratios_per_rep": paired_server,
             "target_ratio": 1.10,
         },
-        "dynamics": {
+        "dynamics": None,  # --skip-dynamics
+    }
+    say(f"stability: service {stab_s:.2f} s / bare {bare_s:.2f} s = {stab_s / bare_s:.2f}")
+    if not args.skip_dynamics:
+        dyn = {
+            k: statistics.median(r["wall_s"] for r in runs["dynamics"] if r["processes"] == k)
+            for k in (1, 2)
+        }
+        results["dynamics"] = {
             "request": {
                 "grid": grid,
                 "n": GRID[0] * GRID[1],
@@ -389,12 +403,10 @@ def main() -> None:
             "runs": [{k: v for k, v in r.items() if k != "summary"} for r in runs["dynamics"]],
             "median_wall_s": {str(k): v for k, v in dyn.items()},
             "speedup": dyn[1] / dyn[2],
-            "overall_similarity": last["overall"],
-        },
-    }
-    say(f"stability: service {stab_s:.2f} s / bare {bare_s:.2f} s = {stab_s / bare_s:.2f}")
-    say(f"dynamics: 1 process {dyn[1]:.2f} s, 2 processes {dyn[2]:.2f} s, "
-        f"× {dyn[1] / dyn[2]:.2f}")  # fmt: skip
+            "overall_similarity": runs["dynamics"][-1]["summary"]["dynamics"]["overall"],
+        }
+        say(f"dynamics: 1 process {dyn[1]:.2f} s, 2 processes {dyn[2]:.2f} s, "
+            f"× {dyn[1] / dyn[2]:.2f}")  # fmt: skip
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"wrote {args.out}")
 
