@@ -134,6 +134,7 @@ def test_an_analysis_lets_go_of_the_model_before_its_tables(
         seen["alive_at_tables"] = seen["model"]() is not None
         return post(*args, **kwargs)
 
+    monkeypatch.setattr(pipeline, "RELEASE_MIN_PLAYERS", 4)  # a 2×2 grid here
     monkeypatch.setattr(pipeline, "load_model", loading)
     monkeypatch.setattr(pipeline, "release_heap", releasing)
     monkeypatch.setattr(pipeline, "interactions_from_logits", post_processing)
