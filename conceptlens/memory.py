@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+from typing import Any
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "glibc_tunables", "release_heap", "reuse_heap"]
 
@@ -46,13 +47,9 @@ def glibc_tunables() -> str:
 
 def reuse_heap() -> bool:
     """Apply the policy to this process now; True if glibc took both settings."""
-    if platform.libc_ver()[0] != "glibc":
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     took_mmap = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     took_trim = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     return bool(took_mmap and took_trim)
@@ -63,11 +60,17 @@ def release_heap() -> bool:
     any. The policy above keeps up to :data:`TRIM_THRESHOLD` of freed heap for the next
     batch; once the forward passes are over, what the model and its batches held would
     only add to the analysis's peak (issue 14: at n = 22–24, 65–75 MiB)."""
+    trim = _glibc("malloc_trim", [ctypes.c_size_t])
+    return False if trim is None else bool(trim(0))
+
+
+def _glibc(name: str, argtypes: list[Any]) -> Any:
+    """glibc's function ``name`` returning an int, or None elsewhere (musl, macOS, Windows)."""
     if platform.libc_ver()[0] != "glibc":
-        return False
+        return None
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        function = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
