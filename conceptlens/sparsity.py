@@ -96,9 +96,9 @@ def top_k(interactions: SubsetTable, k: int = 20) -> IntArray:
     """Bitmasks of the ``k`` strongest interactions ``S ≠ ∅``, strongest first.
 
     Equal strengths go by the smaller mask. Span by span: each span's ``k`` strongest (by
-    ``argpartition``, ties at the span's ``k``-th strength all kept) join the ``k`` kept so
-    far, and the ``k`` first of those by (strength, mask) stay: O(2^n + spans·k log k) time,
-    O(span + k) memory.
+    ``partition``; at the span's ``k``-th strength, the smallest masks) join the ``k`` kept
+    so far, and the ``k`` first of those by (strength, mask) stay: O(2^n + spans·k log k)
+    time, O(span + k) memory.
 
     Example:
         >>> import numpy as np
@@ -117,7 +117,9 @@ def top_k(interactions: SubsetTable, k: int = 20) -> IntArray:
             strength[0] = -np.inf  # ∅ is never a candidate …
         take = min(k, strength.size)
         kth = np.partition(strength, -take)[-take]
-        chosen = np.flatnonzero(strength >= kth)
+        above = np.flatnonzero(strength > kth)  # then the smallest masks at the k-th strength:
+        ties = np.flatnonzero(strength == kth)[: take - above.size]  # a span of zeros adds k
+        chosen = np.concatenate([above, ties])
         if start == 0:
             chosen = chosen[chosen > 0]  # … even when k covers the whole span
         masks = np.concatenate([kept_masks, chosen + start])

@@ -114,3 +114,9 @@ def test_top_k_larger_than_a_span_never_returns_the_empty_set() -> None:
     table[0] = 1e9
     masks = top_k(table, 70_000)
     assert len(masks) == 70_000 and 0 not in set(masks.tolist())
+
+
+def test_top_k_of_a_sparse_table_keeps_the_smallest_masks_among_zeros() -> None:
+    table = np.zeros(1 << 18)
+    table[[3, 100_000]] = [2.0, -5.0]
+    assert top_k(table, 5).tolist() == [100_000, 3, 1, 2, 4]
