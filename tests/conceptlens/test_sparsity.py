@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,19 @@ def test_top_k_of_a_sparse_table_keeps_the_smallest_masks_among_zeros() -> None:
     table = np.zeros(1 << 18)
     table[[3, 100_000]] = [2.0, -5.0]
     assert top_k(table, 5).tolist() == [100_000, 3, 1, 2, 4]
+
+
+def test_top_k_merges_at_most_2k_candidates_per_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A span of equal strengths (zeros) put all its 65,536 entries into the merge before."""
+    sizes: list[int] = []
+    lexsort = np.lexsort
+
+    def recording(keys: Any) -> Any:
+        sizes.append(len(keys[0]))
+        return lexsort(keys)
+
+    monkeypatch.setattr(np, "lexsort", recording)
+    table = np.zeros(1 << 18)
+    table[3] = 1.0
+    assert top_k(table, 5).tolist() == [3, 1, 2, 4, 5]
+    assert len(sizes) == 4 and max(sizes) <= 10
