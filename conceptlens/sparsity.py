@@ -6,6 +6,7 @@ Strength ``|I(S)|``, normalised by ``max_{S≠∅} |I(S)|``; salient ⇔ normali
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +19,18 @@ DEFAULT_TAU = 0.05
 
 def normalised_strength(interactions: SubsetTable) -> FloatArray:
     """``|I(S)| / max_{S≠∅}|I(S)|`` for every ``S`` (the ∅ entry is set to 0)."""
-    strength = np.abs(np.asarray(interactions, dtype=np.float64))
+    table = np.asarray(interactions, dtype=np.float64)
+    strength = _normalise(np.abs(table), max_strength(table))
     strength[0] = 0.0
-    top = strength.max()
-    return strength / top if top > 0 else strength
+    return strength
+
+
+def _normalise(strength: FloatArray, top: float) -> FloatArray:
+    """``strength / top`` in place (unchanged when ``top`` is 0): the one formula of the
+    normalised strength, for a whole table or a span of it."""
+    if top > 0:
+        strength /= top
+    return strength
 
 
 def sorted_strengths(interactions: SubsetTable) -> FloatArray:
@@ -34,15 +43,12 @@ def sorted_strengths(interactions: SubsetTable) -> FloatArray:
         >>> sorted_strengths(np.array([5.0, -1.0, 4.0, 0.5])).tolist()
         [1.0, 0.25, 0.125]
     """
-    table = np.asarray(interactions, dtype=np.float64)
-    out = np.abs(table[1:])
-    top = max_strength(table)
+    out = np.abs(np.asarray(interactions, dtype=np.float64)[1:])
+    top = float(out.max()) if out.size else 0.0
     np.negative(out, out=out)
     out.sort()
     np.negative(out, out=out)
-    if top > 0:
-        out /= top
-    return out
+    return _normalise(out, top)
 
 
 def max_strength(interactions: SubsetTable) -> float:
@@ -81,10 +87,7 @@ def salient_counts(interactions: SubsetTable, tau: float = DEFAULT_TAU) -> Salie
     negative = np.zeros(n + 1, dtype=np.int64)
     for start, stop, order in order_spans(n):  # O(span) temporaries
         chunk = table[start:stop]
-        strength = np.abs(chunk)
-        if top > 0:
-            strength /= top  # the same arithmetic as normalised_strength
-        salient = strength >= tau
+        salient = _normalise(np.abs(chunk), top) >= tau
         if start == 0:
             salient[0] = False
         positive += np.bincount(order[salient & (chunk > 0)], minlength=n + 1)
@@ -144,11 +147,9 @@ def average_output_by_order(v: SubsetTable) -> FloatArray:
     table = np.asarray(v, dtype=np.float64)
     n = n_players_of(table)
     sums = np.zeros(n + 1)
-    counts = np.zeros(n + 1)
     for start, stop, order in order_spans(n):  # O(span) temporaries
         sums += np.bincount(order, weights=table[start:stop] - table[0], minlength=n + 1)
-        counts += np.bincount(order, minlength=n + 1)
-    return sums / counts
+    return sums / np.array([math.comb(n, m) for m in range(n + 1)])  # sets of each order
 
 
 def monotonicity_exponent(u_bar: FloatArray) -> float:
