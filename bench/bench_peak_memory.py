@@ -34,6 +34,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_and_or import uptime
+from bench_headline import grid_of
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "peak_memory.json"
 MB = 1 << 20
@@ -53,6 +59,7 @@ configure_process(1)
 reuse_heap()
 n, model, image, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[5]
 synthetic = sys.argv[4] == "1"
+grids = {n: sys.argv[6], 12: sys.argv[7]}  # the parent's grid_of
 
 
 def status(key):
@@ -67,11 +74,6 @@ def reset():
     return status("VmRSS")
 
 
-def grid(n):
-    rows = max(r for r in range(1, int(n**0.5) + 1) if n % r == 0)
-    return f"{rows}x{n // rows}"
-
-
 def logits_of(n):
     rng = np.random.default_rng(n)
     table = np.empty((1 << n, 10), dtype=np.float32)
@@ -84,7 +86,7 @@ def logits_of(n):
 def analyse(n, logits=None):
     if logits is not None:
         return interactions_from_logits(logits)
-    request = AnalysisRequest(model=Path(model), image=Path(image), grid=grid(n), device="cpu")
+    request = AnalysisRequest(model=Path(model), image=Path(image), grid=grids[n], device="cpu")
     return run_analysis(request)
 
 
@@ -111,15 +113,22 @@ print(json.dumps({
 """
 
 
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
 def measure(n: int, model: Path, image: Path, synthetic: bool) -> dict[str, Any]:
+    grids = ["{}x{}".format(*grid_of(size)) for size in (n, 12)]
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(
-            [sys.executable, "-c", CHILD, str(n), str(model), str(image), str(int(synthetic)), out],
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(n),
+                str(model),
+                str(image),
+                str(int(synthetic)),
+                out,
+                *grids,
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -146,7 +155,6 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     from conceptlens.models.demo import write_demo_model
 
     print(uptime(), flush=True)
