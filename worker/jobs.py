@@ -1026,11 +1026,22 @@ def _fail_item(item_id: str, error: BaseException, owner: str | None) -> None:
     roll_up(analysis_id)
 
 
+def hold_row(s: Session, analysis_id: str) -> None:
+    """Hold the analysis's row until ``s`` commits. A no-op UPDATE does it on both databases:
+    Postgres locks the row (``FOR UPDATE`` alone would, but SQLite ignores it), and SQLite
+    takes its one write lock, so nothing reads a summary that another session is about to
+    replace."""
+    s.execute(update(Analysis).where(Analysis.id == analysis_id).values(status=Analysis.status))
+
+
 def roll_up(analysis_id: str) -> None:
     """After an item ends: J^(m) over the images finished so far (so a page can show them
     while others run, or after a failure or cancel), and, once every item has ended, the
-    analysis's status."""
+    analysis's status. Two items ending at once roll up one after the other: each reads the
+    items only once it holds the analysis's row, so the later one's summary, which counts
+    both, is the one that stays."""
     with session_scope() as s:
+        hold_row(s, analysis_id)
         analysis = s.get_one(Analysis, analysis_id)
         statuses = {item.status for item in analysis.items}
         finished = [item for item in analysis.items if item.status == "done" and item.summary]

@@ -1,14 +1,27 @@
-"""worker.jobs: the contexts of an image's noisy copies share the clean image's inputs."""
+"""worker.jobs: the contexts of an image's noisy copies share the clean image's inputs; items
+ending at once roll up one after the other."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
+from backend.db.models import Analysis, AnalysisItem, ModelRecord, Workspace
+from backend.db.session import session_scope
+from tests.services import fresh_postgres_database
 from worker import jobs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_an_images_noisy_copies_read_its_inputs_once(
@@ -44,3 +57,86 @@ def test_an_images_noisy_copies_read_its_inputs_once(
             assert ctx.baseline is clean.baseline
             assert not np.array_equal(ctx.x, clean.clean)
         assert not np.array_equal(noisy[0].x, noisy[1].x)
+
+
+def test_two_items_ending_at_once_leave_the_summary_of_both(
+    hold: Callable[..., tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI saw a set of 10 images end "done" with a summary over 9: the roll-up of the 9th
+    image read the items, the 10th ended and rolled up in full, then the 9th's summary was
+    written over it. A roll-up now holds the analysis's row before it reads."""
+    analysis_id, (first, second) = hold(image_labels="01", grid="2x2")
+    summarise = jobs._exact_set
+    reading, go_on = threading.Event(), threading.Event()
+
+    def slow(analysis: Any, done: list[Any]) -> dict[str, Any]:
+        if threading.current_thread().name == "early":
+            reading.set()  # the first roll-up has read one image done...
+            go_on.wait(10)  # ...and is slow to write its summary
+        return summarise(analysis, done)
+
+    monkeypatch.setattr(jobs, "_exact_set", slow)
+
+    def end(item_id: str) -> None:
+        with session_scope() as s:
+            item = s.get_one(AnalysisItem, item_id)
+            item.status, item.summary = "done", {"strength": [1.0, 2.0, 3.0, 4.0, 5.0]}
+        jobs.roll_up(analysis_id)
+
+    early = threading.Thread(target=end, args=(first,), name="early")
+    early.start()
+    assert reading.wait(10)
+    late = threading.Thread(target=end, args=(second,))
+    late.start()
+    late.join(1.5)  # unguarded, the second roll-up ends here, before the first writes
+    go_on.set()
+    early.join(30)
+    late.join(30)
+    with session_scope() as s:
+        analysis = s.get_one(Analysis, analysis_id)
+        assert analysis.status == "done" and analysis.summary is not None
+        assert analysis.summary["images"] == 2
+
+
+def test_a_held_analysis_row_waits_for_its_holder_on_postgres(tmp_path: Path) -> None:
+    """The guard on Postgres, the production database: a second session's
+    :func:`jobs.hold_row` returns only when the first session commits, and then reads what
+    the first wrote."""
+    with fresh_postgres_database() as url:
+        env = {**os.environ, "CONCEPTLENS_DATABASE_URL": url, "CONCEPTLENS_DATA_DIR": str(tmp_path)}
+        subprocess.run([sys.executable, "-m", "backend.db.migrate"], env=env, cwd=ROOT, check=True)
+        engine = create_engine(url)
+        try:
+            with Session(engine) as s:
+                workspace = Workspace(secret_hash="h")
+                s.add(workspace)
+                s.flush()
+                model = ModelRecord(workspace_id=workspace.id, name="m", filename="m.onnx",
+                                    blob_key="k", size_bytes=1)  # fmt: skip
+                s.add(model)
+                s.flush()
+                analysis = Analysis(workspace_id=workspace.id, model_id=model.id, params={},
+                                    n_players=4, summary={"images": 1})  # fmt: skip
+                s.add(analysis)
+                s.commit()
+                analysis_id = analysis.id
+            held, seen = threading.Event(), []
+
+            def second() -> None:
+                with Session(engine) as s:
+                    jobs.hold_row(s, analysis_id)
+                    held.set()
+                    seen.append(s.get_one(Analysis, analysis_id).summary)
+                    s.commit()
+
+            with Session(engine) as first:
+                jobs.hold_row(first, analysis_id)
+                first.get_one(Analysis, analysis_id).summary = {"images": 2}
+                waiting = threading.Thread(target=second)
+                waiting.start()
+                assert not held.wait(1.0)  # the second waits while the first holds the row
+                first.commit()
+            waiting.join(30)
+            assert held.is_set() and seen == [{"images": 2}]
+        finally:
+            engine.dispose()
