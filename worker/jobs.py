@@ -271,12 +271,14 @@ class ItemContext:
             return self._baseline
 
     def logits(self, start: int, stop: int, progress: ProgressFn) -> tuple[np.ndarray, float]:
-        """Rows ``start … stop−1`` of the item's logit table, run in this thread's sandbox."""
+        """Rows ``start … stop−1`` of the item's logit table, run in this thread's sandbox;
+        the finish of this thread's previous image starts once the request is out."""
         table, seconds = sandbox.current().logits(
             self.model, self.x, self.baseline,
             grid=(self.params["grid_rows"], self.params["grid_cols"]),
             players=self.params.get("players"), others_present=self.params["others_present"],
             start=start, stop=stop, batch_size=get_settings().batch_size, progress=progress,
+            sent=overlap.release,
         )  # fmt: skip
         check_finite(table, start)
         return table, seconds
@@ -632,10 +634,12 @@ def look_ahead(analysis_id: str) -> Claimed | str | None:
     return queued[0]
 
 
-def run_claimed(claimed: Claimed) -> Next:
+def run_claimed(claimed: Claimed, *, start_finish_when_sent: bool = False) -> Next:
     """Go on with an item :func:`claim_item` claimed. Returns ``("chunks", ids)`` to send,
     ``("assemble", [item_id])`` when every chunk is done already (a retry after an
-    interrupted assembly), or ``("", [])``."""
+    interrupted assembly), or ``("", [])``. ``start_finish_when_sent``: the item's finish
+    waits for this thread's next request to the sandbox, or its
+    :func:`worker.overlap.release`, which the caller then makes sure comes."""
     item_id, owner = claimed.item_id, claimed.owner
     if claimed.step == "cancelled":
         roll_up(claimed.analysis_id)
@@ -652,7 +656,9 @@ def run_claimed(claimed: Claimed) -> Next:
             heartbeat.__exit__()
             _fail_item(item_id, error, owner)
             return "", []
-    overlap.hand_over(_finish_whole, item_id, owner, computed, heartbeat)
+    overlap.hand_over(
+        _finish_whole, item_id, owner, computed, heartbeat, start_when_sent=start_finish_when_sent
+    )
     return "", []
 
 

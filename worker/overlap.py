@@ -9,7 +9,12 @@ at n = 12 it was a third of a stability analysis's forward passes (bench/README.
 passes start while this item is finished.
 
 At most one item per worker thread is being finished: handing over the next one first
-waits for it (tables never pile up in memory). The item keeps its lease (its heartbeat
+waits for it (tables never pile up in memory). A task that runs images one after another
+(:func:`worker.tasks.run_items`) hands over with ``start_when_sent``: the finish starts
+only once the task has sent the model sandbox its next image (:func:`release`), because a
+finish started at once held the GIL while the task was getting that request out, and the
+sandbox waited 5–8 ms per image for it (a twentieth of an n = 12 image's passes). The
+item keeps its lease (its heartbeat
 runs on) until it is finished, so a worker killed meanwhile leaves it to the sweeper,
 which runs it again (from the cached table, when it was stored). :func:`drain` waits for
 every pending finish: the worker calls it when a process shuts down.
@@ -29,13 +34,15 @@ log = logging.getLogger(__name__)
 
 _LOCAL = threading.local()
 _PENDING: set[threading.Thread] = set()
+_NOT_STARTED: set[threading.Thread] = set()
 _PENDING_LOCK = threading.Lock()
 
 
-def hand_over(fn: Callable[..., None], *args: Any) -> None:
+def hand_over(fn: Callable[..., None], *args: Any, start_when_sent: bool = False) -> None:
     """Run ``fn(*args)`` in a thread of its own once this thread's previous one has ended
-    (in line when overlapping is off). ``fn`` reports its own errors; one that escapes is
-    logged."""
+    (in line when overlapping is off): at once, or with ``start_when_sent`` at this thread's
+    next :func:`release` — which the caller must then make sure comes (in a ``finally``).
+    ``fn`` reports its own errors; one that escapes is logged."""
     wait_mine()
     if not get_settings().overlap_finish:
         fn(*args)
@@ -43,23 +50,47 @@ def hand_over(fn: Callable[..., None], *args: Any) -> None:
     thread = threading.Thread(target=_run, args=(fn, args), name="finish-item")
     with _PENDING_LOCK:
         _PENDING.add(thread)
-    thread.start()
+        if start_when_sent:
+            _NOT_STARTED.add(thread)
     _LOCAL.thread = thread
+    if not start_when_sent:
+        thread.start()
+
+
+def release() -> None:
+    """Start the finish this thread handed over with ``start_when_sent``, if it has not
+    started: when the thread's next request is in the model sandbox, and when its task
+    ends."""
+    thread: threading.Thread | None = getattr(_LOCAL, "thread", None)
+    if thread is not None:
+        _start(thread)
+
+
+def _start(thread: threading.Thread) -> None:
+    with _PENDING_LOCK:
+        if thread not in _NOT_STARTED:
+            return
+        _NOT_STARTED.discard(thread)
+    thread.start()
 
 
 def wait_mine() -> None:
-    """Wait for the finish this thread handed over last, if it is still running."""
+    """Wait for the finish this thread handed over last, if it is still running (starting
+    it first, if it waits for :func:`release`)."""
     previous: threading.Thread | None = getattr(_LOCAL, "thread", None)
     if previous is not None:
+        _start(previous)
         previous.join()
         _LOCAL.thread = None
 
 
 def drain(timeout: float | None = None) -> None:
-    """Wait for every pending finish of this process (at shutdown)."""
+    """Wait for every pending finish of this process (at shutdown), starting any that waits
+    for its thread's :func:`release`."""
     with _PENDING_LOCK:
         pending = list(_PENDING)
     for thread in pending:
+        _start(thread)
         thread.join(timeout)
 
 

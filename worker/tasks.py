@@ -27,7 +27,7 @@ from backend.queue import (
     celery_app,
     enqueue,
 )
-from worker import builtins, components_job, jobs, training_job
+from worker import builtins, components_job, jobs, overlap, training_job
 from worker.sweep import start_sweeper
 
 
@@ -58,8 +58,9 @@ def run_items(self: Any, analysis_id: str) -> None:
     """Run the analysis's queued images one after another until none is left. The next
     image is found and prepared (rows, image, noise; claimed too while there are enough
     left for every task) in a thread while this one's passes run, so the model sandbox
-    goes from one image's passes to the next's at once. A failure here (the database, say)
-    is retried, with the images not yet run still queued."""
+    goes from one image's passes to the next's at once; an image's finish starts once the
+    next image's request is in the sandbox (:mod:`worker.overlap`). A failure here (the
+    database, say) is retried, with the images not yet run still queued."""
     deadline = monotonic() + min(PULL_SECONDS, get_settings().task_time_limit_s / 4)
     upcoming: Future[jobs.Claimed | str | None] | None = None
     try:
@@ -67,7 +68,7 @@ def run_items(self: Any, analysis_id: str) -> None:
             claimed = jobs.claim_next(analysis_id)
             while claimed is not None:
                 upcoming = ahead.submit(jobs.look_ahead, analysis_id)
-                _go_on(claimed.item_id, jobs.run_claimed(claimed))
+                _go_on(claimed.item_id, jobs.run_claimed(claimed, start_finish_when_sent=True))
                 following, upcoming = upcoming.result(), None
                 if following is None:
                     return
@@ -84,6 +85,8 @@ def run_items(self: Any, analysis_id: str) -> None:
             with contextlib.suppress(Exception):
                 jobs.unclaim(upcoming.result())
         raise self.retry(exc=error, countdown=min(60, 2**self.request.retries)) from error
+    finally:
+        overlap.release()  # the last image's finish, if no request of this task started it
 
 
 @celery_app.task(name="conceptlens.run_item")

@@ -76,3 +76,30 @@ def test_an_escaping_error_is_logged_and_frees_the_slot(caplog: pytest.LogCaptur
     overlap.hand_over(lambda: None)  # does not hang on the failed one
     overlap.drain(timeout=10)
     assert "finishing an item failed" in caplog.text
+
+
+def test_a_finish_started_when_sent_waits_for_release() -> None:
+    ran = threading.Event()
+    overlap.hand_over(ran.set, start_when_sent=True)
+    assert not ran.wait(0.2)  # not started: the thread's next request is not out yet
+    overlap.release()
+    assert ran.wait(10)
+    overlap.release()  # a second release starts nothing twice
+
+
+def test_the_next_hand_over_and_drain_start_a_finish_waiting_for_release() -> None:
+    """Nothing is left unstarted: the thread's next hand-over starts (and waits for) it,
+    and so does a drain at shutdown, from any thread."""
+    order: list[str] = []
+    overlap.hand_over(lambda: order.append("first"), start_when_sent=True)
+    overlap.hand_over(lambda: order.append("second"), start_when_sent=True)
+    assert order == ["first"]
+
+    def waits_for_release() -> None:
+        overlap.hand_over(lambda: order.append("third"), start_when_sent=True)
+
+    other = threading.Thread(target=waits_for_release)
+    other.start()
+    other.join(10)
+    overlap.drain(timeout=10)
+    assert sorted(order) == ["first", "second", "third"]

@@ -212,9 +212,11 @@ class Sandbox:
         arrays: wire.Arrays | None = None,
         *,
         progress: Progress | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> tuple[Any, wire.Arrays]:
         """Run ``op`` in the sandbox; progress messages go to ``progress`` (which may raise,
-        e.g. ``Cancelled``: the process is then killed). Returns ``(result, arrays)``."""
+        e.g. ``Cancelled``: the process is then killed); ``sent()`` is called once the
+        request is out. Returns ``(result, arrays)``."""
         if not self.alive():
             self.start()
         assert self._sock is not None and self._proc is not None
@@ -222,6 +224,8 @@ class Sandbox:
         deadline = time.monotonic() + (self.limits.wall_seconds or float("inf"))
         try:
             wire.send(self._sock, {"op": op, **(header or {})}, arrays)
+            if sent is not None:
+                sent()
             while True:
                 reply, out = self._next(deadline)
                 if "progress" in reply:
@@ -331,8 +335,10 @@ class Sandbox:
         stop: int,
         batch_size: int,
         progress: Progress | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> tuple[np.ndarray, float]:
-        """Rows ``start … stop−1`` of an image's logit table and the seconds they took."""
+        """Rows ``start … stop−1`` of an image's logit table and the seconds they took
+        (``sent``: as in :meth:`call`)."""
         self.ensure(model)
         header = {
             "key": model.key, "grid": list(grid),
@@ -340,7 +346,8 @@ class Sandbox:
             "others_present": others_present, "start": start, "stop": stop,
             "batch_size": batch_size,
         }  # fmt: skip
-        result, out = self.call("logits", header, {"x": x, "baseline": baseline}, progress=progress)
+        arrays = {"x": x, "baseline": baseline}
+        result, out = self.call("logits", header, arrays, progress=progress, sent=sent)
         table = out.get("logits")
         if table is None or table.ndim != 2 or table.shape[0] != stop - start:
             raise SandboxInternalError("the model process returned a logit table of the wrong size")
