@@ -1040,14 +1040,50 @@ def hold_row(s: Session, analysis_id: str) -> None:
     s.execute(update(Analysis).where(Analysis.id == analysis_id).values(status=Analysis.status))
 
 
+#: While an analysis has images left, its summary over the images finished so far is
+#: recomputed at most this often per worker process (the dashboard polls every 0.5 s). Each
+#: roll-up reads every item's summary, so rolling up after every image cost O(images²): at
+#: 64 items of n = 12 it grew from 6 to 20 ms per image, a third of each image's finish.
+#: The last roll-up (nothing queued or running) always runs.
+ROLL_UP_INTERVAL_S = 0.5
+_ROLLED_UP: OrderedDict[str, float] = OrderedDict()
+_ROLLED_UP_LOCK = threading.Lock()
+
+
+def _rolled_up_lately(analysis_id: str) -> bool:
+    """Whether this process rolled the analysis up within :data:`ROLL_UP_INTERVAL_S`; if
+    not, note that it does so now."""
+    now = time.monotonic()
+    with _ROLLED_UP_LOCK:
+        last = _ROLLED_UP.get(analysis_id)
+        if last is not None and now - last < ROLL_UP_INTERVAL_S:
+            return True
+        _ROLLED_UP[analysis_id] = now
+        _ROLLED_UP.move_to_end(analysis_id)
+        while len(_ROLLED_UP) > 1024:
+            _ROLLED_UP.popitem(last=False)
+        return False
+
+
 def roll_up(analysis_id: str) -> None:
     """After an item ends: J^(m) over the images finished so far (so a page can show them
-    while others run, or after a failure or cancel), and, once every item has ended, the
+    while others run, or after a failure or cancel; at most every
+    :data:`ROLL_UP_INTERVAL_S` while images are left), and, once every item has ended, the
     analysis's status. Two items ending at once roll up one after the other: each reads the
     items only once it holds the analysis's row, so the later one's summary, which counts
     both, is the one that stays."""
     with session_scope() as s:
         hold_row(s, analysis_id)
+        left = s.scalar(
+            select(func.count())
+            .select_from(AnalysisItem)
+            .where(
+                AnalysisItem.analysis_id == analysis_id,
+                AnalysisItem.status.in_(("queued", "running")),
+            )
+        )
+        if left and _rolled_up_lately(analysis_id):
+            return
         analysis = s.get_one(Analysis, analysis_id)
         statuses = {item.status for item in analysis.items}
         finished = [item for item in analysis.items if item.status == "done" and item.summary]
