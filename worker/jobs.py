@@ -656,6 +656,11 @@ def run_claimed(claimed: Claimed, *, start_finish_when_sent: bool = False) -> Ne
             heartbeat.__exit__()
             _fail_item(item_id, error, owner)
             return "", []
+        if not start_finish_when_sent or overlap.finishing():
+            # the finish, which says so, may wait (for the previous one): say it now. A
+            # finish that starts with the next request says it itself, without a write
+            # that would run while this thread is getting that request out
+            _passes_done(item_id, owner)
     overlap.hand_over(
         _finish_whole, item_id, owner, computed, heartbeat, start_when_sent=start_finish_when_sent
     )
@@ -695,11 +700,9 @@ def _make_chunks(s: Session, item: AnalysisItem, ranges: list[tuple[int, int]]) 
 def _forward_whole(item_id: str, owner: str) -> tuple[np.ndarray, float]:
     """The item's whole logit table, in one sandbox call, and the seconds it took."""
     ctx = item_context(item_id)
-    # the last report is written beside the next item's passes (_passes_done)
+    # the last report: the finish's (_store_result), or _passes_done's (run_claimed)
     progress = leased_reporter(AnalysisItem, item_id, owner, "progress_done", final=False)
-    computed = ctx.logits(0, 1 << ctx.n_players, progress)
-    _passes_done(item_id, owner)
-    return computed
+    return ctx.logits(0, 1 << ctx.n_players, progress)
 
 
 def _finish_whole(

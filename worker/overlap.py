@@ -74,6 +74,12 @@ def _start(thread: threading.Thread) -> None:
     thread.start()
 
 
+def finishing() -> bool:
+    """Whether this thread's last finish is still running, so a new one would wait for it."""
+    thread: threading.Thread | None = getattr(_LOCAL, "thread", None)
+    return thread is not None and thread.is_alive()
+
+
 def wait_mine() -> None:
     """Wait for the finish this thread handed over last, if it is still running (starting
     it first, if it waits for :func:`release`)."""
