@@ -61,7 +61,11 @@ class Settings(BaseSettings):
     max_players: int = Field(default=20, ge=2, le=24)
     """Exact analysis costs 2^n forward passes per image."""
     chunk_size: int = Field(default=16_384, ge=64)
-    """Masks per chunk task: an image with more masks is split across workers."""
+    """Masks per chunk task: an image with more masks is split across workers (unless
+    other images of its analysis are queued: ``whole_image_max_masks``)."""
+    whole_image_max_masks: int = Field(default=1 << 20, ge=64)
+    """An image with more masks than ``chunk_size`` still runs in one task, up to this many
+    masks, while other images of its analysis are queued for the other workers."""
     max_and_or_players: int = Field(default=16, ge=2, le=24)
     """Players of an exact analysis with the AND-OR split (each step is O(n·2^n))."""
     max_learned_baseline_players: int = Field(default=12, ge=2, le=20)
