@@ -8,6 +8,7 @@ under ``torch.inference_mode``; the batch size halves on an out-of-memory error.
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -140,12 +141,13 @@ def logit_table(
     pool: ThreadPoolExecutor | _Inline = (
         ThreadPoolExecutor(max_workers=1) if threaded else _Inline()
     )
+    failed = threading.Event()  # set by a batch out of memory: the ones after it are skipped
     with pool, torch.inference_mode():
         while done < total:
             if queued < total and len(pending) < depth:
                 size = min(game.batch_size, total - queued)
                 coal = mask_range_coalitions(start + queued, start + queued + size, n, game.device)
-                pending.append((queued, size, pool.submit(_run_batch, game, coal)))
+                pending.append((queued, size, pool.submit(_run_batch, game, coal, failed)))
                 queued += size
                 continue
             offset, size, future = pending.popleft()
@@ -158,6 +160,7 @@ def logit_table(
                 del future
                 _drain(pending)
                 game._back_off()
+                failed.clear()  # nothing is pending now: the retry runs
                 queued = offset
                 continue
             if out is None:
@@ -182,9 +185,7 @@ class _Inline:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def submit(
-        self, fn: Callable[[MaskedModelGame, torch.Tensor], torch.Tensor], *args: Any
-    ) -> Future[torch.Tensor]:
+    def submit(self, fn: Callable[..., torch.Tensor], *args: Any) -> Future[torch.Tensor]:
         future: Future[torch.Tensor] = Future()
         try:
             future.set_result(fn(*args))
@@ -193,9 +194,22 @@ class _Inline:
         return future
 
 
-def _run_batch(game: MaskedModelGame, coal: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return game.forward_masks(coal).float()
+class _Skipped(Exception):
+    """A batch submitted before an earlier one ran out of memory: not run."""
+
+
+def _run_batch(game: MaskedModelGame, coal: torch.Tensor, failed: threading.Event) -> torch.Tensor:
+    """One batch's logits. Once a batch has run out of memory (``failed``), those already
+    submitted after it are skipped until the caller has released it and backed off: run
+    while its inputs are still held, they would only fail beside them too."""
+    if failed.is_set():
+        raise _Skipped
+    try:
+        with torch.inference_mode():
+            return game.forward_masks(coal).float()
+    except torch.OutOfMemoryError:
+        failed.set()
+        raise
 
 
 def _release(error: BaseException) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -183,6 +184,45 @@ def test_a_failed_batch_frees_its_tensors_before_the_retry(
     assert_polynomial_coefficients(table)
     assert game.batch_size == 4
     assert failed and alive_at_retry == [0] * len(alive_at_retry)
+
+
+def test_a_batch_queued_behind_one_out_of_memory_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch thread went on to the next batch, submitted before the failure was known,
+    while the caller had yet to release the failed one: it ran beside the failed inputs
+    (CI saw the test above fail so, now and then). The caller is slowed here, as a busy
+    machine may: a batch behind a failed one is now skipped, not run."""
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", 0)
+    release = game_module._release
+
+    def slow_release(error: BaseException) -> None:
+        time.sleep(0.2)  # the batch thread is free to start the queued batch meanwhile
+        release(error)
+
+    monkeypatch.setattr(game_module, "_release", slow_release)
+    inner = PolynomialOfPatches()
+    failed: list[weakref.ref[torch.Tensor]] = []
+    alive: list[int] = []
+    sizes: list[int] = []
+
+    def picky(x: torch.Tensor) -> torch.Tensor:
+        gc.disable()
+        try:
+            alive.append(sum(r() is not None for r in failed))
+        finally:
+            gc.enable()
+        sizes.append(x.shape[0])
+        if x.shape[0] > 4:
+            failed.append(weakref.ref(x))
+            raise torch.OutOfMemoryError("simulated")
+        return inner(x)
+
+    game = polynomial_game(picky)
+    game.batch_size = 16
+    assert_polynomial_coefficients(logit_table(game))
+    assert sizes == [16, 8, 4, 4, 4, 4]  # the second 8 was queued behind the first: skipped
+    assert alive == [0] * len(alive)
 
 
 class RandomConv(nn.Module):
