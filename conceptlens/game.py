@@ -77,9 +77,12 @@ class MaskedModelGame:
 
     def forward_masks(self, coalitions: torch.Tensor) -> torch.Tensor:
         """One batch: coalitions on the device → logits on the device."""
-        presence = self.players.pixel_presence(coalitions)
-        inputs = masked_inputs(self.x, self.baseline, presence)
-        return self.predict(inputs)
+        return self.predict(self.masked_batch(coalitions))
+
+    def masked_batch(self, coalitions: torch.Tensor) -> torch.Tensor:
+        """The model's inputs for a batch of coalitions: the image where players are
+        present, the baseline where they are absent."""
+        return masked_inputs(self.x, self.baseline, self.players.pixel_presence(coalitions))
 
     def _forward_batched(self, coal: torch.Tensor) -> torch.Tensor:
         outs = []
@@ -120,8 +123,10 @@ def logit_table(
     """The logit table rows ``start … stop−1`` (default: all ``2**n``), row index = bitmask.
 
     One forward pass per row, in batches of ``game.batch_size`` built on the device. The
-    next batch's masked inputs are built while the model runs the current one (a second
-    thread; model runtimes release the GIL), so building inputs costs almost no wall time.
+    model runs each batch in a second thread while this one builds the next batch's masked
+    inputs (model runtimes release the GIL), so building inputs costs almost no wall time
+    where a second core is free. (Until 2026-12-02 the second thread built each batch's
+    inputs itself, just before running it: nothing overlapped the model.)
     With at most ``INLINE_BATCHES`` batches there is nothing to overlap, and the batches
     run in the calling thread (the hand-off alone made n = 12 2.5× the bare passes); the
     batches and so the table are the same either way.
@@ -142,12 +147,24 @@ def logit_table(
         ThreadPoolExecutor(max_workers=1) if threaded else _Inline()
     )
     failed = threading.Event()  # set by a batch out of memory: the ones after it are skipped
+    building_failed = False  # building the next inputs ran out of memory: drain, then retry
     with pool, torch.inference_mode():
         while done < total:
-            if queued < total and len(pending) < depth:
+            if queued < total and len(pending) < depth and not (building_failed and pending):
                 size = min(game.batch_size, total - queued)
                 coal = mask_range_coalitions(start + queued, start + queued + size, n, game.device)
-                pending.append((queued, size, pool.submit(_run_batch, game, coal, failed)))
+                try:  # no local name keeps the inputs: the batch thread's frame alone holds them
+                    future = pool.submit(_run_batch, game, game.masked_batch(coal), failed)
+                except torch.OutOfMemoryError as error:  # building them, in this thread
+                    _release(error)
+                    if pending:  # the batches in flight may free enough: let them finish
+                        building_failed = True
+                    else:
+                        game._back_off()
+                        building_failed = False
+                    continue
+                building_failed = False
+                pending.append((queued, size, future))
                 queued += size
                 continue
             offset, size, future = pending.popleft()
@@ -198,15 +215,18 @@ class _Skipped(Exception):
     """A batch submitted before an earlier one ran out of memory: not run."""
 
 
-def _run_batch(game: MaskedModelGame, coal: torch.Tensor, failed: threading.Event) -> torch.Tensor:
-    """One batch's logits. Once a batch has run out of memory (``failed``), those already
-    submitted after it are skipped until the caller has released it and backed off: run
-    while its inputs are still held, they would only fail beside them too."""
+def _run_batch(
+    game: MaskedModelGame, inputs: torch.Tensor, failed: threading.Event
+) -> torch.Tensor:
+    """One batch's logits from its masked inputs. Once a batch has run out of memory
+    (``failed``), those already submitted after it are skipped until the caller has released
+    it and backed off: run while its inputs are still held, they would only fail beside
+    them too."""
     if failed.is_set():
         raise _Skipped
     try:
         with torch.inference_mode():
-            return game.forward_masks(coal).float()
+            return game.predict(inputs).float()
     except torch.OutOfMemoryError:
         failed.set()
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -223,6 +224,67 @@ def test_a_batch_queued_behind_one_out_of_memory_is_skipped(
     assert_polynomial_coefficients(logit_table(game))
     assert sizes == [16, 8, 4, 4, 4, 4]  # the second 8 was queued behind the first: skipped
     assert alive == [0] * len(alive)
+
+
+def test_the_next_batch_is_built_while_the_model_runs_the_current_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The overlap that the second thread is for: each batch's masked inputs are built in
+    the calling thread while the model runs the batch before (until 2026-12-02 the batch
+    thread built each batch just before running it, so nothing overlapped)."""
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", 0)
+    inner = PolynomialOfPatches()
+    built: list[threading.Event] = [threading.Event() for _ in range(4)]
+    caller = threading.get_ident()
+    build_threads: list[int] = []
+    run_threads: list[int] = []
+    overlapped: list[bool] = []
+    build = game_module.masked_inputs
+
+    def masked_inputs(*args: torch.Tensor) -> torch.Tensor:
+        build_threads.append(threading.get_ident())
+        inputs = build(*args)
+        built[len(build_threads) - 1].set()
+        return inputs
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        run_threads.append(threading.get_ident())
+        k = len(run_threads)
+        if k < len(built):  # the next batch is built while this one runs
+            overlapped.append(built[k].wait(timeout=10))
+        return inner(x)
+
+    monkeypatch.setattr(game_module, "masked_inputs", masked_inputs)
+    game = polynomial_game(predict)
+    game.batch_size = 4  # 4 batches
+    assert_polynomial_coefficients(logit_table(game))
+    assert build_threads == [caller] * 4
+    assert len(run_threads) == 4 and caller not in run_threads
+    assert overlapped == [True, True, True]
+
+
+@pytest.mark.parametrize("inline_batches", [0, 1 << 30])
+def test_building_the_inputs_out_of_memory_backs_off(
+    inline_batches: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building a batch (in the calling thread) can run out of memory too: the batches in
+    flight finish first, then the batch halves, and the table is the same."""
+    monkeypatch.setattr(game_module, "INLINE_BATCHES", inline_batches)
+    game = polynomial_game(PolynomialOfPatches())
+    build = game.masked_batch
+    sizes: list[int] = []
+
+    def picky(coalitions: torch.Tensor) -> torch.Tensor:
+        sizes.append(coalitions.shape[0])
+        if coalitions.shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return build(coalitions)
+
+    game.masked_batch = picky  # type: ignore[method-assign]
+    game.batch_size = 8
+    assert_polynomial_coefficients(logit_table(game))
+    assert game.batch_size == 2
+    assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) == {2}
 
 
 class RandomConv(nn.Module):
