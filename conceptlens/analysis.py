@@ -16,7 +16,7 @@ import numpy as np
 
 from conceptlens.aliases import FloatArray, IntArray
 from conceptlens.and_or import AndOrResult, and_or_interactions, and_or_salient
-from conceptlens.outputs import OutputKind, output_values, predicted_class
+from conceptlens.outputs import OutputKind, chunk_rows, output_values, predicted_class
 from conceptlens.pairwise import (
     multi_order,
     pair_strength,
@@ -34,9 +34,15 @@ from conceptlens.sparsity import (
     sorted_strengths,
     top_k,
 )
-from conceptlens.transforms import harsanyi_checked, n_players_of
+from conceptlens.transforms import harsanyi_checked, harsanyi_checked_in_place, n_players_of
 
 ENGINE_VERSION = "1"
+KEEP_VALUES_BELOW = 22
+"""From this many players on, an analysis does not hold the output values ``v`` beside
+the dividends: ``v`` becomes the dividends in place, is made again from the logits for
+the faithfulness check (:func:`harsanyi_checked_in_place`: about 1.4 s more at n = 24, 2 %
+of its passes) and when read later. Issue 14: the peak is then the logit table and one
+value table, against the bound of two."""
 FORMAT = "conceptlens-interactions/1"
 
 
@@ -48,7 +54,6 @@ class InteractionResult:
     target: int
     output: OutputKind
     tau: float
-    v: FloatArray  # [2**n]
     interactions: FloatArray  # [2**n] Harsanyi
     residual: float
     multi_order: FloatArray  # [n−1, n, n]
@@ -63,10 +68,21 @@ class InteractionResult:
     p: float
     and_or: AndOrResult | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    values: FloatArray | None = field(default=None, repr=False)
+    """``v`` if the analysis kept it; else :attr:`v` makes it again from the logits."""
 
     @property
     def n(self) -> int:
-        return n_players_of(self.v)
+        return n_players_of(self.interactions)
+
+    @functools.cached_property
+    def v(self) -> FloatArray:
+        """``[2**n]`` output values ``v(S)``. An analysis of n ≥ :data:`KEEP_VALUES_BELOW`
+        players does not hold them (issue 14's memory bound): they are made again from the
+        logits, the same bits, when first read (saving the result reads them)."""
+        if self.values is not None:
+            return self.values
+        return output_values(self.logits, self.target, self.output)
 
     @functools.cached_property
     def sorted_strength(self) -> FloatArray:
@@ -98,6 +114,8 @@ class InteractionResult:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly summary (also the npz's JSON sidecar)."""
+        ends = output_values(self.logits[[0, -1]], self.target, self.output)  # not all of v
+        v_empty, v_full = float(ends[0]), float(ends[1])
         summary: dict[str, Any] = {
             "format": FORMAT,
             "engine_version": ENGINE_VERSION,
@@ -107,9 +125,9 @@ class InteractionResult:
             "target": self.target,
             "output": self.output,
             "tau": self.tau,
-            "v_empty": float(self.v[0]),
-            "v_full": float(self.v[-1]),
-            "v_full_minus_empty": float(self.v[-1] - self.v[0]),
+            "v_empty": v_empty,
+            "v_full": v_full,
+            "v_full_minus_empty": v_full - v_empty,
             "residual": self.residual,
             "salient_positive": self.salient_positive.tolist(),
             "salient_negative": self.salient_negative.tolist(),
@@ -198,25 +216,39 @@ def interactions_from_logits(
 
     Cost O(n·2^n) (output values, transform, multi-order) plus ``and_or_steps`` AND-OR
     steps if asked for. Memory: the value table ``v`` and the dividends, plus O(2^16)-entry
-    temporaries (issue 14: an analysis's peak is the logit table and two value tables);
-    the sorted strengths (``sorted_strength``) are a third table, made when first used.
+    temporaries; from :data:`KEEP_VALUES_BELOW` players on, the dividends alone (``v``
+    turns into them, and is made again from the logits when read). Issue 14 bounds the
+    peak by the logit table and two value tables. The sorted strengths
+    (``sorted_strength``) are another table, made when first used.
     """
     table = np.asarray(logits)
-    n_players_of(table)
+    n = n_players_of(table)
     chosen = resolve_target(table, target)
     v = output_values(table, chosen, output)
-    interactions, residual = harsanyi_checked(v)
+    u_bar = average_output_by_order(v)
+    and_or = (
+        and_or_interactions(v, steps=and_or_steps, noise=and_or_noise) if and_or_steps else None
+    )
+    kept: FloatArray | None = v
+    if n < KEEP_VALUES_BELOW:
+        interactions, residual = harsanyi_checked(v)
+    else:  # v becomes the dividends; made again from the logits where needed
+        interactions, kept = v, None
+        residual = harsanyi_checked_in_place(
+            interactions,
+            lambda start, stop: output_values(table[start:stop], chosen, output),
+            chunk_rows(max(table.shape[1], 2)),  # output_values' own chunks: the same bits
+        )
+    del v
     multi = multi_order(interactions) if table.shape[0] >= 4 else np.zeros((0, 1, 1))
     strength = pair_strength(multi) if multi.size else np.zeros(0)
     counts = salient_counts(interactions, tau)
-    u_bar = average_output_by_order(v)
-    n = n_players_of(table)
     return InteractionResult(
         logits=table,
         target=chosen,
         output=output,
         tau=tau,
-        v=v,
+        values=kept,
         interactions=interactions,
         residual=residual,
         multi_order=multi,
@@ -229,8 +261,6 @@ def interactions_from_logits(
         top_masks=top_k(interactions, k),
         u_bar=u_bar,
         p=monotonicity_exponent(u_bar),
-        and_or=and_or_interactions(v, steps=and_or_steps, noise=and_or_noise)
-        if and_or_steps
-        else None,
+        and_or=and_or,
         meta=dict(meta or {}),
     )

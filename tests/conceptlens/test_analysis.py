@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conceptlens import analysis
 from conceptlens.analysis import FORMAT, interactions_from_logits
 from conceptlens.outputs import output_values
 from conceptlens.pairwise import multi_order
@@ -91,3 +92,50 @@ def test_the_analysis_holds_two_value_tables_at_its_peak() -> None:
     assert "sorted_strength" not in vars(result)  # made when first used …
     assert np.array_equal(result.sorted_strength, sorted_strengths(result.interactions))
     assert result.arrays()["sorted_strength"] is result.sorted_strength  # … then kept
+
+
+@pytest.mark.parametrize("output", ["log-odds", "logit", "prob"])
+@pytest.mark.parametrize("classes", [10, 1])
+def test_a_large_analysis_holds_one_value_table_and_the_same_results(
+    output: str, classes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From ``KEEP_VALUES_BELOW`` players on, ``v`` turns into the dividends in place and is
+    made again from the logits when read: the peak is one value table (issue 14 bounds it
+    by two), and every result is bit for bit what the two-table path gives. Lowered to
+    n = 18 here (the default, 22, would take seconds); ``classes`` 1 is a binary model
+    (``output_values`` chunks it as two classes)."""
+    n = 18
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(1 << n, classes)).astype(np.float32)
+    kept = interactions_from_logits(logits, output=output, k=20)  # type: ignore[arg-type]
+    monkeypatch.setattr(analysis, "KEEP_VALUES_BELOW", n)
+    table_bytes = (1 << n) * 8
+    tracemalloc.start()
+    try:
+        result = interactions_from_logits(logits, output=output, k=20)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= table_bytes + (6 << 20), f"{peak / table_bytes:.2f} value tables"
+    assert kept.values is not None and result.values is None
+    assert np.array_equal(result.interactions, kept.interactions)
+    assert result.residual == kept.residual
+    assert np.array_equal(result.v, kept.v)  # made again from the logits, the same bits
+    for name, array in kept.arrays().items():
+        assert np.array_equal(result.arrays()[name], array), name
+    assert result.summary() == kept.summary()
+
+
+def test_the_in_place_check_reports_a_nan() -> None:
+    """A NaN in ``v`` (a model that returned one) shows as a NaN residual on both paths."""
+    logits = np.random.default_rng(2).normal(size=(1 << 8, 3)).astype(np.float32)
+    logits[5, 0] = np.nan
+    kept = interactions_from_logits(logits, target=0, output="logit")
+    assert np.isnan(kept.residual)
+    original = analysis.KEEP_VALUES_BELOW
+    analysis.KEEP_VALUES_BELOW = 8
+    try:
+        result = interactions_from_logits(logits, target=0, output="logit")
+    finally:
+        analysis.KEEP_VALUES_BELOW = original
+    assert np.isnan(result.residual)

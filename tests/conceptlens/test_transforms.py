@@ -15,6 +15,7 @@ from conceptlens.transforms import (
     harsanyi,
     harsanyi_adjoint,
     harsanyi_checked,
+    harsanyi_checked_in_place,
     max_abs_difference,
     n_players_of,
     order_spans,
@@ -167,3 +168,12 @@ def test_order_spans_cover_the_orders() -> None:
             (a, min(a + SPAN, 1 << n)) for a in range(0, 1 << n, SPAN)
         ]
         assert np.array_equal(np.concatenate([o for _, _, o in spans]), orders(n))
+
+
+@pytest.mark.parametrize("span", [1, 7, 64, 1 << 10])
+def test_the_in_place_check_gives_the_bits_and_residual_of_the_two_table_one(span: int) -> None:
+    v = np.random.default_rng(3).normal(size=1 << 10)
+    expected, residual = harsanyi_checked(v)
+    table = v.copy()
+    assert harsanyi_checked_in_place(table, lambda a, b: v[a:b], span) == residual
+    assert np.array_equal(table, expected)
