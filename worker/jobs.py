@@ -728,13 +728,14 @@ def _finish_whole(
     """Store the table ``computed`` (None: it was cached) and finish the item, then stop
     renewing its lease (:func:`worker.overlap.hand_over` runs this beside the next item)."""
     try:
+        stored = None
         if computed is not None:
             try:
-                _store_table(item_id, *computed)
+                stored = _store_table(item_id, *computed)
             except Exception as error:
                 _fail_item(item_id, error, owner)
                 return
-        finish_item(item_id, owner, cached=computed is None)
+        finish_item(item_id, owner, cached=computed is None, stored=stored)
     finally:
         heartbeat.__exit__()
 
@@ -762,9 +763,10 @@ def _write_passes_done(item_id: str, owner: str) -> None:
         )
 
 
-def _store_table(item_id: str, table: np.ndarray, seconds: float) -> None:
-    """Store the item's logit table under its cache key (:func:`_store_result`)."""
-    _store_result(item_id, _npy_bytes(table), int(table.shape[1]), seconds)
+def _store_table(item_id: str, table: np.ndarray, seconds: float) -> bytes:
+    """Store the item's logit table under its cache key (:func:`_store_result`); the bytes
+    stored."""
+    return _store_result(item_id, _npy_bytes(table), int(table.shape[1]), seconds)
 
 
 def _pool_chunks(params: dict[str, Any], chunks: list[bytes]) -> dict[str, np.ndarray]:
@@ -779,21 +781,31 @@ def _pool_chunks(params: dict[str, Any], chunks: list[bytes]) -> dict[str, np.nd
     return to_arrays({k: merge(results) for k, results in enumerate(pooled)})
 
 
-def _store_result(item_id: str, data: bytes, classes: int, seconds: float) -> None:
+def _store_result(item_id: str, data: bytes, classes: int, seconds: float) -> bytes:
     """Store the item's logit table (or a sampled item's statistics, ``classes`` 0) under its
-    cache key. Two items with the same key (the same image twice, or identical requests)
-    may get here at once: the first row stays, and the other, identical by construction,
-    is dropped."""
+    cache key, and say that its passes are done, in one transaction; returns ``data``. Two
+    items with the same key (the same image twice, or identical requests) may get here at
+    once: the first row stays, and the other, identical by construction, is dropped (its
+    transaction then only says the passes are done)."""
     key = blobs().put(data)
-    with session_scope() as s:
-        item = s.get_one(AnalysisItem, item_id)
-        item.progress_done = item.progress_total
-        cache_key, n_players = item.cache_key, item.analysis.n_players
-    row = LogitTable(
-        cache_key=cache_key, blob_key=key, n_players=n_players, classes=classes,
-        forward_seconds=seconds,
-    )  # fmt: skip
-    _store_once(row, cache_key)
+    try:
+        with session_scope() as s:
+            item = s.get_one(AnalysisItem, item_id)
+            item.progress_done = item.progress_total
+            if s.get(LogitTable, item.cache_key) is None:
+                s.add(
+                    LogitTable(
+                        cache_key=item.cache_key, blob_key=key,
+                        n_players=item.analysis.n_players, classes=classes,
+                        forward_seconds=seconds,
+                    )
+                )  # fmt: skip
+    except IntegrityError:
+        log.info("logit table %s was stored by another worker meanwhile", item_id)
+        with session_scope() as s:
+            item = s.get_one(AnalysisItem, item_id)
+            item.progress_done = item.progress_total
+    return data
 
 
 def _store_once(row: LogitTable | LearnedBaseline, key: str) -> None:
@@ -891,26 +903,31 @@ def assemble_item(item_id: str) -> None:
             store = blobs()
             parts = [store.get(k) for k in keys if k]
             if params.get("mode") == "sampled":
-                _store_result(item_id, _npz_bytes(_pool_chunks(params, parts)), 0, seconds)
+                data = _npz_bytes(_pool_chunks(params, parts))
+                stored = _store_result(item_id, data, 0, seconds)
             else:
                 table = np.concatenate([np.load(io.BytesIO(part)) for part in parts])
-                _store_table(item_id, table, seconds)
+                stored = _store_table(item_id, table, seconds)
         except Exception as error:
             _fail_item(item_id, error, owner)
             return
-        finish_item(item_id, owner)
+        finish_item(item_id, owner, stored=stored)
 
 
-def finish_item(item_id: str, owner: str | None, *, cached: bool = False) -> None:
+def finish_item(
+    item_id: str, owner: str | None, *, cached: bool = False, stored: bytes | None = None
+) -> None:
     """Transforms from the stored table (no forward pass), results saved, analysis rolled up.
-    Written only while ``owner`` holds the item's lease (a cancel or a takeover ends it)."""
+    Written only while ``owner`` holds the item's lease (a cancel or a takeover ends it).
+    ``stored``: the table's bytes, when the caller has just stored them (not read again)."""
     try:
         with session_scope() as s:
             item = s.get_one(AnalysisItem, item_id)
             if owner is not None and item.lease_owner != owner:
                 return
             table_row = s.get_one(LogitTable, item.cache_key)
-            stored = blobs().get(table_row.blob_key)
+            if stored is None:
+                stored = blobs().get(table_row.blob_key)
             params = item.analysis.params
             if params.get("mode") == "sampled":
                 arrays, summary = sampled_outcome(stored)
@@ -1067,14 +1084,16 @@ _ROLLED_UP: OrderedDict[str, float] = OrderedDict()
 _ROLLED_UP_LOCK = threading.Lock()
 
 
-def _rolled_up_lately(analysis_id: str) -> bool:
+def _rolled_up_lately(analysis_id: str, *, mark: bool = True) -> bool:
     """Whether this process rolled the analysis up within :data:`ROLL_UP_INTERVAL_S`; if
-    not, note that it does so now."""
+    not (and ``mark``), note that it does so now."""
     now = time.monotonic()
     with _ROLLED_UP_LOCK:
         last = _ROLLED_UP.get(analysis_id)
         if last is not None and now - last < ROLL_UP_INTERVAL_S:
             return True
+        if not mark:
+            return False
         _ROLLED_UP[analysis_id] = now
         _ROLLED_UP.move_to_end(analysis_id)
         while len(_ROLLED_UP) > 1024:
@@ -1089,16 +1108,23 @@ def roll_up(analysis_id: str) -> None:
     analysis's status. Two items ending at once roll up one after the other: each reads the
     items only once it holds the analysis's row, so the later one's summary, which counts
     both, is the one that stays."""
-    with session_scope() as s:
-        hold_row(s, analysis_id)
-        left = s.scalar(
-            select(func.count())
-            .select_from(AnalysisItem)
-            .where(
-                AnalysisItem.analysis_id == analysis_id,
-                AnalysisItem.status.in_(("queued", "running")),
-            )
+    left_items = (
+        select(func.count())
+        .select_from(AnalysisItem)
+        .where(
+            AnalysisItem.analysis_id == analysis_id,
+            AnalysisItem.status.in_(("queued", "running")),
         )
+    )
+    with session_scope() as s:
+        # Skipped while images are left and one ran lately, before any write: a skipped
+        # roll-up no longer locks the row (an UPDATE and a commit to disk per image). This
+        # image is stored already, so of two images ending at once at least one counts
+        # none left, and that one rolls up in full.
+        if s.scalar(left_items) and _rolled_up_lately(analysis_id, mark=False):
+            return
+        hold_row(s, analysis_id)
+        left = s.scalar(left_items)
         if left and _rolled_up_lately(analysis_id):
             return
         analysis = s.get_one(Analysis, analysis_id)

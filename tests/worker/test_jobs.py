@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, delete, event
 from sqlalchemy.orm import Session
 
-from backend.db.models import Analysis, AnalysisItem, ModelRecord, Workspace
+from backend.db.models import Analysis, AnalysisItem, LogitTable, ModelRecord, Workspace
 from backend.db.session import session_scope
 from tests.services import fresh_postgres_database
 from worker import jobs
@@ -171,6 +171,44 @@ def test_a_summary_is_rolled_up_at_most_every_interval_while_images_are_left(
         assert analysis.summary["images"] == 4
 
 
+def test_a_skipped_roll_up_writes_nothing(
+    hold: Callable[..., tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A roll-up skipped by the interval locked the analysis's row first (an UPDATE, and a
+    commit to disk) for every image of an analysis. It now counts the images left and
+    returns before any write; the last image's roll-up still runs in full."""
+    from backend.db.session import get_engine
+
+    analysis_id, item_ids = hold(image_labels="0123", grid="2x2")
+    monkeypatch.setattr(jobs, "ROLL_UP_INTERVAL_S", 60.0, raising=False)
+    writes: list[list[str]] = []  # what each image's roll-up writes
+    recording = False
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        words = statement.split()
+        if recording and words and words[0].upper() in ("UPDATE", "INSERT", "DELETE"):
+            writes[-1].append(" ".join(words[:3]))
+
+    event.listen(get_engine(), "before_cursor_execute", seen)
+    try:
+        for item_id in item_ids:
+            with session_scope() as s:
+                item = s.get_one(AnalysisItem, item_id)
+                item.status, item.summary = "done", {"strength": [1.0, 2.0, 3.0, 4.0, 5.0]}
+            writes.append([])
+            recording = True
+            jobs.roll_up(analysis_id)
+            recording = False
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", seen)
+    assert writes[0] and writes[3]  # the first roll-up and the last write the summary
+    assert writes[1] == [] and writes[2] == []  # the two skipped ones write nothing
+    with session_scope() as s:
+        analysis = s.get_one(Analysis, analysis_id)
+        assert analysis.status == "done" and analysis.summary is not None
+        assert analysis.summary["images"] == 4
+
+
 def test_an_image_over_a_chunk_runs_whole_while_others_are_queued(
     hold: Callable[..., tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,3 +234,66 @@ def test_an_image_over_a_chunk_runs_whole_while_others_are_queued(
     finally:
         monkeypatch.delenv("CONCEPTLENS_WHOLE_IMAGE_MAX_MASKS")
         get_settings.cache_clear()
+
+
+def test_a_table_stored_by_another_worker_meanwhile_leaves_theirs(
+    hold: Callable[..., tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table's cache row and "the passes are done" are one transaction. Two items with
+    the same key may store at once: the later insert fails, the first row stays, and the
+    later item's progress is still written."""
+    _, (item_id,) = hold(image_labels="7", grid="1x2")
+    with session_scope() as s:
+        item = s.get_one(AnalysisItem, item_id)
+        key, total = item.cache_key, item.progress_total
+        s.add(LogitTable(cache_key=key, blob_key="theirs", n_players=2, classes=10,
+                         forward_seconds=1.0))  # fmt: skip
+    original = Session.get
+
+    def blind(self: Session, entity: Any, ident: Any, **kw: Any) -> Any:
+        """The other worker's row lands between this one's look and its insert."""
+        return None if entity is LogitTable else original(self, entity, ident, **kw)
+
+    try:
+        monkeypatch.setattr(Session, "get", blind)
+        assert jobs._store_result(item_id, b"ours", 10, 2.0) == b"ours"
+        monkeypatch.setattr(Session, "get", original)
+        with session_scope() as s:
+            assert s.get_one(LogitTable, key).blob_key == "theirs"
+            assert s.get_one(AnalysisItem, item_id).progress_done == total
+    finally:
+        with session_scope() as s:  # no bogus table left in the cache for other tests
+            s.execute(delete(LogitTable).where(LogitTable.cache_key == key))
+
+
+def test_a_finish_does_not_read_back_the_table_it_just_stored(
+    hold: Callable[..., tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image's finish stored its table in the blob store and then read it back from
+    there to compute the results (2.6 MB at n = 16); it now uses the bytes it has."""
+    _, (item_id,) = hold(image_labels="9", grid="1x2")
+    table = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
+    data = jobs._store_table(item_id, table, 0.1)
+    store = jobs.blobs()
+    reads: list[str] = []
+
+    class Counting:
+        def get(self, key: str) -> Any:
+            reads.append(key)
+            return store.get(key)
+
+        def put(self, data: bytes) -> str:
+            return store.put(data)
+
+    with session_scope() as s:
+        key = s.get_one(AnalysisItem, item_id).cache_key
+    try:
+        monkeypatch.setattr(jobs, "blobs", Counting)
+        jobs.finish_item(item_id, None, stored=data)
+        with session_scope() as s:
+            item = s.get_one(AnalysisItem, item_id)
+            assert item.status == "done" and item.summary is not None
+        assert reads == []
+    finally:
+        with session_scope() as s:  # random logits: not a cache entry for other tests
+            s.execute(delete(LogitTable).where(LogitTable.cache_key == key))

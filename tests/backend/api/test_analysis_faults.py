@@ -318,9 +318,9 @@ def test_an_image_is_finished_beside_the_next_one_and_keeps_its_lease_meanwhile(
     release = threading.Event()
     real = jobs.finish_item
 
-    def held(item_id: str, owner: str | None, *, cached: bool = False) -> None:
+    def held(item_id: str, owner: str | None, **keywords: Any) -> None:
         release.wait(60)
-        real(item_id, owner, cached=cached)
+        real(item_id, owner, **keywords)
 
     monkeypatch.setattr(jobs, "finish_item", held)
     images = upload_images(client, digit_png(3), digit_png(4), digit_png(5))
