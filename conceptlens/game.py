@@ -161,7 +161,6 @@ def logit_table(
                         building_failed = True
                     else:
                         game._back_off()
-                        building_failed = False
                     continue
                 building_failed = False
                 pending.append((queued, size, future))

@@ -191,19 +191,18 @@ def harsanyi_checked_in_place(
     """
     if table.ndim != 1:
         raise ValueError("the in-place check takes a 1-D table [2**n]")
-    spans = range(0, table.size, max(1, span))
+    step = max(1, span)
+    spans = [(start, min(start + step, table.size)) for start in range(0, table.size, step)]
     harsanyi(table, inplace=True)
     zeta(table, inplace=True)
     worst = 0.0
-    for start in spans:
-        stop = min(start + span, table.size)
+    for start, stop in spans:
         difference = max_abs_difference(table[start:stop], values_of(start, stop))
         if np.isnan(difference):
             worst = difference
             break
         worst = max(worst, difference)
-    for start in spans:
-        stop = min(start + span, table.size)
+    for start, stop in spans:
         table[start:stop] = values_of(start, stop)
     harsanyi(table, inplace=True)
     return worst

@@ -766,7 +766,9 @@ def _write_passes_done(item_id: str, owner: str) -> None:
 def _store_table(item_id: str, table: np.ndarray, seconds: float) -> bytes:
     """Store the item's logit table under its cache key (:func:`_store_result`); the bytes
     stored."""
-    return _store_result(item_id, _npy_bytes(table), int(table.shape[1]), seconds)
+    data = _npy_bytes(table)
+    _store_result(item_id, data, int(table.shape[1]), seconds)
+    return data
 
 
 def _pool_chunks(params: dict[str, Any], chunks: list[bytes]) -> dict[str, np.ndarray]:
@@ -781,9 +783,9 @@ def _pool_chunks(params: dict[str, Any], chunks: list[bytes]) -> dict[str, np.nd
     return to_arrays({k: merge(results) for k, results in enumerate(pooled)})
 
 
-def _store_result(item_id: str, data: bytes, classes: int, seconds: float) -> bytes:
+def _store_result(item_id: str, data: bytes, classes: int, seconds: float) -> None:
     """Store the item's logit table (or a sampled item's statistics, ``classes`` 0) under its
-    cache key, and say that its passes are done, in one transaction; returns ``data``. Two
+    cache key, and say that its passes are done, in one transaction. Two
     items with the same key (the same image twice, or identical requests) may get here at
     once: the first row stays, and the other, identical by construction, is dropped (its
     transaction then only says the passes are done)."""
@@ -805,7 +807,6 @@ def _store_result(item_id: str, data: bytes, classes: int, seconds: float) -> by
         with session_scope() as s:
             item = s.get_one(AnalysisItem, item_id)
             item.progress_done = item.progress_total
-    return data
 
 
 def _store_once(row: LogitTable | LearnedBaseline, key: str) -> None:
@@ -903,8 +904,8 @@ def assemble_item(item_id: str) -> None:
             store = blobs()
             parts = [store.get(k) for k in keys if k]
             if params.get("mode") == "sampled":
-                data = _npz_bytes(_pool_chunks(params, parts))
-                stored = _store_result(item_id, data, 0, seconds)
+                stored = _npz_bytes(_pool_chunks(params, parts))
+                _store_result(item_id, stored, 0, seconds)
             else:
                 table = np.concatenate([np.load(io.BytesIO(part)) for part in parts])
                 stored = _store_table(item_id, table, seconds)
