@@ -41,7 +41,7 @@ def test_the_wheel_holds_only_the_library(wheel: Path) -> None:
         entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
         scripts = archive.read(entry_points).decode()
     assert {t for t in tops if not t.endswith(".dist-info")} == {"conceptlens"}
-    assert "conceptlens = conceptlens.cli:main" in scripts
+    assert "conceptlens = conceptlens.cli:run" in scripts
 
 
 def test_the_web_stack_is_an_extra_not_a_requirement() -> None:
