@@ -144,6 +144,41 @@ def test_the_blocked_transform_gives_the_same_bits(
     assert len(calls) == 2  # the tables were transformed tile by tile
 
 
+@pytest.mark.parametrize(("n", "rest"), [(1, ()), (6, ()), (12, ()), (13, ()), (9, (10,))])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("superset", "sign"), [(False, -1), (False, +1), (True, -1), (True, +1)])
+def test_small_tables_take_numpy_kernels_with_the_same_bits(
+    n: int, rest: tuple[int, ...], dtype: Any, superset: bool, sign: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Tables up to NUMPY_MAX_BYTES are transformed by NumPy's kernels (less call overhead
+    per bit than torch's views); the result is bit-identical to the torch butterflies."""
+    from conceptlens import transforms
+
+    v = np.random.default_rng(n).normal(size=(1 << n, *rest)).astype(dtype)
+    assert v.nbytes <= transforms.NUMPY_MAX_BYTES
+    plain = v.copy()
+    transforms._bits(torch.from_numpy(plain), range(n), superset=superset, sign=sign)
+    torch_calls: list[int] = []
+    bits = transforms._bits
+    monkeypatch.setattr(transforms, "_bits", lambda *a, **k: torch_calls.append(1) or bits(*a, **k))
+    small = transforms._butterfly(v.copy(), superset=superset, sign=sign)
+    assert np.array_equal(small, plain)
+    assert small.dtype == dtype
+    assert not torch_calls  # NumPy did it
+
+
+def test_a_strided_view_is_transformed_in_place() -> None:
+    """``inplace=True`` on a strided view (a column of a wider table) writes through the
+    view, whichever kernels transform it."""
+    v = np.random.default_rng(3).normal(size=(1 << 8, 2))
+    column = v[:, 1]
+    expected = naive_harsanyi(column.copy())
+    out = harsanyi(column, inplace=True)
+    assert out is column
+    np.testing.assert_allclose(v[:, 1], expected, atol=1e-12)
+
+
 def test_harsanyi_checked_returns_the_same_bits_and_their_residual() -> None:
     v = np.random.default_rng(7).normal(size=1 << 18)
     table, residual = harsanyi_checked(v)
