@@ -297,3 +297,52 @@ def test_a_finish_does_not_read_back_the_table_it_just_stored(
     finally:
         with session_scope() as s:  # random logits: not a cache entry for other tests
             s.execute(delete(LogitTable).where(LogitTable.cache_key == key))
+
+
+def test_an_items_work_does_not_read_chunk_lists(
+    hold: Callable[..., tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``get`` of an item loaded its chunk list too (``AnalysisItem.chunks`` loads by
+    selectin for the API's pages): one more query per get, several gets per image, while
+    the sandbox ran the next image's passes; a roll-up read the chunk lists of all the
+    analysis's items. Claiming, building, storing and finishing an image that runs whole,
+    and rolling the analysis up, now query no chunk list."""
+    from backend.db.session import get_engine
+
+    analysis_id, item_ids = hold(image_labels="0123", grid="1x2")
+    roll_up = jobs.roll_up
+    mine = item_ids[2]
+    queries: list[str] = []
+    recording = True
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if recording:
+            queries.append(" ".join(statement.split()))
+
+    monkeypatch.setattr(jobs, "roll_up", lambda analysis_id: None)
+    event.listen(get_engine(), "before_cursor_execute", seen)
+    key = None
+    try:
+        claimed = jobs.claim_item(mine)
+        assert claimed is not None and claimed.step == "whole"
+        if claimed.heartbeat is not None:
+            claimed.heartbeat.__exit__()
+        jobs.item_context(mine)
+        table = np.random.default_rng(1).normal(size=(4, 10)).astype(np.float32)
+        data = jobs._store_table(mine, table, 0.1)
+        recording = False  # the test's own look
+        with session_scope() as s:
+            item = s.get_one(AnalysisItem, mine)
+            owner, key = item.lease_owner, item.cache_key
+        recording = True
+        jobs.finish_item(mine, owner, stored=data)
+        roll_up(analysis_id)
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", seen)
+        with session_scope() as s:  # random logits: not a cache entry for other tests
+            s.execute(delete(LogitTable).where(LogitTable.cache_key == key))
+    assert any(q.startswith("UPDATE analysis_items") for q in queries)  # the work ran
+    assert any(q.startswith("UPDATE analyses") for q in queries)  # and the roll-up
+    assert not [q for q in queries if "FROM chunks" in q]
+    with session_scope() as s:
+        assert s.get_one(AnalysisItem, mine).status == "done"
