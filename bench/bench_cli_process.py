@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_cli_process.py [--sizes 12 16] [--reps 5]
                                               [--formats onnx torchscript safetensors]
-                                              # ~6 min on the 2-core machine; writes
+                                              # ~8 min on the 2-core machine; writes
                                               # results/cli_process.json
 
 Issue 14 asks for the end-to-end analysis "as a whole ``conceptlens analyze`` process"

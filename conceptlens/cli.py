@@ -15,6 +15,7 @@ root) or the Docker image, and these two commands say so when it cannot be impor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -45,8 +46,9 @@ def run() -> None:
     code = _dispatch(args)
     if getattr(args, "skip_teardown", False):
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a reader gone (`| head`), closed
+                stream.flush()
         os._exit(code)
     raise SystemExit(code)
 

@@ -50,14 +50,16 @@ def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     subset (``superset=False``):   ``a[S ∪ {i}] += sign · a[S]``   (i ∉ S)
     superset (``superset=True``):  ``a[S] += sign · a[S ∪ {i}]``   (i ∉ S)
 
-    NumPy arrays are worked on through a zero-copy torch view: torch's in-place kernels
-    are several times faster than NumPy's on these strided halves. A table larger than
+    Small float NumPy tables (up to :data:`NUMPY_MAX_BYTES`) are combined by NumPy's own
+    kernels (:func:`_numpy_bits`), where call overhead dominates; larger ones, and any
+    other NumPy array, through a zero-copy torch view: torch's in-place kernels are several
+    times faster than NumPy's on large strided halves. A table larger than
     :data:`BLOCK_MIN_BYTES` is transformed tile by tile (:func:`_blocked`): the same
     additions in the same order, so the same bits, with about two sweeps over memory
     instead of ``n``.
     """
     n = n_players_of(a)
-    if isinstance(a, np.ndarray) and a.nbytes <= NUMPY_MAX_BYTES and a.flags.c_contiguous:
+    if isinstance(a, np.ndarray) and _numpy_sized(a):
         _numpy_bits(a, n, superset=superset, sign=sign)
         return a
     t: torch.Tensor = torch.from_numpy(a) if isinstance(a, np.ndarray) else a
@@ -77,6 +79,19 @@ def _bits(t: torch.Tensor, bits: range, *, superset: bool, sign: int, axis: int 
         hi, lo = view.select(axis + 1, 1), view.select(axis + 1, 0)
         dst, src = (lo, hi) if superset else (hi, lo)
         dst.add_(src, alpha=sign)
+
+
+def _numpy_sized(a: npt.NDArray[Any]) -> bool:
+    """Whether :func:`_numpy_bits` takes the table: small, C-contiguous, writable, native
+    float32 or float64 (what :func:`harsanyi` and its kin copy into); anything else keeps
+    the torch path, which raises or converts as it always has."""
+    return (
+        a.nbytes <= NUMPY_MAX_BYTES
+        and a.flags.c_contiguous
+        and a.flags.writeable
+        and a.dtype in (np.float32, np.float64)
+        and a.dtype.isnative
+    )
 
 
 def _numpy_bits(a: npt.NDArray[Any], n: int, *, superset: bool, sign: int) -> None:

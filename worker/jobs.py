@@ -505,7 +505,7 @@ def _one_item(s: Session, item_id: str) -> AnalysisItem:
 def start_analysis(analysis_id: str) -> list[str]:
     """Mark the analysis running; return the ids of the items to run (one task each)."""
     with session_scope() as s:
-        analysis = s.get(Analysis, analysis_id)
+        analysis = s.get(Analysis, analysis_id, options=[_ITEMS_WITHOUT_CHUNKS])
         if analysis is None or analysis.cancel_requested:
             return []
         analysis.status = "running"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -171,6 +172,20 @@ def test_small_tables_take_numpy_kernels_with_the_same_bits(
     assert np.array_equal(small, plain)
     assert small.dtype == dtype
     assert not torch_calls  # NumPy did it
+
+
+@pytest.mark.parametrize("n", [6, 17])  # 512 B, the NumPy kernels' size; 1 MiB, torch's
+def test_a_read_only_table_transforms_in_place_at_every_size(n: int) -> None:
+    """Tables the NumPy kernels cannot write into keep the torch path, as before they came:
+    the first version sent a read-only table of ≤ 64 KiB to NumPy, which raised, while a
+    larger one went through torch (which warns, once per process, and writes)."""
+    v = np.random.default_rng(n).normal(size=1 << n)
+    expected = harsanyi(v)
+    v.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = harsanyi(v, inplace=True)
+    assert np.array_equal(out, expected)
 
 
 def test_a_strided_view_is_transformed_in_place() -> None:
