@@ -89,8 +89,7 @@ def _numpy_sized(a: npt.NDArray[Any]) -> bool:
         a.nbytes <= NUMPY_MAX_BYTES
         and a.flags.c_contiguous
         and a.flags.writeable
-        and a.dtype in (np.float32, np.float64)
-        and a.dtype.isnative
+        and a.dtype in (np.float32, np.float64)  # native only: equality includes byte order
     )
 
 

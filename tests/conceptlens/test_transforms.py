@@ -117,6 +117,31 @@ def test_unanimity_game_has_one_dividend() -> None:
     assert list(itertools.compress(range(1 << n), interactions != 0)) == [0b01010]
 
 
+def _bit_by_bit(v: np.ndarray, *, superset: bool, sign: int) -> np.ndarray:
+    """The reference: a copy of ``v`` through the torch butterflies, one bit at a time."""
+    from conceptlens import transforms
+
+    plain = v.copy()
+    n = n_players_of(v)
+    transforms._bits(torch.from_numpy(plain), range(n), superset=superset, sign=sign)
+    return plain
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Wrap ``conceptlens.transforms.<name>`` to record a 1 per call; the list it fills."""
+    from conceptlens import transforms
+
+    calls: list[int] = []
+    original = getattr(transforms, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transforms, name, counted)
+    return calls
+
+
 @pytest.mark.parametrize(("n", "rest"), [(20, ()), (18, (3,)), (21, (2,))])
 @pytest.mark.parametrize(("superset", "sign"), [(False, -1), (True, +1)])
 def test_the_blocked_transform_gives_the_same_bits(
@@ -128,16 +153,8 @@ def test_the_blocked_transform_gives_the_same_bits(
     from conceptlens import transforms
 
     v = np.random.default_rng(n).normal(size=(1 << n, *rest))
-    plain = v.copy()
-    transforms._bits(torch.from_numpy(plain), range(n), superset=superset, sign=sign)
-    calls: list[int] = []
-    tiled = transforms._blocked
-
-    def counted(*args: Any, **kwargs: Any) -> None:
-        calls.append(1)
-        tiled(*args, **kwargs)
-
-    monkeypatch.setattr(transforms, "_blocked", counted)
+    plain = _bit_by_bit(v, superset=superset, sign=sign)
+    calls = _count_calls(monkeypatch, "_blocked")
     for tile in (1 << 12, transforms.TILE_BYTES):
         monkeypatch.setattr(transforms, "TILE_BYTES", tile)
         blocked = transforms._butterfly(v.copy(), superset=superset, sign=sign)
@@ -158,16 +175,8 @@ def test_small_tables_take_numpy_kernels_with_the_same_bits(
 
     v = np.random.default_rng(n).normal(size=(1 << n, *rest)).astype(dtype)
     assert v.nbytes <= transforms.NUMPY_MAX_BYTES
-    plain = v.copy()
-    transforms._bits(torch.from_numpy(plain), range(n), superset=superset, sign=sign)
-    torch_calls: list[int] = []
-    bits = transforms._bits
-
-    def counted(*args: Any, **kwargs: Any) -> None:
-        torch_calls.append(1)
-        bits(*args, **kwargs)
-
-    monkeypatch.setattr(transforms, "_bits", counted)
+    plain = _bit_by_bit(v, superset=superset, sign=sign)
+    torch_calls = _count_calls(monkeypatch, "_bits")
     small = transforms._butterfly(v.copy(), superset=superset, sign=sign)
     assert np.array_equal(small, plain)
     assert small.dtype == dtype
