@@ -10,12 +10,11 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from conceptlens.aliases import FloatArray, IntArray
-from conceptlens.and_or import AndOrResult, and_or_interactions, and_or_salient
 from conceptlens.outputs import OutputKind, chunk_rows, output_values, predicted_class
 from conceptlens.pairwise import (
     multi_order,
@@ -35,6 +34,9 @@ from conceptlens.sparsity import (
     top_k,
 )
 from conceptlens.transforms import harsanyi_checked, harsanyi_checked_in_place, n_players_of
+
+if TYPE_CHECKING:  # conceptlens.and_or imports torch: only an analysis with AND-OR steps does
+    from conceptlens.and_or import AndOrResult
 
 ENGINE_VERSION = "1"
 KEEP_VALUES_BELOW = 22
@@ -139,6 +141,8 @@ class InteractionResult:
             **self.meta,
         }
         if self.and_or is not None:
+            from conceptlens.and_or import and_or_salient
+
             a = self.and_or
             salient = and_or_salient(a, self.tau)
             summary["and_or"] = {
@@ -226,9 +230,11 @@ def interactions_from_logits(
     chosen = resolve_target(table, target)
     v = output_values(table, chosen, output)
     u_bar = average_output_by_order(v)
-    and_or = (
-        and_or_interactions(v, steps=and_or_steps, noise=and_or_noise) if and_or_steps else None
-    )
+    and_or: AndOrResult | None = None
+    if and_or_steps:
+        from conceptlens.and_or import and_or_interactions
+
+        and_or = and_or_interactions(v, steps=and_or_steps, noise=and_or_noise)
     kept: FloatArray | None = v
     if n < KEEP_VALUES_BELOW:
         interactions, residual = harsanyi_checked(v)

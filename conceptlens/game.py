@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from conceptlens.aliases import Coalitions, FloatArray, ProgressFn
+from conceptlens.array_game import INLINE_BATCHES, mask_range_bits
 from conceptlens.outputs import OutputKind, output_values
 from conceptlens.players import Players, masked_inputs
 
@@ -188,10 +189,6 @@ def logit_table(
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
-INLINE_BATCHES = 2
-"""Ranges of at most this many batches run without the second thread."""
-
-
 class _Inline:
     """The executor interface of :func:`logit_table`, running each batch at submission."""
 
@@ -261,10 +258,9 @@ def value_table(
 ) -> FloatArray:
     """``v`` over all ``2**n`` bitmasks of any game, in batches of ``batch`` coalitions."""
     out = np.empty(1 << n, dtype=np.float64)
-    shifts = np.arange(n, dtype=np.int64)
     for start in range(0, 1 << n, batch):
-        masks = np.arange(start, min(start + batch, 1 << n), dtype=np.int64)
-        out[start : start + len(masks)] = game(((masks[:, None] >> shifts) & 1).astype(bool))
+        stop = min(start + batch, 1 << n)
+        out[start:stop] = game(mask_range_bits(start, stop, n))
     return out
 
 

@@ -1,26 +1,40 @@
 """One analysis end to end: model file + image file → :class:`InteractionResult`.
 
-This is what the CLI runs and what worker tasks will call: resolve the input shape, read
-and preprocess the image, build players and baseline, enumerate the logit table (every
-forward pass, with progress), then derive everything else from that table.
+This is what the CLI runs: resolve the input shape, read and preprocess the image, build
+players and baseline, enumerate the logit table (every forward pass, with progress), then
+derive everything else from that table. An ONNX model runs on NumPy arrays throughout
+(:mod:`conceptlens.models.formats`, :mod:`conceptlens.array_game`) and the process never
+imports torch; the other formats run on tensors (:mod:`conceptlens.game`). Both give the
+same table for the same ONNX model.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from conceptlens.aliases import ProgressFn
+from conceptlens.aliases import FloatArray, ProgressFn
 from conceptlens.analysis import InteractionResult, interactions_from_logits
-from conceptlens.game import MaskedModelGame, default_device, logit_table
-from conceptlens.images import load_image
+from conceptlens.images import read_image
 from conceptlens.memory import release_heap
-from conceptlens.models.loaders import LoadedModel, detect_format, load_model
+from conceptlens.models.formats import detect_format
 from conceptlens.outputs import OutputKind
-from conceptlens.players import BaselineKind, PatchGrid, Players, make_baseline, parse_grid
+from conceptlens.players import (
+    Array,
+    BaselineKind,
+    PatchGrid,
+    Players,
+    baseline_array,
+    parse_grid,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from conceptlens.models.loaders import LoadedModel
 
 #: Exact enumeration costs 2**n forward passes; beyond this, use sampling.
 MAX_EXACT_PLAYERS = 24
@@ -55,14 +69,13 @@ class AnalysisRequest:
 
 
 def resolve_model(request: AnalysisRequest, device: torch.device) -> LoadedModel:
-    """Load the model; the input shape comes from the file where its format records it,
-    else from ``input_size``/``channels``, else from the image itself."""
+    """Load a model for tensors; the input shape comes from the file where its format
+    records it, else from ``input_size``/``channels``, else from the image itself."""
+    from conceptlens.models.loaders import load_model
+
     given = _given_shape(request)
-    if (
-        given is None
-        and detect_format(request.model.read_bytes(), "The model file") == "torchscript"
-    ):
-        native = load_image(request.image)
+    if given is None and _format(request) == "torchscript":
+        native = read_image(request.image)
         given = (
             request.channels or int(native.shape[0]),
             *(request.input_size or (int(native.shape[1]), int(native.shape[2]))),
@@ -76,10 +89,82 @@ def run_analysis(
     request: AnalysisRequest, *, progress: ProgressFn | None = None
 ) -> InteractionResult:
     """Every forward pass of the exact analysis, then all derived results."""
+    enumerate_table = _onnx_table if _format(request) == "onnx" else _torch_table
+    t0 = time.perf_counter()
+    logits, players, facts = enumerate_table(request, progress)
+    forward_s = time.perf_counter() - t0
+    if players.n >= RELEASE_MIN_PLAYERS:  # what the passes held is not kept beside the tables
+        release_heap()
+    return interactions_from_logits(
+        logits,
+        target=request.target,
+        output=request.output,
+        tau=request.tau,
+        k=request.top_k,
+        and_or_steps=request.and_or_steps,
+        meta={
+            "model": str(request.model),
+            "model_format": facts["model_format"],
+            "image": str(request.image),
+            "input_shape": facts["input_shape"],
+            "grid": f"{players.grid.rows}x{players.grid.cols}",
+            "players": players.cells,
+            "others_present": request.others_present,
+            "baseline": request.baseline,
+            "forward_passes": 1 << players.n,
+            "forward_seconds": round(forward_s, 3),
+            "device": facts["device"],
+        },
+    )
+
+
+Enumerated = tuple[FloatArray, Players, dict[str, Any]]
+"""The logit table, the players, and the facts of the model it came from."""
+
+
+def _onnx_table(request: AnalysisRequest, progress: ProgressFn | None) -> Enumerated:
+    """The table of an ONNX model through onnxruntime on NumPy arrays: no torch."""
+    from conceptlens.array_game import array_logit_table
+    from conceptlens.models.formats import load_onnx
+
+    model = load_onnx(
+        request.model,
+        input_shape=_given_shape(request),
+        device=request.device or _onnx_default_device(),
+        threads=_threads(),
+    )
+    x, players, baseline = _inputs(request, model.input_shape)
+    logits = array_logit_table(
+        model.run, x, baseline, players, batch_size=request.batch_size, progress=progress
+    )
+    return logits, players, _facts(model.format, model.input_shape, model.device)
+
+
+def _torch_table(request: AnalysisRequest, progress: ProgressFn | None) -> Enumerated:
+    """The table of a torch model (TorchScript, weights of an architecture) on tensors."""
+    import torch
+
+    from conceptlens.game import MaskedModelGame, default_device, logit_table
+
     device = torch.device(request.device) if request.device else default_device()
     model = resolve_model(request, device)
-    channels, height, width = model.input_shape
-    x = load_image(
+    x, players, baseline = _inputs(request, model.input_shape)
+    game = MaskedModelGame(
+        model.predict,
+        torch.from_numpy(x),
+        players,
+        torch.from_numpy(baseline),
+        device=device,
+        batch_size=request.batch_size,
+    )
+    logits = logit_table(game, progress=progress)
+    return logits, players, _facts(model.format, model.input_shape, str(device))
+
+
+def _inputs(request: AnalysisRequest, shape: tuple[int, int, int]) -> tuple[Array, Players, Array]:
+    """The preprocessed image, the players on it and the baseline, as NumPy arrays."""
+    channels, height, width = shape
+    x = read_image(
         request.image, channels=channels, size=(height, width), mean=request.mean, std=request.std
     )
     rows, cols = parse_grid(request.grid)
@@ -91,38 +176,32 @@ def run_analysis(
             f"{players.n} players need 2^{players.n} forward passes; exact analysis allows at most "
             f"{MAX_EXACT_PLAYERS} players — choose a coarser grid or fewer players"
         )
-    baseline = make_baseline(x, _baseline_kind(request, channels, height, width))
-    game = MaskedModelGame(
-        model.predict, x, players, baseline, device=device, batch_size=request.batch_size
-    )
-    t0 = time.perf_counter()
-    logits = logit_table(game, progress=progress)
-    forward_s = time.perf_counter() - t0
-    fmt = model.format
-    del game, model  # the model, its runtime's arena and the batches are done with:
-    if players.n >= RELEASE_MIN_PLAYERS:  # what they held is not kept beside the tables
-        release_heap()
-    return interactions_from_logits(
-        logits,
-        target=request.target,
-        output=request.output,
-        tau=request.tau,
-        k=request.top_k,
-        and_or_steps=request.and_or_steps,
-        meta={
-            "model": str(request.model),
-            "model_format": fmt,
-            "image": str(request.image),
-            "input_shape": [channels, height, width],
-            "grid": f"{rows}x{cols}",
-            "players": players.cells,
-            "others_present": request.others_present,
-            "baseline": request.baseline,
-            "forward_passes": 1 << players.n,
-            "forward_seconds": round(forward_s, 3),
-            "device": str(device),
-        },
-    )
+    baseline = baseline_array(x, _baseline_kind(request, channels, height, width))
+    return x, players, baseline
+
+
+def _facts(fmt: str, shape: tuple[int, int, int], device: str) -> dict[str, Any]:
+    return {"model_format": fmt, "input_shape": list(shape), "device": device}
+
+
+def _format(request: AnalysisRequest) -> str:
+    return detect_format(request.model.read_bytes(), "The model file")
+
+
+def _onnx_default_device() -> str:
+    """``cuda`` where onnxruntime has its CUDA provider, else ``cpu``."""
+    import onnxruntime as ort
+
+    return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+
+
+def _threads() -> int:
+    """onnxruntime's intra-op threads without torch: what torch would take
+    (``OMP_NUM_THREADS`` when set, else one per core)."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
 
 
 def _given_shape(request: AnalysisRequest) -> tuple[int, int, int] | None:
@@ -133,7 +212,7 @@ def _given_shape(request: AnalysisRequest) -> tuple[int, int, int] | None:
     return (request.channels, *request.input_size)
 
 
-def _baseline_kind(request: AnalysisRequest, c: int, h: int, w: int) -> BaselineKind | torch.Tensor:
+def _baseline_kind(request: AnalysisRequest, c: int, h: int, w: int) -> BaselineKind | Array:
     if request.baseline in ("zero", "mean", "blur"):
         return request.baseline  # type: ignore[return-value]
     path = Path(request.baseline)
@@ -141,4 +220,4 @@ def _baseline_kind(request: AnalysisRequest, c: int, h: int, w: int) -> Baseline
         raise ValueError(
             f"baseline must be zero, mean, blur or an image file; {path} does not exist"
         )
-    return load_image(path, channels=c, size=(h, w), mean=request.mean, std=request.std)
+    return read_image(path, channels=c, size=(h, w), mean=request.mean, std=request.std)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # torch only for tensors: an ONNX analysis masks NumPy arrays
+    import torch
+
+Array = npt.NDArray[np.float32]
 
 BaselineKind = Literal["zero", "mean", "blur"]
 BASELINES: tuple[str, ...] = ("zero", "mean", "blur")
@@ -56,15 +60,17 @@ class PatchGrid:
     def col_edges(self) -> tuple[int, ...]:
         return _edges(self.width, self.cols)
 
+    def cell_of_pixel(self) -> npt.NDArray[np.int64]:
+        """``[height, width]``: the cell each pixel belongs to."""
+        r_of = np.searchsorted(self.row_edges[1:], np.arange(self.height), side="right")
+        c_of = np.searchsorted(self.col_edges[1:], np.arange(self.width), side="right")
+        return (r_of[:, None] * self.cols + c_of[None, :]).astype(np.int64)
+
     def cell_masks(self) -> torch.Tensor:
         """Boolean ``[n_cells, height, width]``: which pixels each cell covers."""
-        r_of = torch.bucketize(
-            torch.arange(self.height), torch.tensor(self.row_edges[1:]), right=True
-        )
-        c_of = torch.bucketize(
-            torch.arange(self.width), torch.tensor(self.col_edges[1:]), right=True
-        )
-        cell_of = r_of[:, None] * self.cols + c_of[None, :]
+        import torch
+
+        cell_of = torch.from_numpy(self.cell_of_pixel())
         return cell_of[None] == torch.arange(self.n_cells)[:, None, None]
 
 
@@ -94,7 +100,7 @@ class Players:
 
     ``pixel_presence(coalitions)`` maps boolean coalitions ``[b, n]`` to per-pixel presence
     ``[b, 1, H, W]`` (1 = input pixel, 0 = baseline) by gathering each pixel's player, on
-    the device of the coalitions: O(b·H·W).
+    the device of the coalitions: O(b·H·W); :meth:`presence_array` does the same for NumPy.
     """
 
     def __init__(
@@ -116,10 +122,10 @@ class Players:
         self.cells = cells
         self.others_present = others_present
         # each pixel's player, or n for pixels of cells that are not players
-        owner = torch.full((grid.n_cells,), len(cells), dtype=torch.int64)
-        owner[torch.tensor(cells)] = torch.arange(len(cells))
-        cell_of_pixel = grid.cell_masks().reshape(grid.n_cells, -1).to(torch.int64).argmax(0)
-        self._pixel_player = owner[cell_of_pixel]
+        owner = np.full(grid.n_cells, len(cells), dtype=np.int64)
+        owner[cells] = np.arange(len(cells))
+        self._pixel_player = owner[grid.cell_of_pixel().reshape(-1)]
+        self._on_device: dict[str, torch.Tensor] = {}
 
     @property
     def n(self) -> int:
@@ -127,54 +133,105 @@ class Players:
 
     def pixel_presence(self, coalitions: torch.Tensor) -> torch.Tensor:
         """``[b, n]`` bool coalitions → ``[b, 1, H, W]`` float presence (a gather, no product)."""
+        import torch
+
         device = coalitions.device
         b = coalitions.shape[0]
         others = torch.full((b, 1), float(self.others_present), device=device)
         extended = torch.cat([coalitions.to(torch.float32), others], dim=1)
-        presence = torch.index_select(extended, 1, self._pixel_player.to(device))
+        if str(device) not in self._on_device:
+            self._on_device[str(device)] = torch.from_numpy(self._pixel_player).to(device)
+        presence = torch.index_select(extended, 1, self._on_device[str(device)])
         return presence.view(b, 1, self.grid.height, self.grid.width)
+
+    def presence_array(self, coalitions: npt.NDArray[np.bool_]) -> Array:
+        """:meth:`pixel_presence` of NumPy coalitions, as float32 NumPy (the same values)."""
+        b = coalitions.shape[0]
+        extended = np.empty((b, self.n + 1), dtype=np.float32)
+        extended[:, : self.n] = coalitions
+        extended[:, self.n] = float(self.others_present)
+        return extended[:, self._pixel_player].reshape(b, 1, self.grid.height, self.grid.width)
 
 
 def make_baseline(
     x: torch.Tensor, kind: BaselineKind | torch.Tensor, *, blur_sigma: float | None = None
 ) -> torch.Tensor:
+    """:func:`baseline_array` for a tensor, on its device; a tensor ``kind`` is used as given
+    (it must match the input's shape)."""
+    import torch
+
+    if isinstance(kind, torch.Tensor):
+        _check_same_shape(tuple(kind.shape), tuple(x.shape))
+        return kind.to(dtype=x.dtype, device=x.device)
+    array = x.detach().to("cpu", torch.float32).numpy()
+    return torch.from_numpy(baseline_array(array, kind, blur_sigma=blur_sigma)).to(x.device)
+
+
+def baseline_array(
+    x: Array, kind: BaselineKind | Array, *, blur_sigma: float | None = None
+) -> Array:
     """The baseline ``[C, H, W]`` that absent players take, in the model's input space.
 
-    ``zero``: all zeros; ``mean``: each channel's mean over the input; ``blur``: the input
+    ``zero``: all zeros; ``mean``: each channel's mean over the input (summed in float64,
+    rounded once to float32); ``blur``: the input
     blurred by a Gaussian of ``blur_sigma`` pixels (default ``max(H, W) / 8``), reflect
-    padding; a tensor: used as given (it must match the input's shape).
+    padding; an array: used as given (it must match the input's shape). NumPy, float32:
+    the one implementation, whether the model runs on arrays (ONNX) or tensors.
     """
-    if isinstance(kind, torch.Tensor):
-        if kind.shape != x.shape:
-            raise ValueError(
-                f"the baseline image has shape {tuple(kind.shape)}, the input {tuple(x.shape)}"
-            )
-        return kind.to(dtype=x.dtype, device=x.device)
+    if isinstance(kind, np.ndarray):
+        _check_same_shape(kind.shape, x.shape)
+        return np.asarray(kind, dtype=np.float32)
     if kind == "zero":
-        return torch.zeros_like(x)
+        return np.zeros_like(x, dtype=np.float32)
     if kind == "mean":
-        return x.mean(dim=(1, 2), keepdim=True).expand_as(x).clone()
+        mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)  # then rounded once
+        return np.broadcast_to(mean.astype(np.float32), x.shape).copy()
     if kind == "blur":
-        return gaussian_blur(x, blur_sigma or max(x.shape[1:]) / 8)
+        return blur_array(x, blur_sigma or max(x.shape[1:]) / 8)
     raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
 
 
+def _check_same_shape(baseline: tuple[int, ...], x: tuple[int, ...]) -> None:
+    if baseline != x:
+        raise ValueError(f"the baseline image has shape {baseline}, the input {x}")
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a ``[C, H, W]`` image (kernel radius ⌈3σ⌉, reflect pad)."""
+    """:func:`blur_array` of a ``[C, H, W]`` tensor, on its device."""
+    import torch
+
+    blurred = blur_array(x.detach().to("cpu", torch.float32).numpy(), sigma)
+    return torch.from_numpy(blurred).to(device=x.device, dtype=x.dtype)
+
+
+def blur_array(x: Array, sigma: float) -> Array:
+    """Separable Gaussian blur of a ``[C, H, W]`` image (kernel radius ⌈3σ⌉, at most one
+    less than each side; reflect padding, the edge pixel not repeated)."""
     radius = max(1, int(np.ceil(3 * sigma)))
     radius = min(radius, x.shape[1] - 1, x.shape[2] - 1) if min(x.shape[1:]) > 1 else 0
+    x = np.asarray(x, dtype=np.float32)
     if radius == 0:
-        return x.clone()
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
+        return x.copy()
+    t = np.arange(-radius, radius + 1, dtype=np.float32)
+    k = np.exp(-(t**2) / np.float32(2 * sigma**2))
     k = k / k.sum()
-    c = x.shape[0]
-    img = F.pad(x[None], (radius, radius, radius, radius), mode="reflect")
-    img = F.conv2d(img, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    img = F.conv2d(img, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return img[0]
+    h, w = x.shape[1:]
+    img = np.pad(x, ((0, 0), (radius, radius), (radius, radius)), mode="reflect")
+    rows = sum(k[j] * img[:, :, j : j + w] for j in range(2 * radius + 1))
+    out = sum(k[j] * rows[:, j : j + h, :] for j in range(2 * radius + 1))
+    return np.asarray(out, dtype=np.float32)
 
 
 def masked_inputs(x: torch.Tensor, baseline: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
     """``x_S = baseline + presence · (x − baseline)`` for a batch of presence maps."""
+    import torch
+
     return torch.addcmul(baseline, presence, x - baseline)
+
+
+def masked_arrays(x: Array, baseline: Array, presence: Array) -> Array:
+    """:func:`masked_inputs` in NumPy, bit for bit: presence is 0 or 1, so the product is
+    exact and one rounding (of the sum) remains, as in ``addcmul`` with or without FMA."""
+    out = np.multiply(presence, np.subtract(x, baseline))
+    out += baseline
+    return out

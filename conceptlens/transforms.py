@@ -10,17 +10,20 @@ NumPy arrays and on torch tensors alike (same slicing syntax), with trailing val
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from conceptlens.aliases import FloatArray
 
+if TYPE_CHECKING:
+    import torch
+
 #: A table over subsets, as a NumPy array or a torch tensor; transforms return the same kind.
-A = TypeVar("A", npt.NDArray[Any], torch.Tensor)
+A = TypeVar("A", npt.NDArray[Any], "torch.Tensor")
 
 
 def n_players_of(table: Any) -> int:
@@ -53,7 +56,10 @@ def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     Small float NumPy tables (up to :data:`NUMPY_MAX_BYTES`) are combined by NumPy's own
     kernels (:func:`_numpy_bits`), where call overhead dominates; larger ones, and any
     other NumPy array, through a zero-copy torch view: torch's in-place kernels are several
-    times faster than NumPy's on large strided halves. A table larger than
+    times faster than NumPy's on large strided halves. In a process that has not imported
+    torch (``conceptlens analyze`` of an ONNX model), NumPy's kernels take float tables of
+    any size: importing torch (1.6–2 s) costs more than their slower passes (tens of
+    milliseconds at n = 20). A table larger than
     :data:`BLOCK_MIN_BYTES` is transformed tile by tile (:func:`_blocked`): the same
     additions in the same order, so the same bits, with about two sweeps over memory
     instead of ``n``.
@@ -62,6 +68,8 @@ def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     if isinstance(a, np.ndarray) and _numpy_sized(a):
         _numpy_bits(a, n, superset=superset, sign=sign)
         return a
+    import torch
+
     t: torch.Tensor = torch.from_numpy(a) if isinstance(a, np.ndarray) else a
     big = t.numel() * t.element_size() > BLOCK_MIN_BYTES
     if big and t.device.type == "cpu" and t.is_contiguous() and n >= 4:
@@ -82,11 +90,12 @@ def _bits(t: torch.Tensor, bits: range, *, superset: bool, sign: int, axis: int 
 
 
 def _numpy_sized(a: npt.NDArray[Any]) -> bool:
-    """Whether :func:`_numpy_bits` takes the table: small, C-contiguous, writable, native
-    float32 or float64 (what :func:`harsanyi` and its kin copy into); anything else keeps
-    the torch path, which raises or converts as it always has."""
+    """Whether :func:`_numpy_bits` takes the table: small (any size while torch is not
+    imported), C-contiguous, writable, native float32 or float64 (what :func:`harsanyi`
+    and its kin copy into); anything else keeps the torch path, which raises or converts
+    as it always has."""
     return (
-        a.nbytes <= NUMPY_MAX_BYTES
+        (a.nbytes <= NUMPY_MAX_BYTES or "torch" not in sys.modules)
         and a.flags.c_contiguous
         and a.flags.writeable
         and a.dtype in (np.float32, np.float64)  # native only: equality includes byte order
@@ -295,6 +304,8 @@ def _copy(a: A) -> A:
         dtype = np.result_type(a.dtype, np.float32)
         copied: npt.NDArray[Any] = np.array(a, dtype=dtype, order="C", copy=True)
         return copied
+    import torch
+
     return a.clone(memory_format=torch.contiguous_format)
 
 

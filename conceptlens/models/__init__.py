@@ -8,23 +8,34 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .architectures import ARCHITECTURES, ArchitectureSpec, DigitCNN
-from .loaders import FORMATS, LoadedModel, ModelLoadError, detect_format, load_model
+from .formats import FORMATS, ModelLoadError, detect_format
 
 if TYPE_CHECKING:
+    from .architectures import ARCHITECTURES, ArchitectureSpec, DigitCNN
     from .demo import load_digits_16, train_demo_model, write_demo_model
+    from .loaders import LoadedModel, load_model
 
-_DEMO = ("load_digits_16", "train_demo_model", "write_demo_model")
+_LAZY = {
+    "ARCHITECTURES": "architectures",
+    "ArchitectureSpec": "architectures",
+    "DigitCNN": "architectures",
+    "LoadedModel": "loaders",
+    "load_model": "loaders",
+    "load_digits_16": "demo",
+    "train_demo_model": "demo",
+    "write_demo_model": "demo",
+}
+"""Names imported on first use: the architectures and loaders import torch (which an ONNX
+analysis never needs, :mod:`.formats`), the demo scikit-learn."""
 
 
 def __getattr__(name: str) -> Any:
-    """The demo model's functions, imported on first use (the demo pulls in scikit-learn)."""
-    if name in _DEMO:
-        from . import demo
-
-        return getattr(demo, name)
+    """The names of :data:`_LAZY`, imported on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

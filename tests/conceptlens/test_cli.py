@@ -149,14 +149,22 @@ def test_help_and_gc_import_no_model_runtime(tmp_path: Path) -> None:
 
 
 def test_model_runtimes_are_imported_per_format(demo_dir: Path) -> None:
-    """``analyze`` needs torch; onnx/onnxruntime only for ONNX, safetensors only for its
-    files, scikit-learn only for the demo's training digits."""
-    assert heavy_imports("import conceptlens.pipeline, conceptlens.models") == {"torch"}
+    """onnx/onnxruntime only for ONNX, torch only for the other formats (and for loading
+    any model as tensors), safetensors only for its files, scikit-learn only for the demo's
+    training digits."""
+    assert heavy_imports("import conceptlens.pipeline, conceptlens.models") == set()
     load = "from conceptlens.models.loaders import load_model\nload_model({!r})"
     onnx_file = str(demo_dir / "digit_cnn.onnx")
     assert heavy_imports(load.format(onnx_file)) == {"torch", "onnx", "onnxruntime"}
     weights = str(demo_dir / "digit_cnn.safetensors")
     assert heavy_imports(load.format(weights)) == {"torch", "safetensors"}
+    analyze = (
+        "from conceptlens.cli import main\n"
+        "main(['analyze', '--model', {!r}, '--image', {!r}, '--grid', '2x3', '--quiet'])"
+    )
+    image = str(next((demo_dir / "samples").glob("*.png")))
+    assert heavy_imports(analyze.format(onnx_file, image)) == {"onnx", "onnxruntime"}
+    assert heavy_imports(analyze.format(weights, image)) == {"torch", "safetensors"}
     demo = "from conceptlens.models import load_digits_16\nload_digits_16()"
     assert "sklearn" in heavy_imports(demo)
 

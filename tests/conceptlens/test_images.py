@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conceptlens.images import ImageError, load_image, normalise
+from conceptlens.images import ImageError, load_image, normalise, read_image
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:
@@ -54,3 +55,18 @@ def test_oversized_image_is_refused_before_decoding(
     path = write_png(tmp_path / "big.png", np.zeros((4, 4), dtype=np.uint8))
     with pytest.raises(ImageError, match="at most 15"):
         load_image(path)
+
+
+def test_read_image_is_load_image_as_an_array(tmp_path: Path) -> None:
+    """The NumPy reader (ONNX analyses, no torch) and the tensor one give the same values."""
+    path = tmp_path / "rgb.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    kw: dict[str, Any] = {"size": (12, 10), "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.25]}
+    array = read_image(path, **kw)
+    assert array.dtype == np.float32 and array.shape == (3, 12, 10)
+    assert array.flags.c_contiguous
+    assert torch.equal(load_image(path, **kw), torch.from_numpy(array))
+    plain = read_image(path)
+    on_tensor = normalise(torch.from_numpy(plain), kw["mean"], kw["std"])
+    assert torch.equal(on_tensor, torch.from_numpy(normalise(plain, kw["mean"], kw["std"])))

@@ -109,17 +109,29 @@ def test_release_heap_gives_freed_blocks_back() -> None:
     assert probe["kept"] - probe["after"] > 120 * 2**20  # most of the 160 MiB
 
 
+@pytest.mark.parametrize(
+    ("fmt", "module", "loader"),
+    [("onnx", "formats", "load_onnx"), ("safetensors", "loaders", "load_model")],
+)
 def test_an_analysis_lets_go_of_the_model_before_its_tables(
-    demo_dir: Path, demo_manifest: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    demo_dir: Path,
+    demo_manifest: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    module: str,
+    loader: str,
 ) -> None:
     """Issue 14's n = 24 bound: the model (its runtime's arena) and the batches' blocks are
-    freed and the heap released before the value tables are made (they held 70 MiB more)."""
+    freed and the heap released before the value tables are made (they held 70 MiB more),
+    on arrays (ONNX) and on tensors alike."""
+    import importlib
     import weakref
 
     from conceptlens import pipeline
 
+    models = importlib.import_module(f"conceptlens.models.{module}")
     seen: dict[str, Any] = {}
-    load, post = pipeline.load_model, pipeline.interactions_from_logits
+    load, post = getattr(models, loader), pipeline.interactions_from_logits
 
     def loading(*args: Any, **kwargs: Any) -> Any:
         model = load(*args, **kwargs)
@@ -135,11 +147,11 @@ def test_an_analysis_lets_go_of_the_model_before_its_tables(
         return post(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "RELEASE_MIN_PLAYERS", 4)  # a 2×2 grid here
-    monkeypatch.setattr(pipeline, "load_model", loading)
+    monkeypatch.setattr(models, loader, loading)
     monkeypatch.setattr(pipeline, "release_heap", releasing)
     monkeypatch.setattr(pipeline, "interactions_from_logits", post_processing)
     request = pipeline.AnalysisRequest(
-        model=demo_dir / "digit_cnn.onnx",
+        model=demo_dir / demo_manifest["files"][fmt],
         image=demo_dir / demo_manifest["samples"][0]["file"],
         grid="2x2",
         device="cpu",
@@ -147,4 +159,4 @@ def test_an_analysis_lets_go_of_the_model_before_its_tables(
     result = pipeline.run_analysis(request)
     del seen["model"]
     assert seen == {"released_while_alive": False, "alive_at_tables": False}
-    assert result.meta["model_format"] == "onnx" and result.meta["input_shape"] == [1, 16, 16]
+    assert result.meta["model_format"] == fmt and result.meta["input_shape"] == [1, 16, 16]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from conceptlens.game import mask_range_coalitions
 from conceptlens.players import (
     PatchGrid,
     Players,
+    baseline_array,
+    blur_array,
     gaussian_blur,
     make_baseline,
+    masked_arrays,
     masked_inputs,
     parse_grid,
 )
@@ -93,3 +98,68 @@ def test_masked_inputs_mix_input_and_baseline() -> None:
     x, base = torch.ones(1, 2, 2), torch.zeros(1, 2, 2)
     presence = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
     assert torch.equal(masked_inputs(x, base, presence)[0, 0], torch.eye(2))
+
+
+# ------------------------------------------------------------ NumPy twins (ONNX analyses)
+
+
+@pytest.mark.parametrize("others_present", [True, False])
+def test_presence_array_is_pixel_presence(others_present: bool) -> None:
+    players = Players(PatchGrid(3, 4, 11, 13), [0, 3, 5, 6, 11], others_present=others_present)
+    coal = mask_range_coalitions(0, 32, players.n, torch.device("cpu"))
+    expected = players.pixel_presence(coal).numpy()
+    got = players.presence_array(coal.numpy())
+    assert got.dtype == np.float32
+    assert np.array_equal(got, expected)
+
+
+def test_masked_arrays_are_masked_inputs_bit_for_bit() -> None:
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 9, 7, generator=generator) * 1e3
+    base = torch.randn(3, 9, 7, generator=generator) * 1e-3  # sums that round
+    players = Players(PatchGrid(3, 3, 9, 7))
+    presence = players.pixel_presence(mask_range_coalitions(0, 512, 9, torch.device("cpu")))
+    expected = masked_inputs(x, base, presence).numpy()
+    got = masked_arrays(x.numpy(), base.numpy(), presence.numpy())
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+def test_cell_of_pixel_follows_the_rounded_edges() -> None:
+    grid = PatchGrid(3, 2, height=8, width=5)  # row edges 0, 3, 5, 8; column edges 0, 2, 5
+    cells = grid.cell_of_pixel()
+    assert cells[:, 0].tolist() == [0, 0, 0, 2, 2, 4, 4, 4]
+    assert cells[0].tolist() == [0, 0, 1, 1, 1]
+
+
+def test_the_mean_baseline_is_each_channels_mean_rounded_once() -> None:
+    x = np.random.default_rng(0).random((3, 17, 19), dtype=np.float32)
+    exact = x.astype(np.float64).mean(axis=(1, 2))
+    mean = baseline_array(x, "mean")
+    assert mean.dtype == np.float32 and mean.shape == x.shape
+    assert np.array_equal(mean[:, 0, 0], exact.astype(np.float32))
+    assert np.array_equal(mean, np.broadcast_to(mean[:, :1, :1], x.shape))
+
+
+def test_blur_array_is_a_separable_gaussian_with_reflect_padding() -> None:
+    """Against a direct 2-D convolution with the outer-product kernel (torch's conv2d)."""
+    x = torch.rand(2, 10, 12, generator=torch.Generator().manual_seed(1))
+    sigma = 1.3
+    radius = int(np.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k2 = torch.outer(k, k) / k.sum() ** 2
+    padded = torch.nn.functional.pad(x[None].double(), (radius,) * 4, mode="reflect")
+    expected = torch.nn.functional.conv2d(padded, k2.expand(2, 1, -1, -1), groups=2)[0]
+    got = blur_array(x.numpy(), sigma)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=2e-6)
+    assert torch.equal(gaussian_blur(x, sigma), torch.from_numpy(got))
+    assert torch.equal(make_baseline(x, "blur"), gaussian_blur(x, max(10, 12) / 8))
+
+
+def test_baseline_array_refuses_a_misshapen_image_and_unknown_kinds() -> None:
+    x = np.zeros((1, 4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        baseline_array(x, np.zeros((1, 4, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="unknown baseline"):
+        baseline_array(x, "noise")  # type: ignore[arg-type]

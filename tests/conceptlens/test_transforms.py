@@ -183,6 +183,27 @@ def test_small_tables_take_numpy_kernels_with_the_same_bits(
     assert not torch_calls  # NumPy did it
 
 
+@pytest.mark.parametrize(("n", "rest"), [(16, ()), (18, ()), (12, (10,))])  # 0.5–2 MiB
+def test_without_torch_numpy_kernels_take_tables_of_any_size_with_the_same_bits(
+    n: int, rest: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that has not imported torch (an ONNX analysis) transforms large tables
+    with NumPy's kernels rather than importing torch for them: the same bits."""
+    import sys
+
+    from conceptlens import transforms
+
+    v = np.random.default_rng(n).normal(size=(1 << n, *rest))
+    assert v.nbytes > transforms.NUMPY_MAX_BYTES
+    with_torch = harsanyi(v)
+    torch_calls = _count_calls(monkeypatch, "_bits")
+    monkeypatch.delitem(sys.modules, "torch")
+    without = harsanyi(v)
+    assert np.array_equal(without, with_torch)
+    assert not torch_calls  # NumPy did it
+    assert "torch" not in sys.modules
+
+
 @pytest.mark.parametrize("n", [6, 17])  # 512 B, the NumPy kernels' size; 1 MiB, torch's
 def test_a_read_only_table_transforms_in_place_at_every_size(n: int) -> None:
     """Tables the NumPy kernels cannot write into keep the torch path, as before they came:

@@ -1,0 +1,94 @@
+"""The logit table of a model that runs on NumPy arrays (ONNX), without torch.
+
+:func:`array_logit_table` is :func:`conceptlens.game.logit_table` for a NumPy ``run``
+(:attr:`conceptlens.models.formats.OnnxModel.run`): the same coalitions in the same
+batches, the same masked inputs bit for bit (:func:`~conceptlens.players.masked_arrays`),
+so the same table as the torch path gives for the same ONNX model — while the process never
+imports torch (``conceptlens analyze model.onnx``: 1.6–2 s less per process).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+
+from conceptlens.aliases import FloatArray, ProgressFn
+from conceptlens.players import Players, masked_arrays
+
+Array = npt.NDArray[np.float32]
+
+INLINE_BATCHES = 2
+"""Ranges of at most this many batches run without a second thread (nothing to overlap)."""
+
+
+def mask_range_bits(start: int, stop: int, n: int) -> npt.NDArray[np.bool_]:
+    """Boolean coalitions ``[stop−start, n]`` of the bitmasks ``start … stop−1``.
+
+    Example:
+        >>> mask_range_bits(5, 7, 3).astype(int).tolist()
+        [[1, 0, 1], [0, 1, 1]]
+    """
+    masks = np.arange(start, stop, dtype=np.int64)
+    return ((masks[:, None] >> np.arange(n, dtype=np.int64)) & 1).astype(bool)
+
+
+def array_logit_table(
+    run: Callable[[Array], Array],
+    x: Array,
+    baseline: Array,
+    players: Players,
+    *,
+    batch_size: int = 2048,
+    start: int = 0,
+    stop: int | None = None,
+    progress: ProgressFn | None = None,
+) -> FloatArray:
+    """Logit table rows ``start … stop−1`` (default: all ``2**n``) of ``run`` on the masked
+    inputs of ``x`` (``[C, H, W]``, absent players take ``baseline``), row index = bitmask.
+
+    Batches of ``batch_size``; with more than :data:`INLINE_BATCHES` of them the model runs
+    each batch in a second thread while this one builds the next (onnxruntime releases the
+    GIL), as :func:`conceptlens.game.logit_table` does. ``progress(done, total)`` after
+    every batch; it may raise to stop between batches.
+    """
+    n = players.n
+    stop = (1 << n) if stop is None else stop
+    if not 0 <= start <= stop <= (1 << n):
+        raise ValueError(f"mask range {start}..{stop} is outside 0..{1 << n}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    baseline = np.ascontiguousarray(baseline, dtype=np.float32)
+    total = stop - start
+    out: FloatArray | None = None
+    threaded = -(-total // batch_size) > INLINE_BATCHES
+    pending: deque[tuple[int, int, Future[Array]]] = deque()
+    pool = ThreadPoolExecutor(max_workers=1) if threaded else None
+    try:
+        for offset in range(0, total, batch_size):
+            size = min(batch_size, total - offset)
+            coalitions = mask_range_bits(start + offset, start + offset + size, n)
+            inputs = masked_arrays(x, baseline, players.presence_array(coalitions))
+            future: Future[Array] = Future()
+            if pool is None:
+                future.set_result(run(inputs))
+            else:
+                future = pool.submit(run, inputs)
+            del inputs  # the batch thread alone holds them
+            pending.append((offset, size, future))
+            while pending and (len(pending) > 1 or offset + size == total or pool is None):
+                done_at, done_size, finished = pending.popleft()
+                logits = finished.result()
+                if out is None:
+                    out = np.empty((total, logits.shape[1]), dtype=np.float32)
+                out[done_at : done_at + done_size] = logits
+                if progress is not None:
+                    progress(done_at + done_size, total)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)

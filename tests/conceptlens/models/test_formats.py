@@ -1,0 +1,104 @@
+"""Model files without torch: ONNX models on NumPy arrays, with the loaders' checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from conceptlens.models.demo import DEMO_FILES, export_onnx
+from conceptlens.models.formats import ModelLoadError, load_onnx
+from conceptlens.models.loaders import load_model
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_load_onnx_is_load_model_on_arrays(demo_dir: Path) -> None:
+    path = demo_dir / DEMO_FILES["onnx"]
+    arrays, tensors = load_onnx(path), load_model(path)
+    assert (arrays.input_shape, arrays.num_classes) == (tensors.input_shape, tensors.num_classes)
+    assert arrays.format == "onnx" and arrays.device == "cpu"
+    batch = np.random.default_rng(0).random((5, 1, 16, 16), dtype=np.float32)
+    expected = tensors.predict(torch.from_numpy(batch)).numpy()
+    assert np.array_equal(arrays.run(batch), expected)
+
+
+def test_a_fixed_batch_graph_runs_any_batch_in_padded_chunks(tmp_path: Path) -> None:
+    from conceptlens.models.architectures import DigitCNN
+
+    model = DigitCNN().eval()
+    path = tmp_path / "fixed.onnx"
+    export_onnx(model, path, dynamic_batch=False)
+    batch = np.random.default_rng(1).random((3, 1, 16, 16), dtype=np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(load_onnx(path).run(batch), expected, rtol=0, atol=1e-5)
+
+
+def test_a_model_that_is_not_onnx_is_refused_by_name(demo_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="is a safetensors model, not an ONNX model"):
+        load_onnx(demo_dir / DEMO_FILES["safetensors"])
+
+
+def test_the_input_shape_is_checked_and_capped(demo_dir: Path) -> None:
+    path = demo_dir / DEMO_FILES["onnx"]
+    with pytest.raises(ModelLoadError, match=r"expects inputs of shape 1×16×16.*3×32×32"):
+        load_onnx(path, input_shape=(3, 32, 32))
+    with pytest.raises(ModelLoadError, match=r"is 256 values .* at most 255"):
+        load_onnx(path, max_input_values=255)
+
+
+@pytest.mark.parametrize("location", ["weights.bin", "/etc/hostname", "../outside.bin"])
+def test_weights_in_external_files_are_refused(
+    demo_dir: Path, tmp_path: Path, location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ONNX file may name files for its weights (read from the server's disk by
+    onnxruntime): refused by both loaders, whatever path it names — by our own check where
+    the named file exists (``onnx.checker`` accepts a relative path to a regular file, here
+    the weights written beside it), by the checker otherwise."""
+    monkeypatch.chdir(tmp_path)
+    proto = onnx.load(str(demo_dir / DEMO_FILES["onnx"]))
+    onnx.save_model(
+        proto,
+        str(tmp_path / "split.onnx"),
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    split = onnx.load(str(tmp_path / "split.onnx"), load_external_data=False)
+    for tensor in split.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    hostile = tmp_path / "hostile.onnx"
+    hostile.write_bytes(split.SerializeToString())
+    message = "external data" if location == "weights.bin" else "could not be read"
+    for load in (load_onnx, load_model):
+        with pytest.raises(ModelLoadError, match=message):
+            load(hostile)
+
+
+def test_loading_an_onnx_model_on_arrays_imports_no_torch(demo_dir: Path) -> None:
+    code = (
+        "import json, sys\n"
+        "from conceptlens.models.formats import load_onnx\n"
+        f"model = load_onnx({str(demo_dir / DEMO_FILES['onnx'])!r})\n"
+        "print(json.dumps([model.num_classes, 'torch' in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [10, False]
