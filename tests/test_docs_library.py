@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conceptlens.analysis import InteractionResult
@@ -44,5 +45,8 @@ def test_runnable_blocks_of_docs_library_md_run(
         assert isinstance(result, InteractionResult)
         assert result.n == 9
         assert (folder / "curve.html").is_file()
+        from_files = namespace["from_files"]
+        assert isinstance(from_files, InteractionResult)
+        assert np.array_equal(namespace["onnx_table"], from_files.logits)  # ONNX by hand, the same
     finally:
         shutil.rmtree(folder, ignore_errors=True)
