@@ -53,7 +53,9 @@ def array_logit_table(
     Batches of ``batch_size``; with more than :data:`INLINE_BATCHES` of them the model runs
     each batch in a second thread while this one builds the next (onnxruntime releases the
     GIL), as :func:`conceptlens.game.logit_table` does. ``progress(done, total)`` after
-    every batch; it may raise to stop between batches.
+    every batch; it may raise to stop between batches. Unlike the torch path it does not
+    halve the batch when memory runs out (onnxruntime's errors are not torch's
+    out-of-memory error, which the torch path catches, so neither ever did it for ONNX).
     """
     n = players.n
     stop = (1 << n) if stop is None else stop
@@ -61,6 +63,11 @@ def array_logit_table(
         raise ValueError(f"mask range {start}..{stop} is outside 0..{1 << n}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if x.shape != baseline.shape:
+        raise ValueError(f"input {x.shape} and baseline {baseline.shape} differ in shape")
+    expected = (players.grid.height, players.grid.width)
+    if tuple(x.shape[1:]) != expected:
+        raise ValueError(f"input is {tuple(x.shape[1:])}, the grid expects {expected}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     baseline = np.ascontiguousarray(baseline, dtype=np.float32)
     total = stop - start

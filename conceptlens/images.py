@@ -81,8 +81,8 @@ def read_image(
 
 
 def normalise(x: Img, mean: Sequence[float] | None, std: Sequence[float] | None) -> Img:
-    """``(x − mean) / std`` per channel of a ``[C, H, W]`` array or tensor, in float32; a
-    single value applies to every channel."""
+    """``(x − mean) / std`` per channel of a ``[C, H, W]`` array or tensor (mean and std
+    in float32; a float32 image stays float32); a single value applies to every channel."""
     c = x.shape[0]
     m = _per_channel(mean, c, 0.0, "mean")
     s = _per_channel(std, c, 1.0, "std")

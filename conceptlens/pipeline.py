@@ -3,9 +3,10 @@
 This is what the CLI runs: resolve the input shape, read and preprocess the image, build
 players and baseline, enumerate the logit table (every forward pass, with progress), then
 derive everything else from that table. An ONNX model runs on NumPy arrays throughout
-(:mod:`conceptlens.models.formats`, :mod:`conceptlens.array_game`) and the process never
-imports torch; the other formats run on tensors (:mod:`conceptlens.game`). Both give the
-same table for the same ONNX model.
+(:mod:`conceptlens.models.formats`, :mod:`conceptlens.array_game`) and, without AND-OR
+steps (:mod:`conceptlens.and_or` computes in torch), the process never imports torch; the
+other formats run on tensors (:mod:`conceptlens.game`). Both give the same table for the
+same ONNX model.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from conceptlens.aliases import FloatArray, ProgressFn
 from conceptlens.analysis import InteractionResult, interactions_from_logits
 from conceptlens.images import read_image
 from conceptlens.memory import release_heap
-from conceptlens.models.formats import detect_format
+from conceptlens.models.formats import _read_bounded, detect_format
 from conceptlens.outputs import OutputKind
 from conceptlens.players import (
     Array,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
     from conceptlens.models.loaders import LoadedModel
 
+#: The largest model file read (the loaders' default ``max_bytes``).
+MAX_MODEL_BYTES = 200 * 2**20
 #: Exact enumeration costs 2**n forward passes; beyond this, use sampling.
 MAX_EXACT_PLAYERS = 24
 #: From this many players on, the heap the passes freed is given back before the value
@@ -185,7 +188,9 @@ def _facts(fmt: str, shape: tuple[int, int, int], device: str) -> dict[str, Any]
 
 
 def _format(request: AnalysisRequest) -> str:
-    return detect_format(request.model.read_bytes(), "The model file")
+    """The model file's format, from at most :data:`MAX_MODEL_BYTES` of it (the loaders'
+    own limit: a larger file is refused here, unread)."""
+    return detect_format(_read_bounded(request.model, MAX_MODEL_BYTES), "The model file")
 
 
 def _onnx_default_device() -> str:
@@ -196,12 +201,12 @@ def _onnx_default_device() -> str:
 
 
 def _threads() -> int:
-    """onnxruntime's intra-op threads without torch: what torch would take
-    (``OMP_NUM_THREADS`` when set, else one per core)."""
+    """onnxruntime's intra-op threads without torch: ``OMP_NUM_THREADS`` when set (as torch
+    reads it), else one per CPU this process may run on."""
     try:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
     except ValueError:
-        return max(1, os.cpu_count() or 1)
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
 def _given_shape(request: AnalysisRequest) -> tuple[int, int, int] | None:

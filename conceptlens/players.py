@@ -156,15 +156,17 @@ class Players:
 def make_baseline(
     x: torch.Tensor, kind: BaselineKind | torch.Tensor, *, blur_sigma: float | None = None
 ) -> torch.Tensor:
-    """:func:`baseline_array` for a tensor, on its device; a tensor ``kind`` is used as given
-    (it must match the input's shape)."""
+    """:func:`baseline_array` for a tensor, on its device and in its dtype (computed in
+    float32 from the detached input: no gradient flows into a baseline); a tensor ``kind``
+    is used as given (it must match the input's shape)."""
     import torch
 
     if isinstance(kind, torch.Tensor):
         _check_same_shape(tuple(kind.shape), tuple(x.shape))
         return kind.to(dtype=x.dtype, device=x.device)
     array = x.detach().to("cpu", torch.float32).numpy()
-    return torch.from_numpy(baseline_array(array, kind, blur_sigma=blur_sigma)).to(x.device)
+    baseline = torch.from_numpy(baseline_array(array, kind, blur_sigma=blur_sigma))
+    return baseline.to(device=x.device, dtype=x.dtype)
 
 
 def baseline_array(

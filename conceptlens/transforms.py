@@ -59,7 +59,7 @@ def _butterfly(a: A, *, superset: bool, sign: int) -> A:
     times faster than NumPy's on large strided halves. In a process that has not imported
     torch (``conceptlens analyze`` of an ONNX model), NumPy's kernels take float tables of
     any size: importing torch (1.6–2 s) costs more than their slower passes (tens of
-    milliseconds at n = 20). A table larger than
+    milliseconds at n = 20). On the torch path, a table larger than
     :data:`BLOCK_MIN_BYTES` is transformed tile by tile (:func:`_blocked`): the same
     additions in the same order, so the same bits, with about two sweeps over memory
     instead of ``n``.

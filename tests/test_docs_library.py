@@ -47,6 +47,8 @@ def test_runnable_blocks_of_docs_library_md_run(
         assert (folder / "curve.html").is_file()
         from_files = namespace["from_files"]
         assert isinstance(from_files, InteractionResult)
-        assert np.array_equal(namespace["onnx_table"], from_files.logits)  # ONNX by hand, the same
+        assert np.array_equal(
+            np.asarray(namespace["onnx_table"]), from_files.logits
+        )  # ONNX by hand, the same
     finally:
         shutil.rmtree(folder, ignore_errors=True)

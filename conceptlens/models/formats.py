@@ -45,7 +45,8 @@ Shape = tuple[int, int, int]
 
 
 FORMATS = ("onnx", "torchscript", "safetensors", "state_dict")
-"""Format names :func:`detect_format` returns and :attr:`LoadedModel.format` holds."""
+"""Format names :func:`detect_format` returns and ``LoadedModel.format`` (:mod:`.loaders`)
+holds."""
 
 
 _SUPPORTED = (
@@ -303,17 +304,18 @@ def _read_bounded(path: Path, max_bytes: int) -> bytes:
 
 def onnx_session(data: bytes, device: str, threads: int) -> ort.InferenceSession:
     """An onnxruntime session on CPU with ``threads`` intra-op threads (CUDA first when
-    ``device`` is ``"cuda"`` and onnxruntime has it)."""
+    ``device`` is a CUDA device, ``"cuda"`` or ``"cuda:K"``, and onnxruntime has it)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     options.intra_op_num_threads = threads
-    # onnxruntime's pool threads otherwise spin after each run and starve the torch and
-    # BLAS work (masking, transforms) that runs between forward passes: ×10 slower here.
+    # onnxruntime's pool threads otherwise spin after each run and starve the work between
+    # forward passes (masking, transforms, in torch or NumPy): ×10 slower here.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
-    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+    cuda = device.split(":")[0] == "cuda"
+    if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     try:
         return ort.InferenceSession(data, sess_options=options, providers=providers)

@@ -149,7 +149,7 @@ class _Prepared:
 def onnx_session(data: bytes, device: torch.device) -> ort.InferenceSession:
     """An onnxruntime session with torch's intra-op thread count (the process's policy,
     :mod:`conceptlens.threads`), on CUDA first when ``device`` is a CUDA device."""
-    return _onnx_session(data, device.type, torch.get_num_threads())
+    return _onnx_session(data, str(device), torch.get_num_threads())
 
 
 def onnx_forward(

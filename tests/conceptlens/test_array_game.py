@@ -109,9 +109,14 @@ def test_mask_range_bits_are_the_torch_coalitions(start: int, stop: int, n: int)
     assert np.array_equal(mask_range_bits(start, stop, n), torch_bits)
 
 
-def test_a_range_outside_the_table_or_a_bad_batch_is_refused() -> None:
+def test_a_bad_range_batch_or_shape_is_refused() -> None:
     x = np.zeros((1, 4, 4), dtype=np.float32)
     players = Players(PatchGrid(2, 2, 4, 4))
+    with pytest.raises(ValueError, match="differ in shape"):  # not broadcast
+        array_logit_table(lambda b: b, np.zeros((3, 4, 4), dtype=np.float32), x, players)
+    with pytest.raises(ValueError, match="the grid expects"):
+        wide = np.zeros((1, 4, 5), dtype=np.float32)
+        array_logit_table(lambda b: b, wide, wide, players)
     with pytest.raises(ValueError, match=r"outside 0\.\.16"):
         array_logit_table(lambda b: b, x, x, players, start=3, stop=17)
     with pytest.raises(ValueError, match="batch_size must be positive"):

@@ -160,7 +160,8 @@ def test_model_runtimes_are_imported_per_format(demo_dir: Path) -> None:
     assert heavy_imports(load.format(weights)) == {"torch", "safetensors"}
     analyze = (
         "from conceptlens.cli import main\n"
-        "main(['analyze', '--model', {!r}, '--image', {!r}, '--grid', '2x3', '--quiet'])"
+        "argv = ['analyze', '--model', {!r}, '--image', {!r}, '--grid', '2x3', '--quiet']\n"
+        "assert main(argv) == 0"
     )
     image = str(next((demo_dir / "samples").glob("*.png")))
     assert heavy_imports(analyze.format(onnx_file, image)) == {"onnx", "onnxruntime"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,33 @@ def test_too_many_players_is_refused_before_any_pass(
 def test_shape_flags_must_come_together(demo_dir: Path, demo_manifest: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="both --input-size and --channels"):
         run_analysis(request_for(demo_dir, demo_manifest, "onnx", channels=1))
+
+
+def test_the_model_file_is_read_within_the_loaders_limit(
+    demo_dir: Path, demo_manifest: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Finding the format read the whole file, however large, before any limit applied;
+    a folder raised IsADirectoryError. Both are a ModelLoadError now."""
+    from conceptlens import pipeline
+    from conceptlens.models.formats import ModelLoadError
+
+    monkeypatch.setattr(pipeline, "MAX_MODEL_BYTES", 1024)
+    with pytest.raises(ModelLoadError, match=r"larger than the 1\.0 KiB limit"):
+        run_analysis(request_for(demo_dir, demo_manifest, "onnx"))
+    folder = replace(request_for(demo_dir, demo_manifest, "onnx"), model=tmp_path)
+    with pytest.raises(ModelLoadError, match="There is no model file"):
+        run_analysis(folder)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+def test_every_baseline_and_the_others_absent_agree_across_paths(
+    demo_dir: Path, demo_manifest: dict[str, Any], fmt: str
+) -> None:
+    """The ONNX (arrays) and torch (tensors) paths read the same request alike."""
+    for baseline in ("zero", "blur", str(demo_dir / demo_manifest["samples"][5]["file"])):
+        result = run_analysis(
+            request_for(demo_dir, demo_manifest, fmt, baseline=baseline, others_present=False,
+                        players=[0, 4, 8])
+        )  # fmt: skip
+        assert result.n == 3 and result.meta["model_format"] == fmt
+        assert result.residual < 1e-9

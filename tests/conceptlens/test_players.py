@@ -163,3 +163,10 @@ def test_baseline_array_refuses_a_misshapen_image_and_unknown_kinds() -> None:
         baseline_array(x, np.zeros((1, 4, 5), dtype=np.float32))
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_array(x, "noise")  # type: ignore[arg-type]
+
+
+def test_make_baseline_keeps_the_inputs_dtype() -> None:
+    x = torch.rand(1, 6, 6, dtype=torch.float64)
+    for kind in ("zero", "mean", "blur"):
+        assert make_baseline(x, kind).dtype == torch.float64  # type: ignore[arg-type]
+    assert gaussian_blur(x, 1.0).dtype == torch.float64

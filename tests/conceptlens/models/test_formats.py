@@ -35,11 +35,14 @@ def test_a_fixed_batch_graph_runs_any_batch_in_padded_chunks(tmp_path: Path) -> 
 
     model = DigitCNN().eval()
     path = tmp_path / "fixed.onnx"
-    export_onnx(model, path, dynamic_batch=False)
+    export_onnx(model, path, dynamic_batch=False, batch=2)
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
     batch = np.random.default_rng(1).random((3, 1, 16, 16), dtype=np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(batch)).numpy()
-    np.testing.assert_allclose(load_onnx(path).run(batch), expected, rtol=0, atol=1e-5)
+    got = load_onnx(path).run(batch)  # a chunk of 2, then 1 padded to 2
+    assert got.shape == (3, 10)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
 def test_a_model_that_is_not_onnx_is_refused_by_name(demo_dir: Path) -> None:
@@ -102,3 +105,30 @@ def test_loading_an_onnx_model_on_arrays_imports_no_torch(demo_dir: Path) -> Non
         check=True,
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [10, False]
+
+
+@pytest.mark.parametrize(
+    ("device", "first"),
+    [("cuda", "CUDAExecutionProvider"), ("cuda:1", "CUDAExecutionProvider"), ("cpu", "CPU")],
+)
+def test_any_cuda_device_asks_for_the_cuda_provider(
+    device: str, first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--device cuda:1`` ran ONNX on the CPU in the first version of this module (it
+    compared the device with ``"cuda"``). Here onnxruntime is told it has CUDA and its
+    session records what it was asked for."""
+    import onnxruntime as ort
+
+    from conceptlens.models.formats import onnx_session
+
+    asked: list[list[str]] = []
+
+    class Session:
+        def __init__(self, data: bytes, sess_options: object, providers: list[str]) -> None:
+            asked.append(providers)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    onnx_session(b"", device, 1)
+    assert asked[0][0].startswith(first)
+    assert asked[0][-1] == "CPUExecutionProvider"
