@@ -79,7 +79,7 @@ def array_logit_table(
         for offset in range(0, total, batch_size):
             size = min(batch_size, total - offset)
             coalitions = mask_range_bits(start + offset, start + offset + size, n)
-            inputs = masked_arrays(x, baseline, players.presence_array(coalitions))
+            inputs = masked_arrays(x, baseline, players.present_pixels(coalitions))
             future: Future[Array] = Future()
             if pool is None:
                 future.set_result(run(inputs))

@@ -2,16 +2,20 @@
 
 This is what the CLI runs: resolve the input shape, read and preprocess the image, build
 players and baseline, enumerate the logit table (every forward pass, with progress), then
-derive everything else from that table. An ONNX model runs on NumPy arrays throughout
+derive everything else from that table. In a process that has not imported torch (the
+``conceptlens analyze`` command), an ONNX model runs on NumPy arrays throughout
 (:mod:`conceptlens.models.formats`, :mod:`conceptlens.array_game`) and, without AND-OR
-steps (:mod:`conceptlens.and_or` computes in torch), the process never imports torch; the
-other formats run on tensors (:mod:`conceptlens.game`). Both give the same table for the
-same ONNX model.
+steps (:mod:`conceptlens.and_or` computes in torch), the process never imports it:
+1.5–2 s less per command. Everything else runs on tensors (:mod:`conceptlens.game`): the
+torch formats, and ONNX where torch is loaded anyway (a notebook, a worker), because there
+the torch path's table came 2–13 % sooner (``bench/README.md``, "Whole processes"). Both
+give the same table for the same ONNX model, bit for bit.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +96,8 @@ def run_analysis(
     request: AnalysisRequest, *, progress: ProgressFn | None = None
 ) -> InteractionResult:
     """Every forward pass of the exact analysis, then all derived results."""
-    enumerate_table = _onnx_table if _format(request) == "onnx" else _torch_table
+    on_arrays = _format(request) == "onnx" and "torch" not in sys.modules
+    enumerate_table = _onnx_table if on_arrays else _torch_table
     t0 = time.perf_counter()
     logits, players, facts = enumerate_table(request, progress)
     forward_s = time.perf_counter() - t0

@@ -100,7 +100,7 @@ class Players:
 
     ``pixel_presence(coalitions)`` maps boolean coalitions ``[b, n]`` to per-pixel presence
     ``[b, 1, H, W]`` (1 = input pixel, 0 = baseline) by gathering each pixel's player, on
-    the device of the coalitions: O(b·H·W); :meth:`presence_array` does the same for NumPy.
+    the device of the coalitions: O(b·H·W); :meth:`present_pixels` does the same for NumPy.
     """
 
     def __init__(
@@ -144,13 +144,15 @@ class Players:
         presence = torch.index_select(extended, 1, self._on_device[str(device)])
         return presence.view(b, 1, self.grid.height, self.grid.width)
 
-    def presence_array(self, coalitions: npt.NDArray[np.bool_]) -> Array:
-        """:meth:`pixel_presence` of NumPy coalitions, as float32 NumPy (the same values)."""
+    def present_pixels(self, coalitions: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """:meth:`pixel_presence` of NumPy coalitions ``[b, n]``, as booleans ``[b, 1, H, W]``
+        (a strided view). The gather runs over rows of a transposed ``[n + 1, b]`` table:
+        about twice as fast as gathering columns."""
         b = coalitions.shape[0]
-        extended = np.empty((b, self.n + 1), dtype=np.float32)
-        extended[:, : self.n] = coalitions
-        extended[:, self.n] = float(self.others_present)
-        return extended[:, self._pixel_player].reshape(b, 1, self.grid.height, self.grid.width)
+        extended = np.empty((self.n + 1, b), dtype=bool)
+        extended[: self.n] = coalitions.T
+        extended[self.n] = self.others_present
+        return extended[self._pixel_player].T.reshape(b, 1, self.grid.height, self.grid.width)
 
 
 def make_baseline(
@@ -231,9 +233,16 @@ def masked_inputs(x: torch.Tensor, baseline: torch.Tensor, presence: torch.Tenso
     return torch.addcmul(baseline, presence, x - baseline)
 
 
-def masked_arrays(x: Array, baseline: Array, presence: Array) -> Array:
-    """:func:`masked_inputs` in NumPy, bit for bit: presence is 0 or 1, so the product is
-    exact and one rounding (of the sum) remains, as in ``addcmul`` with or without FMA."""
-    out = np.multiply(presence, np.subtract(x, baseline))
-    out += baseline
-    return out
+def masked_arrays(x: Array, baseline: Array, present: npt.NDArray[np.bool_]) -> Array:
+    """:func:`masked_inputs` in NumPy for boolean presence ``[b, 1, H, W]``, bit for bit.
+
+    ``addcmul`` computes ``b + p·(x − b)`` per pixel with ``p`` 0 or 1: the product is
+    exact (``±0`` or ``x − b``), so one rounding (of the sum) remains, with or without FMA.
+    Both outcomes depend on the pixel alone, so they are computed once — ``b + 1·(x − b)``
+    (not always ``x``) and ``b + 0·(x − b)`` (``b``, but for the sign of a zero and NaN
+    from infinities) — and each input picks one: a selection, no arithmetic per input.
+    """
+    difference = np.subtract(x, baseline, dtype=np.float32)
+    with np.errstate(invalid="ignore"):  # 0·inf is NaN in torch too
+        absent = baseline + np.float32(0) * difference
+    return np.where(present, baseline + difference, absent)

@@ -111,7 +111,11 @@ def test_release_heap_gives_freed_blocks_back() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "module", "loader"),
-    [("onnx", "formats", "load_onnx"), ("safetensors", "loaders", "load_model")],
+    [
+        ("onnx", "formats", "load_onnx"),  # on arrays: as in a process without torch
+        ("onnx", "loaders", "load_model"),  # on tensors: torch is loaded
+        ("safetensors", "loaders", "load_model"),
+    ],
 )
 def test_an_analysis_lets_go_of_the_model_before_its_tables(
     demo_dir: Path,
@@ -148,6 +152,8 @@ def test_an_analysis_lets_go_of_the_model_before_its_tables(
 
     monkeypatch.setattr(pipeline, "RELEASE_MIN_PLAYERS", 4)  # a 2×2 grid here
     monkeypatch.setattr(models, loader, loading)
+    if module == "formats":
+        monkeypatch.delitem(sys.modules, "torch")  # restored after the test
     monkeypatch.setattr(pipeline, "release_heap", releasing)
     monkeypatch.setattr(pipeline, "interactions_from_logits", post_processing)
     request = pipeline.AnalysisRequest(

@@ -95,3 +95,33 @@ def test_every_baseline_and_the_others_absent_agree_across_paths(
         )  # fmt: skip
         assert result.n == 3 and result.meta["model_format"] == fmt
         assert result.residual < 1e-9
+
+
+def test_without_torch_an_onnx_analysis_takes_the_array_path_with_the_same_table(
+    demo_dir: Path, demo_manifest: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where torch is loaded (here) an ONNX analysis runs on tensors; where it is not (the
+    command), on NumPy arrays — the same table, bit for bit."""
+    import sys
+
+    from conceptlens import array_game
+
+    request = request_for(demo_dir, demo_manifest, "onnx", grid="3x4", batch_size=1000)
+    on_tensors = run_analysis(request)
+    calls: list[int] = []
+    original = array_game.array_logit_table
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(array_game, "array_logit_table", recording)
+    assert not calls
+    run_analysis(request)
+    assert not calls  # torch is loaded: tensors
+    monkeypatch.delitem(sys.modules, "torch")
+    on_arrays = run_analysis(request)
+    assert calls == [1]
+    assert "torch" not in sys.modules
+    assert np.array_equal(on_arrays.logits, on_tensors.logits)
+    assert np.array_equal(on_arrays.interactions, on_tensors.interactions)

@@ -104,24 +104,30 @@ def test_masked_inputs_mix_input_and_baseline() -> None:
 
 
 @pytest.mark.parametrize("others_present", [True, False])
-def test_presence_array_is_pixel_presence(others_present: bool) -> None:
+def test_present_pixels_are_pixel_presence(others_present: bool) -> None:
     players = Players(PatchGrid(3, 4, 11, 13), [0, 3, 5, 6, 11], others_present=others_present)
     coal = mask_range_coalitions(0, 32, players.n, torch.device("cpu"))
     expected = players.pixel_presence(coal).numpy()
-    got = players.presence_array(coal.numpy())
-    assert got.dtype == np.float32
-    assert np.array_equal(got, expected)
+    got = players.present_pixels(coal.numpy())
+    assert got.dtype == np.bool_ and got.shape == expected.shape
+    assert np.array_equal(got, expected.astype(bool))
 
 
 def test_masked_arrays_are_masked_inputs_bit_for_bit() -> None:
+    """Sums that round (b + (x − b) is not always x), negative zeros in the baseline
+    (whose sign depends on the sign of x − b) and infinities (0·inf is NaN)."""
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(3, 9, 7, generator=generator) * 1e3
-    base = torch.randn(3, 9, 7, generator=generator) * 1e-3  # sums that round
+    base = torch.randn(3, 9, 7, generator=generator) * 1e-3
+    base[0, :3] = -0.0
+    x[0, 0], x[0, 1], x[1, 0, 0] = -1.0, 1.0, float("inf")
     players = Players(PatchGrid(3, 3, 9, 7))
-    presence = players.pixel_presence(mask_range_coalitions(0, 512, 9, torch.device("cpu")))
-    expected = masked_inputs(x, base, presence).numpy()
-    got = masked_arrays(x.numpy(), base.numpy(), presence.numpy())
+    coal = mask_range_coalitions(0, 512, 9, torch.device("cpu"))
+    expected = masked_inputs(x, base, players.pixel_presence(coal)).numpy()
+    got = masked_arrays(x.numpy(), base.numpy(), players.present_pixels(coal.numpy()))
     assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+    assert got[0, 0, 0, 0] == 0 and np.signbit(got[0, 0, 0, 0])  # all absent: -0.0 (x < b)
+    assert got[0, 0, 1, 0] == 0 and not np.signbit(got[0, 0, 1, 0])  # +0.0 (x > b)
 
 
 def test_cell_of_pixel_follows_the_rounded_edges() -> None:
@@ -168,5 +174,5 @@ def test_baseline_array_refuses_a_misshapen_image_and_unknown_kinds() -> None:
 def test_make_baseline_keeps_the_inputs_dtype() -> None:
     x = torch.rand(1, 6, 6, dtype=torch.float64)
     for kind in ("zero", "mean", "blur"):
-        assert make_baseline(x, kind).dtype == torch.float64  # type: ignore[arg-type]
+        assert make_baseline(x, kind).dtype == torch.float64
     assert gaussian_blur(x, 1.0).dtype == torch.float64
