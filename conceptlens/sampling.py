@@ -43,7 +43,6 @@ the same, so one context gives the exact value: ``1 + p + q`` passes in all.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -291,9 +290,7 @@ class SampledMultiOrder:
         if not debias:
             return np.abs(mean)
         var = _cell_var(*stats)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # orders without any variance
-            pooled = np.nanmean(var, axis=-1, keepdims=True)
+        pooled = _nan_mean(var, keepdims=True)  # NaN for orders without any variance
         var = np.where(np.isnan(var), pooled, var)
         se2 = np.nan_to_num(var / np.maximum(stats[0], 1))
         se2 = np.where(self.exact[:, None], 0.0, se2)
@@ -393,10 +390,19 @@ def _any_sampled(used: BoolArray, exact: BoolArray) -> BoolArray:
 
 
 def _pair_mean(per_pair: FloatArray) -> FloatArray:
-    """Mean over the last (pair) axis, ignoring pairs without samples."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an order with no samples: NaN
-        return np.nanmean(per_pair, axis=-1)
+    """Mean over the last (pair) axis, ignoring pairs without samples (NaN for none)."""
+    return _nan_mean(per_pair)
+
+
+def _nan_mean(a: FloatArray, *, keepdims: bool = False) -> FloatArray:
+    """``np.nanmean`` over the last axis, the same bits, NaN where every entry is NaN —
+    without its "Mean of empty slice" warning. Silencing that warning with
+    ``warnings.catch_warnings`` changed the process's warning filters, which is not
+    thread-safe: in a worker's threads it leaked (and could unsilence other code's)."""
+    valid = ~np.isnan(a)
+    count = valid.sum(axis=-1, keepdims=keepdims)
+    total = np.where(valid, a, 0.0).sum(axis=-1, keepdims=keepdims)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _leave_pair_group_out(per_pair: FloatArray) -> FloatArray:

@@ -463,3 +463,35 @@ def test_delta_method_degrees_of_freedom_by_welch_satterthwaite() -> None:
     np.testing.assert_allclose(np.asarray(lone.df), [7.0, 7.0])
     exact = sampled_relative_strength(np.array([2.0, 1.0]), np.zeros(2), df=7.0)
     assert np.all(np.isinf(np.asarray(exact.df)))
+
+
+def test_pair_means_leave_the_warning_filters_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order without samples (all NaN) gives NaN, as ``np.nanmean`` does, bit for bit
+    elsewhere — without a warning and without ``warnings.catch_warnings``, which changes the
+    process-wide filters and let "Mean of empty slice" leak from a worker thread into a test
+    run's output."""
+    import warnings
+
+    from conceptlens import sampling
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(4, 7))
+    table[1] = np.nan  # an order without samples
+    table[2, ::2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmean(table, axis=-1)
+        expected_kept = np.nanmean(table, axis=-1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        got = sampling._pair_mean(table)
+        kept = sampling._nan_mean(table, keepdims=True)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("warnings.catch_warnings changes process-wide state")
+
+    monkeypatch.setattr(warnings, "catch_warnings", refuse)
+    again = sampling._pair_mean(table)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.array_equal(again, expected, equal_nan=True)
+    assert np.array_equal(kept, expected_kept, equal_nan=True)
