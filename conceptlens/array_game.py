@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,31 @@ Array = npt.NDArray[np.float32]
 
 INLINE_BATCHES = 2
 """Ranges of at most this many batches run without a second thread (nothing to overlap)."""
+
+T = TypeVar("T")
+
+
+class InlineExecutor:
+    """The part of ``ThreadPoolExecutor`` the logit tables use, running each call at
+    submission in the calling thread: its result or exception is kept by the future and
+    comes out of ``result()``, as from a thread."""
+
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None
 
 
 def mask_range_bits(start: int, stop: int, n: int) -> npt.NDArray[np.bool_]:
@@ -74,20 +100,15 @@ def array_logit_table(
     out: FloatArray | None = None
     threaded = -(-total // batch_size) > INLINE_BATCHES
     pending: deque[tuple[int, int, Future[Array]]] = deque()
-    pool = ThreadPoolExecutor(max_workers=1) if threaded else None
+    pool = ThreadPoolExecutor(max_workers=1) if threaded else InlineExecutor()
     try:
         for offset in range(0, total, batch_size):
             size = min(batch_size, total - offset)
             coalitions = mask_range_bits(start + offset, start + offset + size, n)
             inputs = masked_arrays(x, baseline, players.present_pixels(coalitions))
-            future: Future[Array] = Future()
-            if pool is None:
-                future.set_result(run(inputs))
-            else:
-                future = pool.submit(run, inputs)
+            pending.append((offset, size, pool.submit(run, inputs)))
             del inputs  # the batch thread alone holds them
-            pending.append((offset, size, future))
-            while pending and (len(pending) > 1 or offset + size == total or pool is None):
+            while pending and (len(pending) > 1 or offset + size == total or not threaded):
                 done_at, done_size, finished = pending.popleft()
                 logits = finished.result()
                 if out is None:
@@ -96,6 +117,5 @@ def array_logit_table(
                 if progress is not None:
                     progress(done_at + done_size, total)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
     return out if out is not None else np.empty((0, 0), dtype=np.float32)

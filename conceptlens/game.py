@@ -14,13 +14,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
 from conceptlens.aliases import Coalitions, FloatArray, ProgressFn
-from conceptlens.array_game import INLINE_BATCHES, mask_range_bits
+from conceptlens.array_game import INLINE_BATCHES, InlineExecutor, mask_range_bits
 from conceptlens.outputs import OutputKind, output_values
 from conceptlens.players import Players, masked_inputs
 
@@ -144,8 +143,8 @@ def logit_table(
     pending: deque[tuple[int, int, Future[torch.Tensor]]] = deque()
     threaded = -(-total // max(game.batch_size, 1)) > INLINE_BATCHES
     depth = 2 if threaded else 1
-    pool: ThreadPoolExecutor | _Inline = (
-        ThreadPoolExecutor(max_workers=1) if threaded else _Inline()
+    pool: ThreadPoolExecutor | InlineExecutor = (
+        ThreadPoolExecutor(max_workers=1) if threaded else InlineExecutor()
     )
     failed = threading.Event()  # set by a batch out of memory: the ones after it are skipped
     building_failed = False  # building the next inputs ran out of memory: drain, then retry
@@ -187,24 +186,6 @@ def logit_table(
             if progress is not None:
                 progress(done, total)
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
-
-
-class _Inline:
-    """The executor interface of :func:`logit_table`, running each batch at submission."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., torch.Tensor], *args: Any) -> Future[torch.Tensor]:
-        future: Future[torch.Tensor] = Future()
-        try:
-            future.set_result(fn(*args))
-        except torch.OutOfMemoryError as error:  # raised again by result(), as from a thread
-            future.set_exception(error)
-        return future
 
 
 class _Skipped(Exception):
