@@ -25,7 +25,7 @@ from conceptlens.aliases import FloatArray, ProgressFn
 from conceptlens.analysis import InteractionResult, interactions_from_logits
 from conceptlens.images import read_image
 from conceptlens.memory import release_heap
-from conceptlens.models.formats import _read_bounded, detect_format
+from conceptlens.models.formats import MAX_MODEL_BYTES, _read_bounded, detect_format
 from conceptlens.outputs import OutputKind
 from conceptlens.players import (
     Array,
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
     from conceptlens.models.loaders import LoadedModel
 
-#: The largest model file read (the loaders' default ``max_bytes``).
-MAX_MODEL_BYTES = 200 * 2**20
 #: Exact enumeration costs 2**n forward passes; beyond this, use sampling.
 MAX_EXACT_PLAYERS = 24
 #: From this many players on, the heap the passes freed is given back before the value
@@ -75,13 +73,16 @@ class AnalysisRequest:
     device: str | None = None
 
 
-def resolve_model(request: AnalysisRequest, device: torch.device) -> LoadedModel:
+def resolve_model(
+    request: AnalysisRequest, device: torch.device, fmt: str | None = None
+) -> LoadedModel:
     """Load a model for tensors; the input shape comes from the file where its format
-    records it, else from ``input_size``/``channels``, else from the image itself."""
+    (``fmt``, read from the file when not given) records it, else from
+    ``input_size``/``channels``, else from the image itself."""
     from conceptlens.models.loaders import load_model
 
     given = _given_shape(request)
-    if given is None and _format(request) == "torchscript":
+    if given is None and (fmt or _format(request)) == "torchscript":
         native = read_image(request.image)
         given = (
             request.channels or int(native.shape[0]),
@@ -96,10 +97,11 @@ def run_analysis(
     request: AnalysisRequest, *, progress: ProgressFn | None = None
 ) -> InteractionResult:
     """Every forward pass of the exact analysis, then all derived results."""
-    on_arrays = _format(request) == "onnx" and "torch" not in sys.modules
+    fmt = _format(request)
+    on_arrays = fmt == "onnx" and "torch" not in sys.modules
     enumerate_table = _onnx_table if on_arrays else _torch_table
     t0 = time.perf_counter()
-    logits, players, facts = enumerate_table(request, progress)
+    logits, players, facts = enumerate_table(request, fmt, progress)
     forward_s = time.perf_counter() - t0
     if players.n >= RELEASE_MIN_PLAYERS:  # what the passes held is not kept beside the tables
         release_heap()
@@ -130,8 +132,8 @@ Enumerated = tuple[FloatArray, Players, dict[str, Any]]
 """The logit table, the players, and the facts of the model it came from."""
 
 
-def _onnx_table(request: AnalysisRequest, progress: ProgressFn | None) -> Enumerated:
-    """The table of an ONNX model through onnxruntime on NumPy arrays: no torch."""
+def _onnx_table(request: AnalysisRequest, fmt: str, progress: ProgressFn | None) -> Enumerated:
+    """The table of an ONNX model (``fmt``) through onnxruntime on NumPy arrays: no torch."""
     from conceptlens.array_game import array_logit_table
     from conceptlens.models.formats import load_onnx
 
@@ -148,14 +150,15 @@ def _onnx_table(request: AnalysisRequest, progress: ProgressFn | None) -> Enumer
     return logits, players, _facts(model.format, model.input_shape, model.device)
 
 
-def _torch_table(request: AnalysisRequest, progress: ProgressFn | None) -> Enumerated:
-    """The table of a torch model (TorchScript, weights of an architecture) on tensors."""
+def _torch_table(request: AnalysisRequest, fmt: str, progress: ProgressFn | None) -> Enumerated:
+    """The table of a model of format ``fmt`` on tensors (torch formats, and ONNX where torch
+    is loaded)."""
     import torch
 
     from conceptlens.game import MaskedModelGame, default_device, logit_table
 
     device = torch.device(request.device) if request.device else default_device()
-    model = resolve_model(request, device)
+    model = resolve_model(request, device, fmt)
     x, players, baseline = _inputs(request, model.input_shape)
     game = MaskedModelGame(
         model.predict,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # onnx and onnxruntime are imported when an ONNX model is loa
 __all__ = [
     "FORMATS",
     "MAX_INPUT_VALUES",
+    "MAX_MODEL_BYTES",
     "ModelLoadError",
     "OnnxModel",
     "detect_format",
@@ -73,6 +74,9 @@ _OLD_PICKLE_STARTS = b"(}])cNIFLSVGJKMUX"
 
 _ONNX_FIRST_BYTE = 0x08  # ModelProto field 1 (ir_version), varint — always serialised first.
 
+
+MAX_MODEL_BYTES = 200 * 2**20
+"""Default cap on a model file's size: larger files are refused before they are read."""
 
 MAX_INPUT_VALUES = 3 * 1024 * 1024
 """Default cap on ``C·H·W`` of one input image (a 1024×1024 RGB image): every forward pass
@@ -392,7 +396,7 @@ def load_onnx(
     input_shape: Shape | None = None,
     device: str = "cpu",
     threads: int = 1,
-    max_bytes: int = 200 * 2**20,
+    max_bytes: int = MAX_MODEL_BYTES,
     max_input_values: int = MAX_INPUT_VALUES,
 ) -> OnnxModel:
     """Load an ONNX classifier as :func:`.loaders.load_model` does (the same checks and

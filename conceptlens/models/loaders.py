@@ -44,6 +44,7 @@ from .formats import (
     _SAVE_ADVICE,
     FORMATS,
     MAX_INPUT_VALUES,
+    MAX_MODEL_BYTES,
     ModelLoadError,
     Shape,
     _check_input_values,
@@ -401,7 +402,7 @@ def load_model(
     input_shape: tuple[int, int, int] | None = None,
     architecture: str | None = None,
     device: str | torch.device = "cpu",
-    max_bytes: int = 200 * 2**20,
+    max_bytes: int = MAX_MODEL_BYTES,
     max_input_values: int = MAX_INPUT_VALUES,
 ) -> LoadedModel:
     """Load an image classifier from a file, safely, and check it with one forward pass.
