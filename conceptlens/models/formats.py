@@ -4,8 +4,10 @@ checks, and ONNX models run by onnxruntime on NumPy arrays.
 :mod:`.loaders` builds on this module for every format; an analysis of an ONNX model uses
 it alone (:func:`load_onnx`), so that ``conceptlens analyze model.onnx`` never imports torch
 (1.6–2 s of a process whose forward passes take 0.1 s at n = 12; ``bench/README.md``,
-"Whole processes"). The safety rules are those of :mod:`.loaders`: ONNX graphs are parsed
-and checked by ``onnx`` and refused when they keep weights in external files.
+"Whole processes"). The safety rules are those of :mod:`.loaders`: an ONNX file is refused
+when any tensor in it keeps its values in an external file, and its input is sized before
+onnxruntime sees it, both read from the bytes by :mod:`.onnx_wire` (``onnx`` itself is
+imported only by the service's loader, which also runs ``onnx.checker``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from conceptlens.models.onnx_wire import OnnxFacts, OnnxInput, OnnxWireError, scan_onnx
 
 if TYPE_CHECKING:  # onnx and onnxruntime are imported when an ONNX model is loaded
     import onnx
@@ -192,55 +196,95 @@ def _classify_zip(data: bytes, name: str) -> str:
     )
 
 
-def _parse_onnx(data: bytes) -> onnx.ModelProto:
-    """Parse and check an ONNX model held in memory; refuse external weight files."""
+def _scan_onnx(data: bytes) -> OnnxFacts:
+    """The facts :mod:`.onnx_wire` reads from an ONNX file; refuse a damaged one and one
+    that keeps any tensor (weights, constants, subgraphs' tensors) in external files."""
+    try:
+        facts = scan_onnx(data)
+    except OnnxWireError as error:
+        raise _unreadable_onnx(error) from error
+    if facts.external:
+        raise ModelLoadError(
+            "This ONNX model keeps its weights in separate files (external data), which "
+            "ConceptLens does not read. Export it with all weights inside one .onnx file."
+        )
+    return facts
+
+
+def _unreadable_onnx(error: BaseException) -> ModelLoadError:
+    return ModelLoadError(
+        "The file starts like an ONNX model but could not be read as one; it may be "
+        f"truncated or damaged ({_last_line(error)}). Export the model again."
+    )
+
+
+def onnx_proto(data: bytes) -> onnx.ModelProto:
+    """The parsed graph, checked by ``onnx.checker`` (for the service's loader, which lists
+    node outputs as layers; imports ``onnx``). Call :func:`parse_onnx_model` first."""
     import onnx
 
     try:
         proto = onnx.load_model_from_string(data)
         onnx.checker.check_model(proto)
     except Exception as error:
-        raise ModelLoadError(
-            "The file starts like an ONNX model but could not be read as one; it may be "
-            f"truncated or damaged ({_last_line(error)}). Export the model again."
-        ) from error
-    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in proto.graph.initializer):
-        raise ModelLoadError(
-            "This ONNX model keeps its weights in separate files (external data), which "
-            "ConceptLens does not read. Export it with all weights inside one .onnx file."
-        )
+        raise _unreadable_onnx(error) from error
     return proto
 
 
-def _onnx_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
-    """The single float32 rank-4 image input (initialisers listed as inputs are skipped)."""
-    import onnx
+#: ``TensorProto.DataType`` names, for messages (a test checks them against ``onnx``).
+_ONNX_TYPES = [
+    "UNDEFINED",
+    "FLOAT",
+    "UINT8",
+    "INT8",
+    "UINT16",
+    "INT16",
+    "INT32",
+    "INT64",
+    "STRING",
+    "BOOL",
+    "FLOAT16",
+    "DOUBLE",
+    "UINT32",
+    "UINT64",
+    "COMPLEX64",
+    "COMPLEX128",
+    "BFLOAT16",
+    "FLOAT8E4M3FN",
+    "FLOAT8E4M3FNUZ",
+    "FLOAT8E5M2",
+    "FLOAT8E5M2FNUZ",
+    "UINT4",
+    "INT4",
+    "FLOAT4E2M1",
+]
+_ONNX_FLOAT = 1
 
-    weights = {tensor.name for tensor in proto.graph.initializer}
-    inputs = [value for value in proto.graph.input if value.name not in weights]
+
+def _onnx_type_name(elem_type: int) -> str:
+    known = 0 <= elem_type < len(_ONNX_TYPES)
+    return _ONNX_TYPES[elem_type] if known else f"element type {elem_type}"
+
+
+def _onnx_input(facts: OnnxFacts) -> OnnxInput:
+    """The single float32 rank-4 image input (initialisers listed as inputs are skipped)."""
+    inputs = [value for value in facts.inputs if value.name not in facts.initializers]
     if len(inputs) != 1:
         raise ModelLoadError(
             f"This ONNX model has {len(inputs)} inputs; ConceptLens needs a classifier with "
             "exactly one input, a batch of images [B, C, H, W]."
         )
-    tensor_type = inputs[0].type.tensor_type
-    if tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        kind = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
+    if inputs[0].elem_type != _ONNX_FLOAT:
         raise ModelLoadError(
-            f"This ONNX model takes {kind} input; ConceptLens feeds float32 images. "
-            "Export the model with a float32 input."
+            f"This ONNX model takes {_onnx_type_name(inputs[0].elem_type)} input; ConceptLens "
+            "feeds float32 images. Export the model with a float32 input."
         )
-    if len(tensor_type.shape.dim) != 4:
+    if len(inputs[0].dims) != 4:
         raise ModelLoadError(
-            f"This ONNX model takes a rank-{len(tensor_type.shape.dim)} input; ConceptLens "
+            f"This ONNX model takes a rank-{len(inputs[0].dims)} input; ConceptLens "
             "feeds image batches of rank 4, [B, C, H, W]."
         )
     return inputs[0]
-
-
-def _static_dims(value: onnx.ValueInfoProto) -> list[int | None]:
-    """Input dims, None where symbolic or unset."""
-    return [d.dim_value if d.dim_value > 0 else None for d in value.type.tensor_type.shape.dim]
 
 
 def _resolve_shape(graph_shape: tuple[int | None, ...], given: Shape | None, kind: str) -> Shape:
@@ -386,7 +430,6 @@ class OnnxModel:
     num_classes: int
     device: str
     run: Run = field(repr=False, compare=False)
-    onnx_model: onnx.ModelProto = field(repr=False, compare=False)
     format: str = "onnx"
 
 
@@ -412,25 +455,23 @@ def load_onnx(
     fmt = detect_format(data, name="The file")
     if fmt != "onnx":
         raise ModelLoadError(f"The file is a {fmt} model, not an ONNX model.")
-    proto, dims, shape = parse_onnx_model(data, input_shape, max_input_values)
+    dims, shape = parse_onnx_model(data, input_shape, max_input_values)
     run = onnx_run(onnx_session(data, device, threads), dims[0])
     try:
         out = run(np.zeros((1, *shape), dtype=np.float32))
     except Exception as error:
         raise failure_on_test_input(shape, error, "Check the input shape.") from error
     classes = checked_test_output(out.shape, str(list(out.shape)), bool(np.isfinite(out).all()))
-    return OnnxModel(
-        input_shape=shape, num_classes=classes, device=device, run=run, onnx_model=proto
-    )
+    return OnnxModel(input_shape=shape, num_classes=classes, device=device, run=run)
 
 
 def parse_onnx_model(
     data: bytes, input_shape: Shape | None, max_input_values: int
-) -> tuple[onnx.ModelProto, list[int | None], Shape]:
-    """The checked graph, its input's dims (``None`` where dynamic) and the input shape
-    ``(C, H, W)`` reconciled with ``input_shape`` and capped — before any session exists."""
-    proto = _parse_onnx(data)
-    dims = _static_dims(_onnx_input(proto))
+) -> tuple[list[int | None], Shape]:
+    """The graph input's dims (``None`` where dynamic) and the input shape ``(C, H, W)``
+    reconciled with ``input_shape`` and capped, read from the bytes (:mod:`.onnx_wire`)
+    before any session exists; a damaged file, or one with external data, is refused."""
+    dims = _onnx_input(_scan_onnx(data)).dims
     shape = _resolve_shape(tuple(dims[1:]), input_shape, "ONNX model")
     _check_input_values(shape, max_input_values)  # before onnxruntime plans any memory
-    return proto, dims, shape
+    return dims, shape

@@ -55,6 +55,7 @@ from .formats import (
     checked_test_output,
     detect_format,
     failure_on_test_input,
+    onnx_proto,
     onnx_run,
     parse_onnx_model,
 )
@@ -168,7 +169,8 @@ def onnx_forward(
 def _load_onnx(
     data: bytes, input_shape: Shape | None, device: torch.device, max_input_values: int
 ) -> _Prepared:
-    proto, dims, shape = parse_onnx_model(data, input_shape, max_input_values)
+    dims, shape = parse_onnx_model(data, input_shape, max_input_values)
+    proto = onnx_proto(data)
     session = onnx_session(data, device)
     return _Prepared(
         format="onnx",

@@ -149,7 +149,8 @@ def test_help_and_gc_import_no_model_runtime(tmp_path: Path) -> None:
 
 
 def test_model_runtimes_are_imported_per_format(demo_dir: Path) -> None:
-    """onnx/onnxruntime only for ONNX, torch only for the other formats (and for loading
+    """onnxruntime only for ONNX (and ``onnx`` only where the service's loader checks the
+    graph with it, not for the command), torch only for the other formats (and for loading
     any model as tensors), safetensors only for its files, scikit-learn only for the demo's
     training digits."""
     assert heavy_imports("import conceptlens.pipeline, conceptlens.models") == set()
@@ -164,7 +165,7 @@ def test_model_runtimes_are_imported_per_format(demo_dir: Path) -> None:
         "assert main(argv) == 0"
     )
     image = str(next((demo_dir / "samples").glob("*.png")))
-    assert heavy_imports(analyze.format(onnx_file, image)) == {"onnx", "onnxruntime"}
+    assert heavy_imports(analyze.format(onnx_file, image)) == {"onnxruntime"}
     assert heavy_imports(analyze.format(weights, image)) == {"torch", "safetensors"}
     demo = "from conceptlens.models import load_digits_16\nload_digits_16()"
     assert "sklearn" in heavy_imports(demo)

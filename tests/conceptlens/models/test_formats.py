@@ -60,9 +60,9 @@ def test_weights_in_external_files_are_refused(
     demo_dir: Path, tmp_path: Path, location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An ONNX file may name files for its weights (read from the server's disk by
-    onnxruntime): refused by both loaders, whatever path it names — by our own check where
-    the named file exists (``onnx.checker`` accepts a relative path to a regular file, here
-    the weights written beside it), by the checker otherwise."""
+    onnxruntime): refused by both loaders, whatever path it names (before ``onnx.checker``
+    sees it, which accepts a relative path to a regular file, here the weights written
+    beside it)."""
     monkeypatch.chdir(tmp_path)
     proto = onnx.load(str(demo_dir / DEMO_FILES["onnx"]))
     onnx.save_model(
@@ -79,16 +79,55 @@ def test_weights_in_external_files_are_refused(
                 entry.value = location
     hostile = tmp_path / "hostile.onnx"
     hostile.write_bytes(split.SerializeToString())
-    message = "external data" if location == "weights.bin" else "could not be read"
     for load in (load_onnx, load_model):
-        with pytest.raises(ModelLoadError, match=message):
+        with pytest.raises(ModelLoadError, match="external data"):
+            load(hostile)
+
+
+def test_external_values_in_a_subgraph_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the main graph's initialisers: a branch of an If node may keep its own, and
+    onnxruntime reads them from the file they name, relative to the working directory for
+    a model given as bytes. The first loaders checked the main graph's initialisers only,
+    and ``onnx.checker`` accepts a relative path to a file that exists: this model loaded,
+    and its logits for a blank input were the file's first 16 bytes as float32."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    leak = numpy_helper.from_array(np.zeros(4, np.float32), "leak")
+    leak.ClearField("raw_data")
+    leak.data_location = TensorProto.EXTERNAL
+    entry = leak.external_data.add()
+    entry.key, entry.value = "location", "secret.bin"
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [4])
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["leak"], ["out"])], "b", [], [out], [leak]
+    )
+    true = numpy_helper.from_array(np.array(True), "c")
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=true),
+        helper.make_node("If", ["c"], ["w"], then_branch=branch, else_branch=branch),
+        helper.make_node("Flatten", ["x"], ["flat"]),
+        helper.make_node("Add", ["flat", "w"], ["y"]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    graph = helper.make_graph(nodes, "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    hostile = tmp_path / "leak.onnx"
+    hostile.write_bytes(model.SerializeToString())
+    for load in (load_onnx, load_model):
+        with pytest.raises(ModelLoadError, match="external data"):
             load(hostile)
 
 
 def test_loading_an_onnx_model_on_arrays_imports_no_torch(demo_dir: Path) -> None:
     path = str(demo_dir / DEMO_FILES["onnx"])
     load = f"from conceptlens.models.formats import load_onnx\nload_onnx({path!r})"
-    assert heavy_imports(load) == {"onnx", "onnxruntime"}
+    assert heavy_imports(load) == {"onnxruntime"}
 
 
 @pytest.mark.parametrize(
