@@ -348,7 +348,8 @@ def main() -> None:
         + ", ".join(f"{r:.2f}" for r in paired)
         + " (server "
         + ", ".join(f"{r:.2f}" for r in paired_server)
-        + ")"
+        + f"); medians of the per-rep ratios {statistics.median(paired):.2f} (server "
+        f"{statistics.median(paired_server):.2f})"
     )
     results: dict[str, Any] = {
         "date": datetime.now().isoformat(timespec="seconds"),
@@ -382,6 +383,10 @@ def main() -> None:
             "server_ratio": server_s / bare_s,
             "ratios_per_rep": paired,
             "server_ratios_per_rep": paired_server,
+            # the machine's speed drifts between repetitions (bare 12.2-16.1 s in one run of
+            # session 13): the ratio of each repetition's side-by-side pair cancels it
+            "median_ratio_per_rep": statistics.median(paired),
+            "median_server_ratio_per_rep": statistics.median(paired_server),
             "target_ratio": 1.10,
         },
         "dynamics": None,  # --skip-dynamics
