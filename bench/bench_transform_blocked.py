@@ -58,6 +58,7 @@ def run(n: int, rest: tuple[int, ...], reps: int) -> dict[str, Any]:
         "ms": {k: round(1000 * x, 2) for k, x in med.items()},
         "ms_range": {k: [round(1e3 * min(x), 2), round(1e3 * max(x), 2)] for k, x in times.items()},
         "speedup": round(med["pass_by_pass"] / med["blocked"], 2),
+        "harsanyi_takes": "blocked" if v.nbytes > transforms.BLOCK_MIN_BYTES else "pass_by_pass",
         "blocked_in_copies": round(med["blocked"] / med["copy"], 1),
     }  # fmt: skip
 
@@ -66,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--sizes", default="20,22,24")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
     before = uptime()
@@ -79,12 +81,17 @@ def main() -> None:
         "uptime_before": before,
         "uptime_after": uptime(),
         "tile_bytes": transforms.TILE_BYTES,
+        # harsanyi blocks only tables over this (half the largest cache; 2 MiB before
+        # session 14): the rows below show which path each size takes
+        "block_min_bytes": transforms.BLOCK_MIN_BYTES,
+        "largest_cache_bytes": transforms.largest_cache_bytes(),
         "low_bits": transforms.LOW_BITS,
         "rows": rows,
     }
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
     for r in rows:
-        print(r["n"], r["rest"], r["ms"], "speedup", r["speedup"], "copies", r["blocked_in_copies"])
+        print(r["n"], r["rest"], r["ms"], "speedup", r["speedup"], "copies",
+              r["blocked_in_copies"], "harsanyi takes", r["harsanyi_takes"])  # fmt: skip
     print(before, "|", out["uptime_after"])
 
 

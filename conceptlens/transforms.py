@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -35,8 +36,37 @@ def n_players_of(table: Any) -> int:
     return n
 
 
+CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def largest_cache_bytes(root: Path = CACHE_DIR) -> int | None:
+    """Size in bytes of the CPU's largest data cache as Linux describes it (``index*/size``
+    under ``root``, e.g. ``32768K``), or ``None`` where that is not known."""
+    sizes = []
+    for index in root.glob("index*"):
+        try:
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * unit)
+    return max(sizes, default=None)
+
+
+def block_min_bytes(cache: int | None) -> int:
+    """Tables up to a quarter of the largest cache are transformed pass by pass: while the
+    table stays in cache a sweep costs little, and the tiles' extra calls cost more than
+    they save (one thread, 32 MiB L3: pass by pass 1.3× faster at 4–8 MiB, the tiles
+    1.1× faster at 16 MiB; ``bench/README.md``). Unknown cache: 2 MiB."""
+    return max(1 << 21, (cache or 0) // 4)
+
+
 #: Tables at or below this many bytes are transformed pass by pass (they fit in cache).
-BLOCK_MIN_BYTES = 1 << 21
+BLOCK_MIN_BYTES = block_min_bytes(largest_cache_bytes())
 #: NumPy tables at or below this many bytes are transformed by NumPy's own kernels: each
 #: bit costs a few microseconds of call overhead there, against 20–30 µs through torch's
 #: views (n = 6–12: 2–3× faster; equal at 128 KiB, n = 14; torch faster above).
