@@ -142,6 +142,38 @@ def test_logits_match_the_engine_in_process(sandbox: Sandbox, demo_dir: Path, na
     assert np.array_equal(got, logit_table(game))
 
 
+def test_the_model_used_last_is_not_asked_for_again(
+    sandbox: Sandbox, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call asked the process whether it had the model (a round trip, about 1 ms,
+    between every two images); the one it used last it still has. Another model, a new
+    process or one that died is asked about (and loaded) again."""
+    ops: list[str] = []
+    call = sandbox.call
+
+    def counted(op: str, *args: object, **kwargs: object) -> object:
+        ops.append(op)
+        return call(op, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sandbox, "call", counted)
+    onnx, script = ref(demo_dir), ref(demo_dir, "digit_cnn.torchscript.pt")
+    first = run_logits(sandbox, onnx)
+    assert ops == ["have", "load", "logits"]
+    ops.clear()
+    assert np.array_equal(run_logits(sandbox, onnx), first)
+    assert ops == ["logits"]  # no question
+    ops.clear()
+    run_logits(sandbox, script)
+    run_logits(sandbox, onnx)  # still loaded, but not the last one used: asked
+    assert ops == ["have", "load", "logits", "have", "logits"]
+    ops.clear()
+    assert sandbox.pid is not None
+    os.kill(sandbox.pid, 9)
+    sandbox._proc.wait()  # type: ignore[union-attr]
+    assert np.array_equal(run_logits(sandbox, onnx), first)  # a new process: loaded again
+    assert ops == ["have", "load", "logits"]
+
+
 def test_a_cpu_budget_is_set_per_call(sandbox: Sandbox, demo_dir: Path) -> None:
     sandbox.validate(ref(demo_dir))
     soft = limit_of(sandbox.pid, "cpu time")
