@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from backend.config import Settings, get_settings
-from backend.db.models import Analysis, AnalysisItem, Workspace
+from backend.db.models import Analysis, Workspace
 from backend.db.session import get_sessionmaker
 from backend.services import analyses, workspaces
 from backend.storage import LocalBlobStore
@@ -69,16 +69,21 @@ def owned_analysis(analysis_id: str, session: SessionDep, workspace: WorkspaceDe
 
 OwnedAnalysisDep = Annotated[Analysis, Depends(owned_analysis)]
 
-#: The result routes read an analysis's items but never their chunks (64 rows for one
-#: n = 20 image), which loading an analysis otherwise brings along on every request.
-WITHOUT_CHUNKS = selectinload(Analysis.items).lazyload(AnalysisItem.chunks)
+#: The result routes and the analysis's page read its items but never their chunks (64
+#: rows for one n = 20 image), which loading an analysis otherwise brings along on every
+#: request.
+WITHOUT_CHUNKS = analyses.ITEMS_WITHOUT_CHUNKS
 
 
 def owned_analysis_results(
     analysis_id: str, session: SessionDep, workspace: WorkspaceDep
 ) -> Analysis:
-    """:func:`owned_analysis` for the result routes: the items without their chunks."""
+    """:func:`owned_analysis` for the result routes and the analysis's page (polled while
+    it runs): the items without their chunks."""
     analysis = session.get(Analysis, analysis_id, options=[WITHOUT_CHUNKS])
     if analysis is None or analysis.workspace_id != workspace.id:
         raise HTTPException(404, "No such analysis in this workspace.")
     return analysis
+
+
+OwnedAnalysisResultsDep = Annotated[Analysis, Depends(owned_analysis_results)]

@@ -18,8 +18,9 @@ from backend.services import runs
 def present_analysis(session: Session, analysis: Analysis) -> AnalysisPublic:
     items = []
     done = 0
+    chunked = service.chunk_progress(session, analysis.items)
     for item in analysis.items:
-        progress = service.item_progress(item)
+        progress = service.item_progress(item, chunked)
         done += progress
         items.append(
             ItemPublic(

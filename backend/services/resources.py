@@ -3,10 +3,12 @@ image sets): rows of the caller's workspace plus the built-in ones (``workspace_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.interfaces import ORMOption
 
 from backend.db.models import (
     Analysis,
@@ -61,10 +63,13 @@ def delete(session: Session, row: ModelRecord | ImageRecord | DatasetRecord) -> 
     session.commit()
 
 
-def owned(session: Session, kind: type[J], *, workspace: Workspace) -> list[J]:
-    """A workspace's jobs (analyses, component analyses), newest first; never built in."""
+def owned(
+    session: Session, kind: type[J], *, workspace: Workspace, options: Sequence[ORMOption] = ()
+) -> list[J]:
+    """A workspace's jobs (analyses, component analyses), newest first; never built in.
+    ``options``: loader options for the query."""
     query = select(kind).where(kind.workspace_id == workspace.id).order_by(kind.created_at.desc())
-    return list(session.scalars(query))
+    return list(session.scalars(query.options(*options)))
 
 
 def find_owned(session: Session, kind: type[J], *, workspace: Workspace, id: str) -> J | None:

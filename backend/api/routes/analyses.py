@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from backend.api.deps import BlobsDep, OwnedAnalysisDep, SessionDep, SettingsDep, WorkspaceDep
+from backend.api.deps import (
+    BlobsDep,
+    OwnedAnalysisDep,
+    OwnedAnalysisResultsDep,
+    SessionDep,
+    SettingsDep,
+    WorkspaceDep,
+)
 from backend.api.present import present_analysis
 from backend.queue import TASK_START_ANALYSIS, enqueue
 from backend.schemas import AnalysesPublic, AnalysisCreate, AnalysisPublic, RunLabelsUpdate
@@ -69,7 +76,7 @@ def list_analyses(
 
 
 @router.get("/{analysis_id}", response_model=AnalysisPublic)
-def get_analysis(analysis: OwnedAnalysisDep, session: SessionDep) -> AnalysisPublic:
+def get_analysis(analysis: OwnedAnalysisResultsDep, session: SessionDep) -> AnalysisPublic:
     return present_analysis(session, analysis)
 
 
