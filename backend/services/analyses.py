@@ -468,8 +468,9 @@ def visible(session: Session, *, workspace: Workspace) -> list[Analysis]:
 
 def chunk_progress(session: Session, items: Iterable[AnalysisItem]) -> dict[str, int]:
     """Passes done per unfinished item that runs in chunks, summed by the database in one
-    query (items without chunks are absent: their own ``progress_done`` counts)."""
-    ids = [item.id for item in items if item.status != "done"]
+    query, none when no such item (items without chunks are absent: their own
+    ``progress_done`` counts; ``chunks_total`` is set whenever chunks are made)."""
+    ids = [item.id for item in items if item.status != "done" and item.chunks_total]
     if not ids:
         return {}
     query = select(Chunk.item_id, func.sum(Chunk.done)).where(Chunk.item_id.in_(ids))
