@@ -10,6 +10,7 @@ NumPy arrays and on torch tensors alike (same slicing syntax), with trailing val
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,28 +42,35 @@ CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
 
 def largest_cache_bytes(root: Path = CACHE_DIR) -> int | None:
     """Size in bytes of the CPU's largest data cache as Linux describes it (``index*/size``
-    under ``root``, e.g. ``32768K``), or ``None`` where that is not known."""
+    under ``root``, e.g. ``32768K``), or ``None`` where that is not known (other systems,
+    unreadable or odd files)."""
     sizes = []
     for index in root.glob("index*"):
         try:
             if (index / "type").read_text().strip() == "Instruction":
                 continue
-            text = (index / "size").read_text().strip().upper()
-        except OSError:
+            text = (index / "size").read_text().strip()
+        except (OSError, ValueError):  # unreadable, or not text
             continue
-        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        digits = text.rstrip("KMG")
-        if digits.isdigit():
-            sizes.append(int(digits) * unit)
+        size = re.fullmatch(r"(\d+)([KMG]?)", text, flags=re.ASCII | re.IGNORECASE)
+        if size is not None:
+            scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[size[2].upper()]
+            sizes.append(int(size[1]) * scale)
     return max(sizes, default=None)
 
 
+#: The largest threshold :func:`block_min_bytes` gives: blocking was never measured slower
+#: than the plain passes from 16 MiB on, whatever a CPU's cache claims.
+BLOCK_MIN_CAP = 16 << 20
+
+
 def block_min_bytes(cache: int | None) -> int:
-    """Tables up to a quarter of the largest cache are transformed pass by pass: while the
-    table stays in cache a sweep costs little, and the tiles' extra calls cost more than
-    they save (one thread, 32 MiB L3: pass by pass 1.3× faster at 4–8 MiB, the tiles
-    1.1× faster at 16 MiB; ``bench/README.md``). Unknown cache: 2 MiB."""
-    return max(1 << 21, (cache or 0) // 4)
+    """Tables up to a quarter of the largest cache (at most :data:`BLOCK_MIN_CAP`) are
+    transformed pass by pass: while the table stays in cache a sweep costs little, and the
+    tiles' extra calls cost more than they save (one thread, 32 MiB L3: pass by pass 1.3×
+    faster at 4–8 MiB, the tiles 1.1× faster at 16 MiB; ``bench/README.md``). Unknown
+    cache: 2 MiB."""
+    return min(BLOCK_MIN_CAP, max(1 << 21, (cache or 0) // 4))
 
 
 #: Tables at or below this many bytes are transformed pass by pass (they fit in cache).

@@ -52,7 +52,7 @@ api_router.include_router(
 api_router.include_router(shares.router)
 api_router.include_router(training.router)
 api_router.include_router(
-    results.results_router("/shared/{token}", "shared", shares.shared_analysis_results)
+    results.results_router("/shared/{token}", "shared", shares.shared_analysis)
 )
 api_router.include_router(
     components.component_results_router("/shared-components/{token}", "shared", shares.shared_job)

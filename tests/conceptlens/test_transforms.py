@@ -164,7 +164,7 @@ def test_the_blocked_transform_gives_the_same_bits(
     assert len(calls) == 2  # the tables were transformed tile by tile
 
 
-def test_tables_that_fit_half_the_largest_cache_go_pass_by_pass(
+def test_tables_that_fit_a_quarter_of_the_largest_cache_go_pass_by_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Blocking pays only for tables that leave the cache: on a 32 MiB L3 the tiles were
@@ -180,8 +180,17 @@ def test_tables_that_fit_half_the_largest_cache_go_pass_by_pass(
         (tmp_path / f"index{index}" / "size").write_text(size + "\n")
     assert transforms.largest_cache_bytes(tmp_path) == 32 << 20  # not the instruction cache
     assert transforms.largest_cache_bytes(tmp_path / "missing") is None
+    odd = tmp_path / "odd"
+    for index, raw in enumerate([b"2\xc2\xb2K", b"\xff\xfe", b"12KK", b"", b"4M"]):
+        (odd / f"index{index}").mkdir(parents=True)
+        (odd / f"index{index}" / "type").write_text("Unified")
+        (odd / f"index{index}" / "size").write_bytes(raw)
+    assert transforms.largest_cache_bytes(odd) == 4 << 20  # the odd ones are skipped
+    (odd / "index1" / "type").write_bytes(b"\xff")
+    assert transforms.largest_cache_bytes(odd) == 4 << 20
     assert transforms.block_min_bytes(32 << 20) == 8 << 20
     assert transforms.block_min_bytes(4 << 20) == transforms.block_min_bytes(None) == 1 << 21
+    assert transforms.block_min_bytes(512 << 20) == transforms.BLOCK_MIN_CAP == 16 << 20
 
     monkeypatch.setattr(transforms, "BLOCK_MIN_BYTES", 8 << 20)
     calls = _count_calls(monkeypatch, "_blocked")

@@ -103,15 +103,8 @@ def _live_link(token: str, session: SessionDep) -> ShareLink:
 
 
 def shared_analysis(token: str, session: SessionDep) -> Analysis:
-    """The analysis a live share token opens (a dependency of the shared result routes)."""
-    link = _live_link(token, session)
-    if link.analysis_id is None:
-        raise HTTPException(404, "This share link opens a component analysis, not an analysis.")
-    return session.get_one(Analysis, link.analysis_id)
-
-
-def shared_analysis_results(token: str, session: SessionDep) -> Analysis:
-    """:func:`shared_analysis` for the result routes: the items without their chunks."""
+    """The analysis a live share token opens (a dependency of the shared page, its result
+    routes and comparisons): the items without their chunks, which none of them reads."""
     link = _live_link(token, session)
     if link.analysis_id is None:
         raise HTTPException(404, "This share link opens a component analysis, not an analysis.")

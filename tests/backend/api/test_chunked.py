@@ -36,9 +36,10 @@ def test_chunks_share_one_context_and_record_their_time(
 def test_polling_a_chunked_analysis_sums_its_chunks_in_the_database(
     client: TestClient, service: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The analysis's page (polled every 0.5 s while it runs) and the list loaded every
-    chunk row of every item only to sum their progress: 2,048 rows made a poll 3–4× as
-    long. The chunks' progress is now one aggregate query, and no chunk row is loaded."""
+    """The analysis's page (polled every 0.5 s while it runs), its shared page and the list
+    loaded every chunk row of every item only to sum their progress: 1,280 rows made a
+    poll 3–4× as long. The chunks' progress is now one aggregate query, and no chunk row
+    is loaded."""
     from datetime import timedelta
 
     from sqlalchemy import event
@@ -65,6 +66,7 @@ def test_polling_a_chunked_analysis_sums_its_chunks_in_the_database(
         for c in range(8):
             chunked.chunks.append(Chunk(start=2 * c, stop=2 * c + 2, done=2 if c < 5 else 0))
         totals = done.progress_total, chunked.progress_total
+    token = client.post(f"{path}/shares").json()["token"]
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -73,15 +75,15 @@ def test_polling_a_chunked_analysis_sums_its_chunks_in_the_database(
     event.listen(get_engine(), "before_cursor_execute", seen)
     try:
         polled = client.get(path).json()
-        listed = next(
-            a for a in client.get("/api/analyses").json()["data"] if a["id"] == created["id"]
-        )
+        rows = client.get("/api/analyses").json()["data"]
+        listed = next(a for a in rows if a["id"] == created["id"])
+        shared = client.get(f"/api/shared/{token}").json()
     finally:
         event.remove(get_engine(), "before_cursor_execute", seen)
         with session_scope() as s:
             for i in item_ids:
                 s.get_one(AnalysisItem, i).status = "cancelled"
-    for shown in (polled, listed):
+    for shown in (polled, listed, shared):
         progress = [item["progress_done"] for item in shown["items"]]
         assert progress == [totals[0], 10, 3]  # done: its total; chunked: 5 × 2; plain
         assert shown["progress_done"] == totals[0] + 13
