@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from backend.config import get_settings
 from backend.db.base import utcnow
@@ -36,7 +36,7 @@ from backend.db.models import (
     ModelRecord,
 )
 from backend.db.session import session_scope
-from backend.services.analyses import learned_key, plan_of
+from backend.services.analyses import ITEMS_WITHOUT_CHUNKS, learned_key, plan_of
 from backend.storage import LocalBlobStore
 from conceptlens.aliases import ProgressFn
 from conceptlens.analysis import interactions_from_logits
@@ -492,10 +492,6 @@ _ONE_ITEM = (
     joinedload(AnalysisItem.analysis).lazyload(Analysis.items),
     lazyload(AnalysisItem.chunks),
 )
-#: How a roll-up loads its analysis: every item, none of their chunk lists (which it used
-#: to read for all items, every roll-up: 32 of the worker's 384 py-spy samples during a
-#: 16-image stability analysis at n = 12).
-_ITEMS_WITHOUT_CHUNKS = selectinload(Analysis.items).lazyload(AnalysisItem.chunks)
 
 
 def _one_item(s: Session, item_id: str) -> AnalysisItem:
@@ -505,7 +501,7 @@ def _one_item(s: Session, item_id: str) -> AnalysisItem:
 def start_analysis(analysis_id: str) -> list[str]:
     """Mark the analysis running; return the ids of the items to run (one task each)."""
     with session_scope() as s:
-        analysis = s.get(Analysis, analysis_id, options=[_ITEMS_WITHOUT_CHUNKS])
+        analysis = s.get(Analysis, analysis_id, options=[ITEMS_WITHOUT_CHUNKS])
         if analysis is None or analysis.cancel_requested:
             return []
         analysis.status = "running"
@@ -1145,7 +1141,7 @@ def roll_up(analysis_id: str) -> None:
         left = s.scalar(left_items)
         if left and _rolled_up_lately(analysis_id):
             return
-        analysis = s.get_one(Analysis, analysis_id, options=[_ITEMS_WITHOUT_CHUNKS])
+        analysis = s.get_one(Analysis, analysis_id, options=[ITEMS_WITHOUT_CHUNKS])
         statuses = {item.status for item in analysis.items}
         finished = [item for item in analysis.items if item.status == "done" and item.summary]
         done = [item for item in finished if item.variant is None]  # the images as they are

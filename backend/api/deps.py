@@ -69,18 +69,13 @@ def owned_analysis(analysis_id: str, session: SessionDep, workspace: WorkspaceDe
 
 OwnedAnalysisDep = Annotated[Analysis, Depends(owned_analysis)]
 
-#: The result routes and the analysis's page read its items but never their chunks (64
-#: rows for one n = 20 image), which loading an analysis otherwise brings along on every
-#: request.
-WITHOUT_CHUNKS = analyses.ITEMS_WITHOUT_CHUNKS
-
 
 def owned_analysis_results(
     analysis_id: str, session: SessionDep, workspace: WorkspaceDep
 ) -> Analysis:
     """:func:`owned_analysis` for the result routes and the analysis's page (polled while
     it runs): the items without their chunks."""
-    analysis = session.get(Analysis, analysis_id, options=[WITHOUT_CHUNKS])
+    analysis = session.get(Analysis, analysis_id, options=[analyses.ITEMS_WITHOUT_CHUNKS])
     if analysis is None or analysis.workspace_id != workspace.id:
         raise HTTPException(404, "No such analysis in this workspace.")
     return analysis

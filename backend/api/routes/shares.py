@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import ColumnElement, select
 
 from backend.api.deps import (
-    WITHOUT_CHUNKS,
     OwnedAnalysisDep,
     SessionDep,
     WorkspaceDep,
@@ -21,7 +20,7 @@ from backend.api.deps import (
 from backend.db.base import utcnow
 from backend.db.models import Analysis, ComponentJob, ShareLink
 from backend.schemas import SharePublic, SharesPublic
-from backend.services import components
+from backend.services import analyses, components
 
 router = APIRouter(tags=["shares"])
 
@@ -108,7 +107,7 @@ def shared_analysis(token: str, session: SessionDep) -> Analysis:
     link = _live_link(token, session)
     if link.analysis_id is None:
         raise HTTPException(404, "This share link opens a component analysis, not an analysis.")
-    return session.get_one(Analysis, link.analysis_id, options=[WITHOUT_CHUNKS])
+    return session.get_one(Analysis, link.analysis_id, options=[analyses.ITEMS_WITHOUT_CHUNKS])
 
 
 def shared_job(token: str, session: SessionDep) -> ComponentJob:
