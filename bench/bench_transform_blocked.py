@@ -81,8 +81,8 @@ def main() -> None:
         "uptime_before": before,
         "uptime_after": uptime(),
         "tile_bytes": transforms.TILE_BYTES,
-        # harsanyi blocks only tables over this (half the largest cache; 2 MiB before
-        # session 14): the rows below show which path each size takes
+        # harsanyi blocks only tables over this (a quarter of the largest cache, at most
+        # 16 MiB; 2 MiB before session 14): the rows below show which path each size takes
         "block_min_bytes": transforms.BLOCK_MIN_BYTES,
         "largest_cache_bytes": transforms.largest_cache_bytes(),
         "low_bits": transforms.LOW_BITS,
