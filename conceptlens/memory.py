@@ -16,13 +16,20 @@ It also gives every thread the one (main) arena, :data:`ARENA_MAX`. A model's ba
 in a second thread (``logit_table`` builds the next batch meanwhile), and glibc gives a
 second thread an arena of its own, made of heaps of at most 64 MiB that are unmapped once
 they are free, whatever the trim threshold says: the batches' 32 MiB blocks were fresh
-pages again each time (2026-12-03: an n = 16 table of the demo CNN at batch 2,048 faulted
-227,000 pages and took 1.19× as long as with its batches in the calling thread; with one
-arena 12 faults and 1.03×). The threads of these processes allocate few, large blocks, so
-one arena's lock costs nothing measurable.
+pages again each time (2026-12-03, ``bench/README.md``: the first 32 batches of 2,048 rows
+of the demo CNN faulted 296,000–365,000 pages and took 1.25–1.30× as long as with the
+batches in the calling thread; with one arena 12–1,548 faults and 1.00–1.03×). The
+setting holds for threads that have not allocated yet: a thread that has keeps its arena,
+and glibc may hand that arena to a later thread, so call :func:`reuse_heap` before starting
+threads (the command and the Celery workers do; the sandboxes get it through
+``GLIBC_TUNABLES`` at start, and they are where the service's models run). One arena's lock
+was not measurable in these single-computation processes; the web process running the
+embedded worker shares it with its request threads, unmeasured.
 The ``conceptlens`` command and the service's worker processes call it; importing the
-library changes nothing (a notebook or script may call it itself). Elsewhere than glibc
-(musl, macOS, Windows) it does nothing.
+library changes nothing (a script may call it itself; a notebook, whose kernel threads have
+allocated before any cell runs, gets all of it only from ``GLIBC_TUNABLES`` set before it
+starts, :func:`glibc_tunables`). Elsewhere than glibc (musl, macOS, Windows) it does
+nothing.
 """
 
 from __future__ import annotations

@@ -82,9 +82,9 @@ print(json.dumps({"took": took, "faults": faults}))
 def test_a_batch_thread_reuses_the_heap_too(demo_dir: Path) -> None:
     """glibc gives a second thread an arena of its own, made of heaps of at most 64 MiB that
     are unmapped once free: each batch's activations (32 MiB blocks at batch 2,048) were
-    fresh pages again, whatever the trim threshold says (about 7,000 faults a batch, and an
-    n = 16 table 1.19× as long as with its batches in the calling thread). One arena for
-    every thread keeps them in the reused heap (a dozen faults)."""
+    fresh pages again, whatever the trim threshold says (about 27,000 faults for these 8
+    batches, and an n = 16 table 1.25–1.30× as long as with its batches in the calling
+    thread). One arena for every thread keeps them in the reused heap (a dozen faults)."""
     done = subprocess.run(
         [sys.executable, "-c", THREAD_PROBE, str(demo_dir / "digit_cnn.safetensors")],
         capture_output=True,
