@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.interfaces import ORMOption
 
 from backend.config import Settings, get_settings
 from backend.db.models import Analysis, Workspace
@@ -59,12 +60,18 @@ def current_workspace(request: Request, session: SessionDep) -> Workspace:
 WorkspaceDep = Annotated[Workspace, Depends(current_workspace)]
 
 
-def owned_analysis(analysis_id: str, session: SessionDep, workspace: WorkspaceDep) -> Analysis:
-    """The analysis ``analysis_id`` of the caller's workspace, or 404."""
-    analysis = analyses.get(session, workspace=workspace, analysis_id=analysis_id)
+def _owned_analysis(
+    session: Session, workspace: Workspace, analysis_id: str, options: Sequence[ORMOption] = ()
+) -> Analysis:
+    analysis = analyses.get(session, workspace=workspace, analysis_id=analysis_id, options=options)
     if analysis is None:
         raise HTTPException(404, "No such analysis in this workspace.")
     return analysis
+
+
+def owned_analysis(analysis_id: str, session: SessionDep, workspace: WorkspaceDep) -> Analysis:
+    """The analysis ``analysis_id`` of the caller's workspace, or 404."""
+    return _owned_analysis(session, workspace, analysis_id)
 
 
 OwnedAnalysisDep = Annotated[Analysis, Depends(owned_analysis)]
@@ -75,10 +82,7 @@ def owned_analysis_results(
 ) -> Analysis:
     """:func:`owned_analysis` for the result routes and the analysis's page (polled while
     it runs): the items without their chunks."""
-    analysis = session.get(Analysis, analysis_id, options=[analyses.ITEMS_WITHOUT_CHUNKS])
-    if analysis is None or analysis.workspace_id != workspace.id:
-        raise HTTPException(404, "No such analysis in this workspace.")
-    return analysis
+    return _owned_analysis(session, workspace, analysis_id, [analyses.ITEMS_WITHOUT_CHUNKS])
 
 
 OwnedAnalysisResultsDep = Annotated[Analysis, Depends(owned_analysis_results)]

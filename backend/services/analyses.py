@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.interfaces import ORMOption
 
 from backend.config import Settings
 from backend.db.base import utcnow
@@ -441,8 +442,16 @@ def plan_of(params: dict[str, Any]) -> SampledPlan:
     )
 
 
-def get(session: Session, *, workspace: Workspace, analysis_id: str) -> Analysis | None:
-    return resources.find_owned(session, Analysis, workspace=workspace, id=analysis_id)
+def get(
+    session: Session,
+    *,
+    workspace: Workspace,
+    analysis_id: str,
+    options: Sequence[ORMOption] = (),
+) -> Analysis | None:
+    return resources.find_owned(
+        session, Analysis, workspace=workspace, id=analysis_id, options=options
+    )
 
 
 def forward_passes(session: Session, analysis: Analysis) -> int:

@@ -72,6 +72,14 @@ def owned(
     return list(session.scalars(query.options(*options)))
 
 
-def find_owned(session: Session, kind: type[J], *, workspace: Workspace, id: str) -> J | None:
-    row = session.get(kind, id)
+def find_owned(
+    session: Session,
+    kind: type[J],
+    *,
+    workspace: Workspace,
+    id: str,
+    options: Sequence[ORMOption] = (),
+) -> J | None:
+    """The job ``id`` if it belongs to ``workspace``; ``options``: loader options."""
+    row = session.get(kind, id, options=options)
     return row if row is not None and row.workspace_id == workspace.id else None
