@@ -21,15 +21,15 @@ of the demo CNN faulted 296,000–365,000 pages and took 1.25–1.30× as long a
 batches in the calling thread; with one arena 12–1,548 faults and 1.00–1.03×). The
 setting holds for threads that have not allocated yet: a thread that has keeps its arena,
 and glibc may hand that arena to a later thread, so call :func:`reuse_heap` before starting
-threads (the command and the Celery workers do; the sandboxes get it through
-``GLIBC_TUNABLES`` at start, and they are where the service's models run). One arena's lock
-was not measurable in these single-computation processes; the web process running the
-embedded worker shares it with its request threads, unmeasured.
-The ``conceptlens`` command and the service's worker processes call it; importing the
-library changes nothing (a script may call it itself; a notebook, whose kernel threads have
-allocated before any cell runs, gets all of it only from ``GLIBC_TUNABLES`` set before it
-starts, :func:`glibc_tunables`). Elsewhere than glibc (musl, macOS, Windows) it does
-nothing.
+threads. One arena's lock was not measurable in these single-computation processes; the
+web process running the embedded worker shares it with its request threads, unmeasured.
+
+The ``conceptlens`` command and the service's Celery workers call it before any thread; the
+sandboxes, where the service's models run, get it through ``GLIBC_TUNABLES`` at start.
+Importing the library changes nothing (a script may call it itself; a notebook, whose kernel
+threads have allocated before any cell runs, gets all of it only from ``GLIBC_TUNABLES``
+set before it starts, :func:`glibc_tunables`). Elsewhere than glibc (musl, macOS, Windows)
+it does nothing.
 """
 
 from __future__ import annotations
@@ -47,9 +47,13 @@ TRIM_THRESHOLD = 256 * 2**20
 ARENA_MAX = 1
 """Arenas of the process: every thread allocates from the main one, the heap kept above."""
 
-_M_TRIM_THRESHOLD = -1  # mallopt parameters (glibc's malloc.h)
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
+#: The policy, one row per setting: ``mallopt``'s parameter (glibc's malloc.h), the name of
+#: the same setting in ``GLIBC_TUNABLES``, and its value.
+_SETTINGS = (
+    (-3, "mmap_threshold", MMAP_THRESHOLD),
+    (-1, "trim_threshold", TRIM_THRESHOLD),
+    (-8, "arena_max", ARENA_MAX),
+)
 
 
 def glibc_tunables() -> str:
@@ -60,13 +64,7 @@ def glibc_tunables() -> str:
         ['glibc.malloc.mmap_threshold=67108864', 'glibc.malloc.trim_threshold=268435456', \
 'glibc.malloc.arena_max=1']
     """
-    return ":".join(
-        (
-            f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}",
-            f"glibc.malloc.trim_threshold={TRIM_THRESHOLD}",
-            f"glibc.malloc.arena_max={ARENA_MAX}",
-        )
-    )
+    return ":".join(f"glibc.malloc.{name}={value}" for _, name, value in _SETTINGS)
 
 
 def reuse_heap() -> bool:
@@ -75,10 +73,8 @@ def reuse_heap() -> bool:
     mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None:
         return False
-    took_mmap = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    took_trim = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    took_arenas = mallopt(_M_ARENA_MAX, ARENA_MAX)
-    return bool(took_mmap and took_trim and took_arenas)
+    took = [mallopt(param, value) for param, _, value in _SETTINGS]  # each one, then check
+    return all(took)
 
 
 def release_heap() -> bool:
